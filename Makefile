@@ -1,0 +1,86 @@
+# uatap: build, test and the live-capture test rig (tests/peers/).
+#
+#   make deps         tshark (apt), .venv with asyncua, tests/peers/node_modules with node-opcua
+#   make test         cargo test --workspace (integration tests find the peers via the env below)
+#   make demo         release build + analyze a fixture
+#   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
+#   make peers-big    node-opcua server + asyncua client, 2000 items: multi-chunk PublishResponses
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+NPM ?= npm
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+PEERS := tests/peers
+VENV := .venv
+VENV_STAMP := $(VENV)/.stamp
+NODE_STAMP := $(PEERS)/node_modules/.stamp
+
+# Read by the integration tests and by tests/peers/capture.py.
+export UATAP_PEERS_DIR := $(CURDIR)/$(PEERS)
+export UATAP_VENV := $(CURDIR)/$(VENV)
+
+.PHONY: all deps tshark test demo peers-smoke peers-big
+
+all: test
+
+deps: tshark $(VENV_STAMP) $(NODE_STAMP)
+
+# tshark's debconf question (may non-root users capture?) is preseeded so it cannot block.
+tshark:
+	@if ! command -v tshark >/dev/null; then \
+	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | $(SUDO) debconf-set-selections; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark; \
+	fi
+
+$(VENV_STAMP): $(PEERS)/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --disable-pip-version-check -q -r $(PEERS)/requirements.txt
+	touch $@
+
+# npm ci wipes node_modules (and the stamp) before installing, so the stamp is written after it.
+$(NODE_STAMP): $(PEERS)/package.json $(wildcard $(PEERS)/package-lock.json)
+	if [ -f $(PEERS)/package-lock.json ]; then \
+	  $(NPM) ci --prefix $(PEERS) --no-audit --no-fund; \
+	else \
+	  $(NPM) install --prefix $(PEERS) --no-audit --no-fund; \
+	fi
+	touch $@
+
+test: deps
+	$(CARGO) test --workspace
+
+demo:
+	$(CARGO) build --release
+	target/release/uatap analyze fixtures/basic-none.pcapng --messages
+
+# Each pair: server:client:port. A capture passes when tshark decodes more than 20 OPC UA frames.
+SMOKE_DIR ?= /tmp/uatap-peers-smoke
+SMOKE_PAIRS := asyncua:node:48411 node:asyncua:48412 asyncua:asyncua:48413 node:node:48414
+
+peers-smoke: deps
+	@mkdir -p $(SMOKE_DIR)
+	@for pair in $(SMOKE_PAIRS); do \
+	  IFS=: read -r srv cli port <<< "$$pair"; \
+	  out=$(SMOKE_DIR)/basic-$$srv-$$cli.pcapng; \
+	  $(VENV)/bin/python $(PEERS)/capture.py --server $$srv --client $$cli --mode basic \
+	    --port $$port --out $$out || exit 1; \
+	  n=$$(tshark -r $$out -d tcp.port==$$port,opcua -Y opcua 2>/dev/null | wc -l); \
+	  echo "  $$out: $$n OPC UA frames"; \
+	  if [ "$$n" -le 20 ]; then echo "FAIL: too few OPC UA frames in $$out" >&2; exit 1; fi; \
+	done
+
+# The capture must hold intermediate (C) MSG chunks, like fixtures/big-publish.pcapng.
+peers-big: deps
+	@mkdir -p $(SMOKE_DIR)
+	@out=$(SMOKE_DIR)/big-node-asyncua.pcapng; port=48417; \
+	$(VENV)/bin/python $(PEERS)/capture.py --server node --client asyncua --mode big \
+	  --items 2000 --max-notif 100000 --port $$port --out $$out || exit 1; \
+	n=$$(tshark -r $$out -d tcp.port==$$port,opcua \
+	  -Y 'opcua.transport.type == "MSG" && opcua.transport.chunk == "C"' 2>/dev/null | wc -l); \
+	echo "  $$out: $$n MSG/C chunks"; \
+	if [ "$$n" -lt 1 ]; then echo "FAIL: no multi-chunk message in $$out" >&2; exit 1; fi

@@ -1,0 +1,368 @@
+//! The state machine of one TCP connection: both directions' bytes in, events out.
+
+use std::collections::VecDeque;
+
+use uatap_codec::reader::Reader;
+use uatap_codec::reassembly::{AssembledMessage, Limits, Reassembler, ReassemblyEvent};
+use uatap_codec::secure::Protection;
+use uatap_codec::services::{parse_message, summarize_message};
+use uatap_codec::tcp::{parse_tcp_message, MessageType, TcpMessage};
+use uatap_codec::DecodeError;
+
+use crate::event::{
+    hex_prefix, CloseReason, ClosedBy, Direction, Event, EventKind, HelloInfo, MessageInfo,
+};
+use crate::time::Timestamp;
+
+/// What the analysis should emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Emit a `message` event for every whole UA message.
+    pub messages: bool,
+}
+
+/// Analysis of one TCP connection between an OPC UA client and server.
+///
+/// Feed it with [`Connection::handle_input`] for each direction's bytes in the order they were
+/// seen, then drain [`Connection::poll_event`]. It owns no socket and no clock.
+#[derive(Debug)]
+pub struct Connection {
+    id: String,
+    options: Options,
+    c2s: Reassembler,
+    s2c: Reassembler,
+    bytes_c2s: u64,
+    bytes_s2c: u64,
+    closed: bool,
+    events: VecDeque<Event>,
+}
+
+impl Connection {
+    /// Starts the analysis of a connection and emits its `conn_open` event.
+    pub fn new(client: String, server: String, options: Options, now: Timestamp) -> Self {
+        let id = format!("{client}->{server}");
+        let mut c = Connection {
+            id: id.clone(),
+            options,
+            c2s: Reassembler::default(),
+            s2c: Reassembler::default(),
+            bytes_c2s: 0,
+            bytes_s2c: 0,
+            closed: false,
+            events: VecDeque::new(),
+        };
+        c.push(now, None, EventKind::ConnOpen { client, server });
+        c
+    }
+
+    /// The connection id used in every event.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes seen in one direction.
+    pub fn handle_input(&mut self, dir: Direction, bytes: &[u8], now: Timestamp) {
+        let r = match dir {
+            Direction::ClientToServer => {
+                self.bytes_c2s = self.bytes_c2s.saturating_add(bytes.len() as u64);
+                &mut self.c2s
+            }
+            Direction::ServerToClient => {
+                self.bytes_s2c = self.bytes_s2c.saturating_add(bytes.len() as u64);
+                &mut self.s2c
+            }
+        };
+        r.handle_input(bytes);
+        self.drain(dir, now);
+    }
+
+    /// Bytes of one direction were lost (a capture gap): framing resyncs after them.
+    pub fn handle_gap(&mut self, dir: Direction, missing: u64, now: Timestamp) {
+        let r = match dir {
+            Direction::ClientToServer => &mut self.c2s,
+            Direction::ServerToClient => &mut self.s2c,
+        };
+        let at = r.stream_offset();
+        r.handle_gap(missing);
+        self.push(
+            now,
+            Some(dir),
+            EventKind::DecodeError {
+                offset: at,
+                what: format!("{missing} bytes missing from the capture"),
+                hex_prefix: String::new(),
+            },
+        );
+    }
+
+    /// The connection ended; emits `conn_close` once.
+    pub fn handle_close(&mut self, by: ClosedBy, reason: CloseReason, now: Timestamp) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.push(
+            now,
+            None,
+            EventKind::ConnClose {
+                by,
+                reason,
+                bytes_c2s: self.bytes_c2s,
+                bytes_s2c: self.bytes_s2c,
+            },
+        );
+    }
+
+    /// The next event, if any; call after each input until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn push(&mut self, ts: Timestamp, dir: Option<Direction>, kind: EventKind) {
+        self.events.push_back(Event {
+            ts,
+            conn: self.id.clone(),
+            dir,
+            kind,
+        });
+    }
+
+    fn drain(&mut self, dir: Direction, now: Timestamp) {
+        loop {
+            let ev = match dir {
+                Direction::ClientToServer => self.c2s.poll_event(),
+                Direction::ServerToClient => self.s2c.poll_event(),
+            };
+            let Some(ev) = ev else { break };
+            match ev {
+                ReassemblyEvent::Message(m) => self.on_message(dir, m, now),
+                ReassemblyEvent::Aborted {
+                    request_id,
+                    error,
+                    reason,
+                    ..
+                } => self.push(
+                    now,
+                    Some(dir),
+                    EventKind::Abort {
+                        request_id,
+                        status: error,
+                        reason,
+                    },
+                ),
+                ReassemblyEvent::SequenceNumberJump {
+                    offset,
+                    expected,
+                    got,
+                } => self.push(
+                    now,
+                    Some(dir),
+                    EventKind::DecodeError {
+                        offset,
+                        what: format!("chunk SequenceNumber {got} where {expected} was expected"),
+                        hex_prefix: String::new(),
+                    },
+                ),
+                ReassemblyEvent::Error {
+                    error,
+                    prefix,
+                    framed_as,
+                } => {
+                    if let Some(h) = framed_as {
+                        if self.options.messages {
+                            self.push(
+                                now,
+                                Some(dir),
+                                EventKind::Message(empty_message(
+                                    h.message_type,
+                                    u64::from(h.message_size),
+                                )),
+                            );
+                        }
+                    }
+                    self.push_decode_error(dir, now, &error, &prefix);
+                }
+                ReassemblyEvent::Resynced { .. } => {}
+            }
+        }
+    }
+
+    fn push_decode_error(
+        &mut self,
+        dir: Direction,
+        now: Timestamp,
+        error: &DecodeError,
+        bytes: &[u8],
+    ) {
+        self.push(
+            now,
+            Some(dir),
+            EventKind::DecodeError {
+                offset: error.offset as u64,
+                what: error.to_string(),
+                hex_prefix: hex_prefix(bytes),
+            },
+        );
+    }
+
+    fn on_message(&mut self, dir: Direction, m: AssembledMessage, now: Timestamp) {
+        let mut info = empty_message(m.message_type, m.size);
+        info.chunks = m.chunks;
+        if m.message_type.is_secure_conversation() {
+            self.on_secure_message(dir, &m, &mut info, now);
+        } else {
+            self.on_tcp_message(dir, &m, now);
+        }
+        if self.options.messages {
+            self.push(now, Some(dir), EventKind::Message(info));
+        }
+    }
+
+    fn on_tcp_message(&mut self, dir: Direction, m: &AssembledMessage, now: Timestamp) {
+        let base = usize::try_from(m.offset).unwrap_or(usize::MAX);
+        match parse_tcp_message(&mut Reader::with_base(&m.payload, base)) {
+            Ok(TcpMessage::Hello(h)) => {
+                // The HEL states what the client accepts: it bounds the server's sending.
+                self.s2c.set_limits(Limits::from_receiver(
+                    h.receive_buffer_size,
+                    h.max_message_size,
+                    h.max_chunk_count,
+                ));
+                let info = HelloInfo {
+                    endpoint_url: Some(h.endpoint_url.to_string_lossy().into_owned()),
+                    protocol_version: h.protocol_version,
+                    receive_buffer_size: h.receive_buffer_size,
+                    send_buffer_size: h.send_buffer_size,
+                    max_message_size: h.max_message_size,
+                    max_chunk_count: h.max_chunk_count,
+                };
+                self.push(now, Some(dir), EventKind::Hello(info));
+            }
+            Ok(TcpMessage::Acknowledge(a)) => {
+                self.c2s.set_limits(Limits::from_receiver(
+                    a.receive_buffer_size,
+                    a.max_message_size,
+                    a.max_chunk_count,
+                ));
+                let info = HelloInfo {
+                    endpoint_url: None,
+                    protocol_version: a.protocol_version,
+                    receive_buffer_size: a.receive_buffer_size,
+                    send_buffer_size: a.send_buffer_size,
+                    max_message_size: a.max_message_size,
+                    max_chunk_count: a.max_chunk_count,
+                };
+                self.push(now, Some(dir), EventKind::Hello(info));
+            }
+            Ok(TcpMessage::Error(e)) => self.push(
+                now,
+                Some(dir),
+                EventKind::TcpError {
+                    status: Some(e.error),
+                    reason: Some(e.reason.to_string_lossy().into_owned()),
+                },
+            ),
+            Ok(TcpMessage::ReverseHello(_)) => {}
+            Err(err) => {
+                if m.message_type == MessageType::Error {
+                    // A malformed ERR is still the ERR it is framed as; what can be read of it
+                    // (the status right after the header) is reported, the rest is a decode error.
+                    let status = m
+                        .payload
+                        .get(8..12)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(u32::from_le_bytes);
+                    self.push(
+                        now,
+                        Some(dir),
+                        EventKind::TcpError {
+                            status,
+                            reason: None,
+                        },
+                    );
+                }
+                let prefix = m
+                    .payload
+                    .get(..m.payload.len().min(32))
+                    .unwrap_or(&[])
+                    .to_vec();
+                self.push_decode_error(dir, now, &err, &prefix);
+            }
+        }
+    }
+
+    fn on_secure_message(
+        &mut self,
+        dir: Direction,
+        m: &AssembledMessage,
+        info: &mut MessageInfo,
+        now: Timestamp,
+    ) {
+        info.channel_id = m.secure_channel_id;
+        info.token_id = m.token_id;
+        info.sequence_number = m.sequence_header.map(|s| s.sequence_number);
+        info.request_id = m.sequence_header.map(|s| s.request_id);
+        if m.message_type == MessageType::OpenSecureChannel {
+            let secured = m
+                .open_security_header
+                .as_ref()
+                .and_then(|h| h.policy_name())
+                .is_some_and(|p| p != "None" && !p.is_empty());
+            if secured {
+                // Mode is inside the encrypted OPN; until a body proves otherwise, treat the
+                // channel's MSG/CLO chunks as encrypted.
+                self.c2s.set_protection(Protection::Encrypted, false);
+                self.s2c.set_protection(Protection::Encrypted, false);
+            }
+        }
+        if m.encrypted {
+            return;
+        }
+        // Body offsets are relative to the reassembled body, not the stream.
+        match parse_message(&mut Reader::new(&m.payload)) {
+            Ok(msg) => {
+                info.type_id = msg.type_id_numeric();
+                info.service = msg.service_name().map(str::to_string);
+                info.request_handle = msg.request_handle();
+                info.service_result = msg.service_result().map(|s| s.0);
+                info.notification_sequence_number = msg.notification_sequence_number();
+            }
+            Err(mut err) => {
+                if let Ok(s) = summarize_message(&m.payload) {
+                    info.type_id = s.type_id;
+                    info.service = s
+                        .type_id
+                        .and_then(uatap_codec::ids::service_name)
+                        .map(str::to_string);
+                    info.request_handle = s.request_handle;
+                    info.service_result = s.service_result.map(|s| s.0);
+                }
+                let at = err.offset;
+                err.offset = usize::try_from(m.offset)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(at);
+                let prefix = m.payload.get(at..).unwrap_or(&[]);
+                let prefix = prefix.get(..prefix.len().min(32)).unwrap_or(&[]).to_vec();
+                self.push_decode_error(dir, now, &err, &prefix);
+            }
+        }
+    }
+}
+
+fn empty_message(t: MessageType, size: u64) -> MessageInfo {
+    MessageInfo {
+        msg_type: t.as_str(),
+        chunks: 1,
+        size,
+        channel_id: None,
+        token_id: None,
+        sequence_number: None,
+        request_id: None,
+        service: None,
+        type_id: None,
+        request_handle: None,
+        service_result: None,
+        notification_sequence_number: None,
+    }
+}

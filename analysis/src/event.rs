@@ -1,0 +1,373 @@
+//! The events of the public JSON contract (`EVENTS.md`): what every view of the traffic emits.
+
+use serde_json::{json, Map, Value};
+use uatap_codec::status::StatusCode;
+
+use crate::time::Timestamp;
+
+/// Version of the event schema, written as `v` in every event.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Which way the bytes went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Client to server.
+    ClientToServer,
+    /// Server to client.
+    ServerToClient,
+}
+
+impl Direction {
+    /// `c2s` or `s2c`, as the event stream writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "c2s",
+            Direction::ServerToClient => "s2c",
+        }
+    }
+
+    /// The other direction.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+}
+
+/// Who ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// The client side.
+    Client,
+    /// The server side.
+    Server,
+    /// uatap itself (a fault, or shutdown).
+    Proxy,
+}
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Orderly FIN.
+    Fin,
+    /// Reset.
+    Rst,
+    /// An error (or the capture ended with the connection still open).
+    Error,
+    /// An injected fault.
+    Fault,
+}
+
+/// One `message` event: a whole UA message after reassembly (EVENTS.md, kind `message`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageInfo {
+    /// `HEL` … `CLO`.
+    pub msg_type: &'static str,
+    /// Number of chunks.
+    pub chunks: u32,
+    /// Bytes on the wire.
+    pub size: u64,
+    /// SecureChannelId as written in the header.
+    pub channel_id: Option<u32>,
+    /// TokenId (MSG/CLO).
+    pub token_id: Option<u32>,
+    /// SequenceNumber of the last chunk.
+    pub sequence_number: Option<u32>,
+    /// RequestId of the last chunk.
+    pub request_id: Option<u32>,
+    /// Service name, e.g. `PublishResponse`.
+    pub service: Option<String>,
+    /// Numeric encoding id of the body.
+    pub type_id: Option<u32>,
+    /// RequestHandle from the request or response header.
+    pub request_handle: Option<u32>,
+    /// ServiceResult of a response.
+    pub service_result: Option<u32>,
+    /// NotificationMessage SequenceNumber of a Publish or Republish response (an extra field).
+    pub notification_sequence_number: Option<u32>,
+}
+
+/// HEL/ACK limits (EVENTS.md, kind `hello`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloInfo {
+    /// EndpointUrl (HEL only).
+    pub endpoint_url: Option<String>,
+    /// ProtocolVersion.
+    pub protocol_version: u32,
+    /// ReceiveBufferSize.
+    pub receive_buffer_size: u32,
+    /// SendBufferSize.
+    pub send_buffer_size: u32,
+    /// MaxMessageSize.
+    pub max_message_size: u32,
+    /// MaxChunkCount.
+    pub max_chunk_count: u32,
+}
+
+/// What happened; one variant per event kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// A TCP connection was accepted or first seen.
+    ConnOpen {
+        /// Client `ip:port`.
+        client: String,
+        /// Server `ip:port`.
+        server: String,
+    },
+    /// A TCP connection ended.
+    ConnClose {
+        /// Who closed it.
+        by: ClosedBy,
+        /// How.
+        reason: CloseReason,
+        /// Bytes the client sent.
+        bytes_c2s: u64,
+        /// Bytes the server sent.
+        bytes_s2c: u64,
+    },
+    /// A whole UA message (only with `--messages`).
+    Message(MessageInfo),
+    /// A HEL or ACK.
+    Hello(HelloInfo),
+    /// An ERR message; `status` is `None` when the ERR is malformed.
+    TcpError {
+        /// Error status.
+        status: Option<u32>,
+        /// Reason text.
+        reason: Option<String>,
+    },
+    /// An abort chunk.
+    Abort {
+        /// RequestId of the aborted message.
+        request_id: Option<u32>,
+        /// Status from the abort body.
+        status: Option<u32>,
+        /// Reason from the abort body.
+        reason: Option<String>,
+    },
+    /// Bytes that could not be decoded.
+    DecodeError {
+        /// Offset in that direction's stream.
+        offset: u64,
+        /// What was wrong.
+        what: String,
+        /// The first bytes at that place, hex (≤ 32 bytes).
+        hex_prefix: String,
+    },
+}
+
+impl EventKind {
+    /// The `kind` string of the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::ConnOpen { .. } => "conn_open",
+            EventKind::ConnClose { .. } => "conn_close",
+            EventKind::Message(_) => "message",
+            EventKind::Hello(_) => "hello",
+            EventKind::TcpError { .. } => "tcp_error",
+            EventKind::Abort { .. } => "abort",
+            EventKind::DecodeError { .. } => "decode_error",
+        }
+    }
+}
+
+/// One event: when, on which connection, which way, and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// When the bytes that caused it were seen.
+    pub ts: Timestamp,
+    /// Connection id `client ip:port->server ip:port`.
+    pub conn: String,
+    /// Direction of the bytes, when the event comes from one direction.
+    pub dir: Option<Direction>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+fn opt<T: Into<Value>>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, Into::into)
+}
+
+fn status_fields(m: &mut Map<String, Value>, key: &str, name_key: &str, status: Option<u32>) {
+    m.insert(key.into(), opt(status.map(|s| StatusCode(s).hex())));
+    m.insert(
+        name_key.into(),
+        opt(status.and_then(|s| StatusCode(s).name())),
+    );
+}
+
+impl Event {
+    /// The event as one JSON object with the field names of EVENTS.md.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("v".into(), json!(SCHEMA_VERSION));
+        m.insert("ts".into(), json!(self.ts.to_rfc3339()));
+        m.insert("conn".into(), json!(self.conn));
+        m.insert("kind".into(), json!(self.kind.name()));
+        m.insert("dir".into(), opt(self.dir.map(Direction::as_str)));
+        match &self.kind {
+            EventKind::ConnOpen { client, server } => {
+                m.insert("client".into(), json!(client));
+                m.insert("server".into(), json!(server));
+            }
+            EventKind::ConnClose {
+                by,
+                reason,
+                bytes_c2s,
+                bytes_s2c,
+            } => {
+                let by = match by {
+                    ClosedBy::Client => "client",
+                    ClosedBy::Server => "server",
+                    ClosedBy::Proxy => "proxy",
+                };
+                let reason = match reason {
+                    CloseReason::Fin => "fin",
+                    CloseReason::Rst => "rst",
+                    CloseReason::Error => "error",
+                    CloseReason::Fault => "fault",
+                };
+                m.insert("by".into(), json!(by));
+                m.insert("reason".into(), json!(reason));
+                m.insert("bytes_c2s".into(), json!(bytes_c2s));
+                m.insert("bytes_s2c".into(), json!(bytes_s2c));
+            }
+            EventKind::Message(i) => {
+                m.insert("msg_type".into(), json!(i.msg_type));
+                m.insert("chunks".into(), json!(i.chunks));
+                m.insert("size".into(), json!(i.size));
+                m.insert("channel_id".into(), opt(i.channel_id));
+                m.insert("token_id".into(), opt(i.token_id));
+                m.insert("sequence_number".into(), opt(i.sequence_number));
+                m.insert("request_id".into(), opt(i.request_id));
+                m.insert("service".into(), opt(i.service.clone()));
+                m.insert("type_id".into(), opt(i.type_id));
+                m.insert("request_handle".into(), opt(i.request_handle));
+                status_fields(
+                    &mut m,
+                    "service_result",
+                    "service_result_name",
+                    i.service_result,
+                );
+                m.insert(
+                    "notification_sequence_number".into(),
+                    opt(i.notification_sequence_number),
+                );
+            }
+            EventKind::Hello(h) => {
+                m.insert("endpoint_url".into(), opt(h.endpoint_url.clone()));
+                m.insert("protocol_version".into(), json!(h.protocol_version));
+                m.insert("receive_buffer_size".into(), json!(h.receive_buffer_size));
+                m.insert("send_buffer_size".into(), json!(h.send_buffer_size));
+                m.insert("max_message_size".into(), json!(h.max_message_size));
+                m.insert("max_chunk_count".into(), json!(h.max_chunk_count));
+            }
+            EventKind::TcpError { status, reason } => {
+                status_fields(&mut m, "status", "status_name", *status);
+                m.insert("reason".into(), opt(reason.clone()));
+            }
+            EventKind::Abort {
+                request_id,
+                status,
+                reason,
+            } => {
+                m.insert("request_id".into(), opt(*request_id));
+                status_fields(&mut m, "status", "status_name", *status);
+                m.insert("reason".into(), opt(reason.clone()));
+            }
+            EventKind::DecodeError {
+                offset,
+                what,
+                hex_prefix,
+            } => {
+                m.insert("offset".into(), json!(offset));
+                m.insert("what".into(), json!(what));
+                m.insert("hex_prefix".into(), json!(hex_prefix));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// One line of text for a person at 2 a.m.
+    pub fn to_text(&self) -> String {
+        let dir = self.dir.map_or("   ", Direction::as_str);
+        let what = match &self.kind {
+            EventKind::ConnOpen { client, server } => format!("connection {client} -> {server}"),
+            EventKind::ConnClose {
+                by,
+                reason,
+                bytes_c2s,
+                bytes_s2c,
+            } => format!(
+                "connection closed by {by:?} ({reason:?}); client sent {bytes_c2s} bytes, server {bytes_s2c}"
+            )
+            .to_lowercase(),
+            EventKind::Message(i) => {
+                let mut s = format!("{} ", i.msg_type);
+                s.push_str(i.service.as_deref().unwrap_or("-"));
+                if let Some(c) = i.channel_id {
+                    s.push_str(&format!(" ch={c}"));
+                }
+                if let Some(q) = i.sequence_number {
+                    s.push_str(&format!(" seq={q}"));
+                }
+                if let Some(r) = i.request_id {
+                    s.push_str(&format!(" req={r}"));
+                }
+                if let Some(h) = i.request_handle {
+                    s.push_str(&format!(" handle={h}"));
+                }
+                if let Some(r) = i.service_result {
+                    s.push_str(&format!(" result={}", StatusCode(r)));
+                }
+                if let Some(n) = i.notification_sequence_number {
+                    s.push_str(&format!(" notification={n}"));
+                }
+                if i.chunks > 1 {
+                    s.push_str(&format!(" chunks={}", i.chunks));
+                }
+                s.push_str(&format!(" {}B", i.size));
+                s
+            }
+            EventKind::Hello(h) => format!(
+                "{} buffers rx={} tx={} max_message={} max_chunks={}{}",
+                if h.endpoint_url.is_some() { "HEL" } else { "ACK" },
+                h.receive_buffer_size,
+                h.send_buffer_size,
+                h.max_message_size,
+                h.max_chunk_count,
+                h.endpoint_url
+                    .as_deref()
+                    .map(|u| format!(" endpoint={u}"))
+                    .unwrap_or_default()
+            ),
+            EventKind::TcpError { status, reason } => format!(
+                "ERR {} {}",
+                status.map_or("(malformed)".to_string(), |s| StatusCode(s).to_string()),
+                reason.as_deref().unwrap_or("")
+            ),
+            EventKind::Abort {
+                request_id,
+                status,
+                reason,
+            } => format!(
+                "ABORT request {} {} {}",
+                request_id.map_or("?".into(), |r| r.to_string()),
+                status.map_or("?".to_string(), |s| StatusCode(s).to_string()),
+                reason.as_deref().unwrap_or("")
+            ),
+            EventKind::DecodeError {
+                offset,
+                what,
+                hex_prefix,
+            } => format!("DECODE ERROR at {offset}: {what} [{hex_prefix}]"),
+        };
+        format!("{} {} {dir} {what}", self.ts, self.conn)
+    }
+}
+
+/// Lower-case hex of at most the first 32 bytes.
+pub fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(32).map(|b| format!("{b:02x}")).collect()
+}

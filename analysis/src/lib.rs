@@ -1,0 +1,16 @@
+//! Per-connection OPC UA analysis: bytes and time in, the events of the public contract out.
+//!
+//! Sans-IO: no socket, task or clock. The live proxy, offline `analyze` and replay all feed the
+//! same [`Connection`] state machine, so they say the same things about the same bytes.
+//!
+//! Main types: [`Connection`], [`Event`], [`EventKind`], [`Timestamp`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod connection;
+pub mod event;
+pub mod time;
+
+pub use connection::{Connection, Options};
+pub use event::{CloseReason, ClosedBy, Direction, Event, EventKind};
+pub use time::Timestamp;

@@ -1,0 +1,617 @@
+//! Chunk reassembly for one direction of one connection: stream bytes in (split anywhere),
+//! whole messages out, under the limits negotiated in HEL/ACK.
+//!
+//! The reassembler never holds more than one chunk of unframed bytes plus the partial messages
+//! allowed by the limits; a chunk or message over a limit is reported and skipped without being
+//! buffered. Bytes that are not UA framing are reported once and skipped until the next plausible
+//! message header (a capture that starts mid-stream resyncs the same way).
+
+use std::collections::VecDeque;
+
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::reader::Reader;
+use crate::secure::{parse_chunk, Protection, SecurityHeader, SequenceHeader};
+use crate::tcp::{
+    frame, parse_error_message, ChunkType, Frame, MessageHeader, MessageType, MESSAGE_HEADER_LEN,
+};
+use crate::types::{ByteString, UaString};
+
+/// Limits on what one direction may send, from the receiver's HEL or ACK (`None` = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// Largest chunk (the receiver's ReceiveBufferSize).
+    pub max_chunk_size: Option<u32>,
+    /// Largest message body (the receiver's MaxMessageSize; 0 on the wire = unlimited).
+    pub max_message_size: Option<u32>,
+    /// Most chunks per message (the receiver's MaxChunkCount; 0 on the wire = unlimited).
+    pub max_chunk_count: Option<u32>,
+}
+
+impl Limits {
+    /// Limits stated by a HEL or ACK: what its sender accepts to receive.
+    pub fn from_receiver(
+        receive_buffer_size: u32,
+        max_message_size: u32,
+        max_chunk_count: u32,
+    ) -> Self {
+        let nz = |v: u32| if v == 0 { None } else { Some(v) };
+        Limits {
+            max_chunk_size: nz(receive_buffer_size),
+            max_message_size: nz(max_message_size),
+            max_chunk_count: nz(max_chunk_count),
+        }
+    }
+}
+
+/// uatap's own ceilings, applied on top of whatever the peers negotiated, so that a peer that
+/// negotiates 2 GiB buffers cannot make the observer hold 2 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ceilings {
+    /// Largest chunk buffered.
+    pub max_chunk_size: u32,
+    /// Largest reassembled message body.
+    pub max_message_size: u32,
+    /// Most messages being reassembled at once (interleaved RequestIds).
+    pub max_partial_messages: usize,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Ceilings {
+            max_chunk_size: 16 << 20,
+            max_message_size: 256 << 20,
+            max_partial_messages: 64,
+        }
+    }
+}
+
+/// The owned clear-text part of an OPN security header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSecurityHeader {
+    /// SecurityPolicyUri bytes (`None` when null).
+    pub security_policy_uri: Option<Vec<u8>>,
+    /// Sender certificate DER (possibly with chain).
+    pub sender_certificate: Option<Vec<u8>>,
+    /// Receiver certificate thumbprint.
+    pub receiver_certificate_thumbprint: Option<Vec<u8>>,
+}
+
+impl OpenSecurityHeader {
+    /// The short policy name (after `#`).
+    pub fn policy_name(&self) -> Option<String> {
+        let uri = String::from_utf8_lossy(self.security_policy_uri.as_deref()?);
+        Some(match uri.rsplit_once('#') {
+            Some((_, n)) => n.to_string(),
+            None => uri.into_owned(),
+        })
+    }
+}
+
+/// One whole message of this direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssembledMessage {
+    /// HEL … CLO.
+    pub message_type: MessageType,
+    /// Offset of the first chunk's first byte in this direction's stream.
+    pub offset: u64,
+    /// Number of chunks (1 for UACP messages).
+    pub chunks: u32,
+    /// Bytes on the wire, all chunks, headers included.
+    pub size: u64,
+    /// SecureChannelId of the last chunk (UASC only).
+    pub secure_channel_id: Option<u32>,
+    /// TokenId (MSG/CLO).
+    pub token_id: Option<u32>,
+    /// OPN security header.
+    pub open_security_header: Option<OpenSecurityHeader>,
+    /// Sequence header of the last chunk, when readable.
+    pub sequence_header: Option<SequenceHeader>,
+    /// For UACP messages the whole message (header included, ready for
+    /// [`crate::tcp::parse_tcp_message`]); for UASC the concatenated chunk bodies (starting with
+    /// the service's encoding NodeId), or the ciphertext when `encrypted`.
+    pub payload: Vec<u8>,
+    /// True when the body is encrypted and cannot be read.
+    pub encrypted: bool,
+    /// True when the body was read under [`Protection::Sign`] guessed from the policy: the
+    /// caller confirms by decoding it (a body that decodes exactly means Sign-only).
+    pub signature_stripped: bool,
+}
+
+/// What the reassembler has to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReassemblyEvent {
+    /// A whole message.
+    Message(AssembledMessage),
+    /// An abort (`A`) chunk dropped the chunks received so far for a RequestId.
+    Aborted {
+        /// Offset of the abort chunk.
+        offset: u64,
+        /// SecureChannelId.
+        secure_channel_id: u32,
+        /// RequestId of the aborted message, when readable.
+        request_id: Option<u32>,
+        /// Chunks of that message received and dropped before the abort.
+        chunks_dropped: u32,
+        /// Error status from the abort body (`None` if encrypted or malformed).
+        error: Option<u32>,
+        /// Reason from the abort body.
+        reason: Option<String>,
+    },
+    /// The chunk SequenceNumber did not follow the previous one (lost, replayed or reordered
+    /// chunk; clients close the channel on this).
+    SequenceNumberJump {
+        /// Offset of the chunk.
+        offset: u64,
+        /// The number expected.
+        expected: u32,
+        /// The number found.
+        got: u32,
+    },
+    /// Bytes that could not be framed or decoded; `error.offset` is absolute in the stream.
+    Error {
+        /// What was wrong, and where.
+        error: DecodeError,
+        /// The first bytes at that place (at most 32), for a hex dump.
+        prefix: Vec<u8>,
+        /// The message type the bytes were framed as, when the header was valid.
+        framed_as: Option<MessageHeader>,
+    },
+    /// After an error, bytes were skipped until the next plausible header.
+    Resynced {
+        /// Offset where framing resumed.
+        offset: u64,
+        /// Bytes skipped.
+        skipped: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Partial {
+    request_id: Option<u32>,
+    offset: u64,
+    chunks: u32,
+    size: u64,
+    body: Vec<u8>,
+    secure_channel_id: u32,
+}
+
+/// Reassembles the messages of one direction of one connection.
+#[derive(Debug)]
+pub struct Reassembler {
+    limits: Limits,
+    ceilings: Ceilings,
+    protection: Protection,
+    guessed_sign: bool,
+    buf: Vec<u8>,
+    buf_offset: u64,
+    skip: u64,
+    resync_from: Option<u64>,
+    partials: Vec<Partial>,
+    discarding: Vec<Option<u32>>,
+    last_sequence_number: Option<u32>,
+    events: VecDeque<ReassemblyEvent>,
+}
+
+impl Default for Reassembler {
+    fn default() -> Self {
+        Self::new(Ceilings::default())
+    }
+}
+
+/// Legacy sequence numbers may wrap only after this value, to a value below 1024 (§6.7.2.4).
+const SEQUENCE_WRAP_FLOOR: u32 = 4_294_966_271;
+
+impl Reassembler {
+    /// A reassembler with no negotiated limits yet (only uatap's ceilings apply).
+    pub fn new(ceilings: Ceilings) -> Self {
+        Reassembler {
+            limits: Limits::default(),
+            ceilings,
+            protection: Protection::None,
+            guessed_sign: false,
+            buf: Vec::new(),
+            buf_offset: 0,
+            skip: 0,
+            resync_from: None,
+            partials: Vec::new(),
+            discarding: Vec::new(),
+            last_sequence_number: None,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Applies the limits the receiver of this direction stated in its HEL or ACK.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Sets how MSG/CLO chunks are protected. `guessed` marks a Sign protection inferred from the
+    /// policy rather than read from the (encrypted) OPN; messages then carry
+    /// `signature_stripped = true` so the caller can confirm by decoding.
+    pub fn set_protection(&mut self, protection: Protection, guessed: bool) {
+        self.protection = protection;
+        self.guessed_sign = guessed && matches!(protection, Protection::Sign { .. });
+    }
+
+    /// The protection in force.
+    pub fn protection(&self) -> Protection {
+        self.protection
+    }
+
+    /// Total bytes of this direction seen so far.
+    pub fn stream_offset(&self) -> u64 {
+        self.buf_offset.saturating_add(self.buf.len() as u64)
+    }
+
+    /// Declares `n` bytes of this direction lost (a capture gap): any partial chunk and message
+    /// are dropped and framing resyncs after the gap.
+    pub fn handle_gap(&mut self, n: u64) {
+        let lost_at = self.stream_offset();
+        self.buf.clear();
+        self.buf_offset = lost_at.saturating_add(n);
+        self.skip = 0;
+        self.partials.clear();
+        self.discarding.clear();
+        self.last_sequence_number = None;
+        self.resync_from = Some(lost_at);
+    }
+
+    /// Feeds stream bytes in order. Call [`Reassembler::poll_event`] afterwards.
+    pub fn handle_input(&mut self, mut bytes: &[u8]) {
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            self.skip = self.skip.saturating_sub(n as u64);
+            self.buf_offset = self.buf_offset.saturating_add(n as u64);
+            bytes = bytes.get(n..).unwrap_or(&[]);
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        if self.buf.is_empty() {
+            // Fast path: frame straight from the input, copy only an incomplete tail.
+            let used = self.process(bytes);
+            let tail = bytes.get(used..).unwrap_or(&[]);
+            self.keep_tail(tail, used);
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.extend_from_slice(bytes);
+            let used = self.process(&buf);
+            buf.drain(..used.min(buf.len()));
+            self.buf_offset = self.buf_offset.saturating_add(used as u64);
+            self.buf = buf;
+            self.apply_skip_to_buffer();
+        }
+    }
+
+    fn keep_tail(&mut self, tail: &[u8], used: usize) {
+        self.buf_offset = self.buf_offset.saturating_add(used as u64);
+        self.buf.extend_from_slice(tail);
+        self.apply_skip_to_buffer();
+    }
+
+    fn apply_skip_to_buffer(&mut self) {
+        if self.skip > 0 && !self.buf.is_empty() {
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            self.buf.drain(..n);
+            self.skip = self.skip.saturating_sub(n as u64);
+            self.buf_offset = self.buf_offset.saturating_add(n as u64);
+        }
+    }
+
+    /// The next event, if any. Call after every [`Reassembler::handle_input`] until `None`.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ReassemblyEvent> {
+        self.events.pop_front()
+    }
+
+    fn max_chunk_size(&self) -> u32 {
+        match self.limits.max_chunk_size {
+            Some(l) => l.min(self.ceilings.max_chunk_size),
+            None => self.ceilings.max_chunk_size,
+        }
+    }
+
+    /// Frames and handles every whole chunk at the start of `data`; returns the bytes used.
+    /// Bytes to skip past the end of `data` are left in `self.skip`.
+    fn process(&mut self, data: &[u8]) -> usize {
+        let mut pos = 0usize;
+        let max = self.max_chunk_size();
+        loop {
+            let rest = data.get(pos..).unwrap_or(&[]);
+            if rest.is_empty() {
+                return pos;
+            }
+            let at = self.buf_offset.saturating_add(pos as u64);
+            match frame(rest, Some(max)) {
+                Ok(Frame::Incomplete { .. }) => return pos,
+                Ok(Frame::Complete { header }) => {
+                    if let Some(from) = self.resync_from.take() {
+                        self.events.push_back(ReassemblyEvent::Resynced {
+                            offset: at,
+                            skipped: at.saturating_sub(from),
+                        });
+                    }
+                    let size = header.message_size as usize;
+                    let chunk = rest.get(..size).unwrap_or(rest);
+                    self.handle_chunk(header, chunk, at);
+                    pos = pos.saturating_add(size);
+                }
+                Err(e) => {
+                    if let DecodeErrorKind::LimitExceeded { actual, .. } = e.kind {
+                        // A well-formed header with an oversized MessageSize: report it and skip
+                        // the whole chunk without buffering it.
+                        if self.resync_from.is_none() {
+                            self.push_error(e, rest, at, parse_header_only(rest));
+                            let avail = rest.len() as u64;
+                            if actual <= avail {
+                                pos = pos.saturating_add(actual as usize);
+                            } else {
+                                self.skip = actual.saturating_sub(avail);
+                                return data.len();
+                            }
+                            continue;
+                        }
+                    }
+                    if self.resync_from.is_none() {
+                        self.push_error(e, rest, at, None);
+                        self.resync_from = Some(at);
+                    }
+                    // Scan for the next plausible header.
+                    match find_plausible_header(rest.get(1..).unwrap_or(&[]), max) {
+                        Some(i) => pos = pos.saturating_add(i).saturating_add(1),
+                        None => {
+                            // Keep up to 7 bytes that may start a header.
+                            let keep = rest.len().saturating_sub(1).min(MESSAGE_HEADER_LEN - 1);
+                            return data.len().saturating_sub(keep);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn push_error(
+        &mut self,
+        mut error: DecodeError,
+        bytes: &[u8],
+        at: u64,
+        framed_as: Option<MessageHeader>,
+    ) {
+        error.offset = error
+            .offset
+            .saturating_add(usize::try_from(at).unwrap_or(usize::MAX));
+        self.events.push_back(ReassemblyEvent::Error {
+            error,
+            prefix: bytes.get(..bytes.len().min(32)).unwrap_or(&[]).to_vec(),
+            framed_as,
+        });
+    }
+
+    fn handle_chunk(&mut self, header: MessageHeader, chunk: &[u8], at: u64) {
+        if !header.message_type.is_secure_conversation() {
+            self.events
+                .push_back(ReassemblyEvent::Message(AssembledMessage {
+                    message_type: header.message_type,
+                    offset: at,
+                    chunks: 1,
+                    size: chunk.len() as u64,
+                    secure_channel_id: None,
+                    token_id: None,
+                    open_security_header: None,
+                    sequence_header: None,
+                    payload: chunk.to_vec(),
+                    encrypted: false,
+                    signature_stripped: false,
+                }));
+            return;
+        }
+        let mut r = Reader::with_base(chunk, usize::try_from(at).unwrap_or(usize::MAX));
+        let parsed = match parse_chunk(&mut r, self.protection) {
+            Ok(c) => c,
+            Err(error) => {
+                self.events.push_back(ReassemblyEvent::Error {
+                    error,
+                    prefix: chunk.get(..chunk.len().min(32)).unwrap_or(&[]).to_vec(),
+                    framed_as: Some(header),
+                });
+                return;
+            }
+        };
+        if let Some(seq) = parsed.sequence_header {
+            self.check_sequence_number(seq.sequence_number, at);
+        }
+        let request_id = parsed.sequence_header.map(|s| s.request_id);
+        let open_security_header = match &parsed.security_header {
+            SecurityHeader::Asymmetric(a) => Some(OpenSecurityHeader {
+                security_policy_uri: owned_string(&a.security_policy_uri),
+                sender_certificate: owned_bytes(&a.sender_certificate),
+                receiver_certificate_thumbprint: owned_bytes(&a.receiver_certificate_thumbprint),
+            }),
+            SecurityHeader::Symmetric { .. } => None,
+        };
+        let idx = self
+            .partials
+            .iter()
+            .position(|p| p.request_id == request_id);
+        match header.chunk_type {
+            ChunkType::Abort => {
+                let dropped = idx.map(|i| self.partials.remove(i));
+                self.discarding.retain(|d| *d != request_id);
+                let (error, reason) = if parsed.encrypted {
+                    (None, None)
+                } else {
+                    match parse_error_message(&mut Reader::new(parsed.body)) {
+                        Ok(m) => (Some(m.error), Some(m.reason.to_string_lossy().into_owned())),
+                        Err(_) => (None, None),
+                    }
+                };
+                self.events.push_back(ReassemblyEvent::Aborted {
+                    offset: at,
+                    secure_channel_id: parsed.secure_channel_id,
+                    request_id,
+                    chunks_dropped: dropped.map_or(0, |p| p.chunks),
+                    error,
+                    reason,
+                });
+            }
+            ChunkType::Intermediate | ChunkType::Final => {
+                if self.discarding.contains(&request_id) {
+                    if header.chunk_type == ChunkType::Final {
+                        self.discarding.retain(|d| *d != request_id);
+                    }
+                    return;
+                }
+                let mut partial = match idx {
+                    Some(i) => self.partials.remove(i),
+                    None => Partial {
+                        request_id,
+                        offset: at,
+                        chunks: 0,
+                        size: 0,
+                        body: Vec::new(),
+                        secure_channel_id: parsed.secure_channel_id,
+                    },
+                };
+                partial.chunks = partial.chunks.saturating_add(1);
+                partial.size = partial.size.saturating_add(chunk.len() as u64);
+                partial.secure_channel_id = parsed.secure_channel_id;
+                let body_len = partial.body.len().saturating_add(parsed.body.len());
+                if let Some(err) = self.check_message_limits(&partial, body_len, at) {
+                    self.events.push_back(err);
+                    if header.chunk_type == ChunkType::Intermediate {
+                        self.discarding.push(request_id);
+                    }
+                    return;
+                }
+                if header.chunk_type == ChunkType::Final && partial.body.is_empty() {
+                    // Single-chunk message: one copy straight from the input.
+                    partial.body = parsed.body.to_vec();
+                } else {
+                    partial.body.extend_from_slice(parsed.body);
+                }
+                if header.chunk_type == ChunkType::Intermediate {
+                    if self.partials.len() >= self.ceilings.max_partial_messages {
+                        let old = self.partials.remove(0);
+                        self.events.push_back(ReassemblyEvent::Error {
+                            error: DecodeError {
+                                offset: usize::try_from(old.offset).unwrap_or(usize::MAX),
+                                structure: "Chunk",
+                                kind: DecodeErrorKind::LimitExceeded {
+                                    field: "messages in reassembly",
+                                    limit: self.ceilings.max_partial_messages as u64,
+                                    actual: self.ceilings.max_partial_messages as u64 + 1,
+                                },
+                            },
+                            prefix: Vec::new(),
+                            framed_as: None,
+                        });
+                    }
+                    self.partials.push(partial);
+                    return;
+                }
+                self.events
+                    .push_back(ReassemblyEvent::Message(AssembledMessage {
+                        message_type: header.message_type,
+                        offset: partial.offset,
+                        chunks: partial.chunks,
+                        size: partial.size,
+                        secure_channel_id: Some(partial.secure_channel_id),
+                        token_id: parsed.token_id(),
+                        open_security_header,
+                        sequence_header: parsed.sequence_header,
+                        payload: partial.body,
+                        encrypted: parsed.encrypted,
+                        signature_stripped: self.guessed_sign && !parsed.signature.is_empty(),
+                    }));
+            }
+        }
+    }
+
+    fn check_message_limits(
+        &self,
+        partial: &Partial,
+        body_len: usize,
+        at: u64,
+    ) -> Option<ReassemblyEvent> {
+        let max_msg = match self.limits.max_message_size {
+            Some(l) => l.min(self.ceilings.max_message_size),
+            None => self.ceilings.max_message_size,
+        };
+        let (field, limit, actual) = if body_len as u64 > u64::from(max_msg) {
+            ("MaxMessageSize", u64::from(max_msg), body_len as u64)
+        } else if let Some(max_chunks) = self.limits.max_chunk_count {
+            if partial.chunks > max_chunks {
+                (
+                    "MaxChunkCount",
+                    u64::from(max_chunks),
+                    u64::from(partial.chunks),
+                )
+            } else {
+                return None;
+            }
+        } else {
+            return None;
+        };
+        Some(ReassemblyEvent::Error {
+            error: DecodeError {
+                offset: usize::try_from(at).unwrap_or(usize::MAX),
+                structure: "Message",
+                kind: DecodeErrorKind::LimitExceeded {
+                    field,
+                    limit,
+                    actual,
+                },
+            },
+            prefix: Vec::new(),
+            framed_as: None,
+        })
+    }
+
+    fn check_sequence_number(&mut self, got: u32, at: u64) {
+        if let Some(last) = self.last_sequence_number {
+            let expected = last.wrapping_add(1);
+            let wrapped_ok = last >= SEQUENCE_WRAP_FLOOR && got < 1024;
+            if got != expected && !wrapped_ok {
+                self.events.push_back(ReassemblyEvent::SequenceNumberJump {
+                    offset: at,
+                    expected,
+                    got,
+                });
+            }
+        }
+        self.last_sequence_number = Some(got);
+    }
+}
+
+fn owned_string(s: &UaString<'_>) -> Option<Vec<u8>> {
+    s.as_bytes().map(<[u8]>::to_vec)
+}
+
+fn owned_bytes(s: &ByteString<'_>) -> Option<Vec<u8>> {
+    s.as_bytes().map(<[u8]>::to_vec)
+}
+
+fn parse_header_only(bytes: &[u8]) -> Option<MessageHeader> {
+    crate::tcp::parse_message_header(&mut Reader::new(bytes)).ok()
+}
+
+/// Index of the first position in `data` where a plausible message header starts (or where too
+/// few bytes remain to tell).
+fn find_plausible_header(data: &[u8], max: u32) -> Option<usize> {
+    (0..data.len()).find(|&i| {
+        let rest = data.get(i..).unwrap_or(&[]);
+        match frame(rest, Some(max)) {
+            Ok(_) => true,
+            Err(e) => matches!(e.kind, DecodeErrorKind::UnexpectedEnd { .. }),
+        }
+    })
+}

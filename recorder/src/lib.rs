@@ -1,0 +1,33 @@
+//! Reads and writes packet captures (pcap, pcapng) and hands TCP streams over; knows nothing of OPC UA.
+//!
+//! Reading side, bottom up:
+//! - [`CaptureReader`]: pcap (µs/ns, either byte order) and pcapng (sections, interfaces with
+//!   their own link type and `if_tsresol`) from any `Read`, one borrowed [`Packet`] at a time;
+//!   a damaged or cut file ends with a [`RecorderError`] carrying the byte offset.
+//! - [`decode_tcp`]: Ethernet (VLAN), Linux SLL/SLL2, raw IP, NULL/LOOP → [`TcpSegment`].
+//! - [`TcpReassembler`]: segments → [`StreamEvent`]s per connection ([`ConnId`]): open, in-order
+//!   data of both directions interleaved as seen, gaps for bytes the capture lacks, FIN, close.
+//! - [`StreamReader`] ties them together in one streaming pass with a visitor
+//!   ([`StreamReader::for_each_event`]); [`read_streams`] collects owned events for small files.
+//!
+//! It does not reassemble IP fragments, verify checksums, or interpret payloads.
+#![deny(missing_docs)]
+
+mod decode;
+mod error;
+mod read;
+mod streams;
+mod tcp;
+mod time;
+
+pub use decode::{decode_tcp, SkipReason, TcpFlags, TcpSegment};
+pub use error::RecorderError;
+pub use read::{
+    CaptureFormat, CaptureReader, LinkType, OwnedPacket, Packet, ReaderStats, DEFAULT_MAX_BLOCK_LEN,
+};
+pub use streams::{read_streams, DecodeStats, StreamReader};
+pub use tcp::{
+    ClientGuess, ClientHint, CloseReason, ConnId, Direction, ReassemblyConfig, StreamEvent,
+    TcpReassembler, TcpStats, DEFAULT_MAX_PENDING_BYTES,
+};
+pub use time::Timestamp;

@@ -1,0 +1,36 @@
+//! `uatap`: OPC UA protocol proxy, traffic recorder and replayer that tells why a connection
+//! failed. One module per subcommand.
+
+mod analyze;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// OPC UA troubleshooting: decode, judge, record and replay what crosses the wire.
+#[derive(Debug, Parser)]
+#[command(name = "uatap", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Analyse a capture (pcap or pcapng from tcpdump, Wireshark or uatap) and print its events.
+    Analyze(analyze::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(args) => analyze::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("uatap: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

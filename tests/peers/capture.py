@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Capture live OPC UA traffic between two real peers with tshark (loopback only).
+
+    capture.py --server {asyncua|node} --client {asyncua|node} --mode {basic|big}
+               --port N --out FILE.pcapng [--seconds S] [--items K] [--period MS]
+               [--max-notif M] [--log FILE] [--verbose]
+
+Steps: start `tshark -i lo -f "tcp port N" -w FILE` and wait for "Capturing on 'Loopback",
+start the server (ua_server.py / ua_server.js) and wait for its READY line, run the client
+(ua_client.py / ua_client.js) to completion, let the FIN packets through, stop the server,
+stop tshark with SIGINT, check that FILE is non-empty. Prints one summary line on stdout:
+
+    OK server=node client=asyncua mode=basic port=48401 packets=126 bytes=25072 client_s=3.4 total_s=6.8 out=FILE
+
+and exits 0; on any failure prints "FAIL ..." plus the tail of the peers' log on stderr and exits 1.
+The peers' console output goes to --log (default: FILE with the suffix .log).
+
+--port 0 picks a free port. Big mode defaults to the fixture's settings: --items 2000 and, for
+the node-opcua server, --max-notif 100000 (so a PublishResponse can exceed one chunk).
+
+Environment: UATAP_VENV (python venv with asyncua; default <repo>/.venv), UATAP_NODE (node
+binary; default `node`), UATAP_TSHARK (default `tshark`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+PEERS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PEERS_DIR.parent.parent
+
+TSHARK_READY_TIMEOUT = 20.0
+SERVER_READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class CaptureError(Exception):
+    pass
+
+
+class Proc:
+    """A child process whose stdout+stderr lines are collected with a prefix."""
+
+    def __init__(self, name: str, argv: list[str], logbuf: list[str], lock: threading.Lock, echo: bool,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.lines: list[str] = []
+        self._logbuf = logbuf
+        self._lock = lock
+        self._echo = echo
+        self._cond = threading.Condition(lock)
+        self._append(f"$ {' '.join(argv)}")
+        try:
+            self.p = subprocess.Popen(
+                argv,
+                cwd=PEERS_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # signals to capture.py's group don't reach it twice
+            )
+        except OSError as exc:
+            raise CaptureError(f"{name}: cannot start {argv[0]}: {exc}") from exc
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _append(self, line: str) -> None:
+        with self._cond:
+            self.lines.append(line)
+            self._logbuf.append(f"[{self.name}] {line}")
+            if self._echo:
+                print(f"[{self.name}] {line}", file=sys.stderr, flush=True)
+            self._cond.notify_all()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for raw in self.p.stdout:
+            self._append(raw.decode("utf-8", "replace").rstrip("\n"))
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_for_line(self, predicate, timeout: float) -> str | None:
+        """Return the first line matching predicate, or None on timeout / process exit."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and not self._reader.is_alive()):
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+    def finish_reading(self) -> None:
+        self._reader.join(timeout=2.0)
+
+    def stop(self, sig: int, timeout: float) -> int | None:
+        """Send sig, wait up to timeout, then SIGKILL the process group. Returns the exit code."""
+        if self.p.poll() is None:
+            try:
+                self.p.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._append(f"did not stop within {timeout:.0f}s after {signal.Signals(sig).name}; killing")
+                self.kill()
+        self.finish_reading()
+        return self.p.returncode
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def peer_argv(stack: str, role: str, python: str, node: str) -> list[str]:
+    if stack == "asyncua":
+        return [python, "-u", str(PEERS_DIR / f"ua_{role}.py")]
+    return [node, str(PEERS_DIR / f"ua_{role}.js")]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", choices=["asyncua", "node"], required=True)
+    p.add_argument("--client", choices=["asyncua", "node"], required=True)
+    p.add_argument("--mode", choices=["basic", "big"], default="basic")
+    p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: pick a free one)")
+    p.add_argument("--out", type=Path, required=True, help="pcapng file to write")
+    p.add_argument("--seconds", type=float, help="client run time (client default: basic 3, big 4)")
+    p.add_argument("--items", type=int, help="number of Item.N variables (big mode default 2000)")
+    p.add_argument("--period", type=int, help="server update period in ms (server default 100)")
+    p.add_argument("--max-notif", type=int, help="node-opcua server cap per PublishResponse "
+                   "(big mode default 100000, else node-opcua's 1000)")
+    p.add_argument("--log", type=Path, help="peers' console output (default: OUT with suffix .log)")
+    p.add_argument("--verbose", "-v", action="store_true", help="echo the peers' output on stderr")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, logbuf: list[str]) -> str:
+    """Do the capture; the peers' output is appended to logbuf. Returns the summary line."""
+    t_start = time.monotonic()
+    venv = Path(os.environ.get("UATAP_VENV") or REPO_ROOT / ".venv")
+    python = str(venv / "bin" / "python")
+    node = os.environ.get("UATAP_NODE") or shutil.which("node") or "node"
+    tshark = os.environ.get("UATAP_TSHARK") or shutil.which("tshark") or "tshark"
+    if not Path(python).exists():
+        raise CaptureError(f"no python in venv {venv} (run `make deps`)")
+    if args.server == "node" or args.client == "node":
+        if not (PEERS_DIR / "node_modules" / "node-opcua").is_dir():
+            raise CaptureError(f"node-opcua is not installed in {PEERS_DIR}/node_modules (run `make deps`)")
+
+    port = args.port = args.port or free_port()
+    if port_in_use(port):
+        raise CaptureError(f"port {port} is already in use on 127.0.0.1")
+    url = f"opc.tcp://127.0.0.1:{port}/UA/Test"
+    items = args.items if args.items is not None else (2000 if args.mode == "big" else 0)
+    max_notif = args.max_notif
+    if max_notif is None and args.mode == "big":
+        max_notif = 100000
+
+    out = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        out.unlink()
+    lock = threading.Lock()
+    procs: list[Proc] = []
+    env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_NO_WARNINGS="1")
+    try:
+        # 1. tshark
+        tsh = Proc("tshark", [tshark, "-i", "lo", "-f", f"tcp port {port}", "-w", str(out)], logbuf, lock,
+                   args.verbose, env)
+        procs.append(tsh)
+        if tsh.wait_for_line(lambda l: "Capturing on" in l, TSHARK_READY_TIMEOUT) is None:
+            if tsh.p.poll() is not None:
+                raise CaptureError(f"tshark exited with code {tsh.p.returncode} before capturing")
+            raise CaptureError(f"tshark did not start capturing within {TSHARK_READY_TIMEOUT:.0f}s")
+        time.sleep(0.5)  # settle: the capture filter is in place before the first SYN
+
+        # 2. server
+        sargv = peer_argv(args.server, "server", python, node) + ["--port", str(port)]
+        if items:
+            sargv += ["--items", str(items)]
+        if args.period:
+            sargv += ["--period", str(args.period)]
+        if max_notif is not None and args.server == "node":
+            sargv += ["--max-notif", str(max_notif)]
+        srv = Proc("server", sargv, logbuf, lock, args.verbose, env)
+        procs.append(srv)
+        ready = srv.wait_for_line(lambda l: l.startswith("READY "), SERVER_READY_TIMEOUT)
+        if ready is None:
+            if srv.p.poll() is not None:
+                raise CaptureError(f"server exited with code {srv.p.returncode} before READY")
+            raise CaptureError(f"server did not print READY within {SERVER_READY_TIMEOUT:.0f}s")
+        if ready.split()[1] != url:
+            raise CaptureError(f"server is READY on {ready.split()[1]}, expected {url}")
+
+        # 3. client, to completion
+        cargv = peer_argv(args.client, "client", python, node) + [args.mode, url]
+        if args.mode == "big":
+            cargv += ["--items", str(items)]
+        if args.seconds is not None:
+            cargv += ["--seconds", f"{args.seconds:g}"]
+        client_timeout = (args.seconds or 4.0) + 60.0
+        t_client = time.monotonic()
+        cli = Proc("client", cargv, logbuf, lock, args.verbose, env)
+        procs.append(cli)
+        try:
+            client_rc = cli.p.wait(client_timeout)
+        except subprocess.TimeoutExpired:
+            cli.kill()
+            raise CaptureError(f"client did not finish within {client_timeout:.0f}s") from None
+        client_s = time.monotonic() - t_client
+        cli.finish_reading()
+        cli._append(f"exit {client_rc}")
+        if client_rc != 0:
+            raise CaptureError(f"client exited with code {client_rc}")
+        time.sleep(0.5)  # FIN/ACK of the client's close
+
+        # 4. server, then tshark
+        if srv.p.poll() is not None:
+            raise CaptureError(f"server died during the capture (exit code {srv.p.returncode})")
+        server_rc = srv.stop(signal.SIGTERM, STOP_TIMEOUT)
+        srv._append(f"exit {server_rc}")
+        time.sleep(0.5)
+        tshark_rc = tsh.stop(signal.SIGINT, STOP_TIMEOUT)
+        if tshark_rc != 0:
+            raise CaptureError(f"tshark exited with code {tshark_rc}")
+        if not out.exists() or out.stat().st_size == 0:
+            raise CaptureError(f"capture file {out} is missing or empty")
+        packets = "?"
+        for line in tsh.lines:
+            words = line.split()
+            if len(words) >= 3 and words[1] in ("packets", "packet") and words[2] == "captured":
+                packets = words[0]
+        if packets in ("0", "?"):
+            raise CaptureError(f"tshark captured no packets on port {port}")
+        summary = (f"OK server={args.server} client={args.client} mode={args.mode} port={port} "
+                   f"packets={packets} bytes={out.stat().st_size} client_s={client_s:.1f} "
+                   f"total_s={time.monotonic() - t_start:.1f} out={out}")
+        return summary
+    finally:
+        # Error paths: stop whatever still runs, tshark last and gently so that it reaps dumpcap
+        # and leaves a readable partial capture behind.
+        for p in reversed(procs):
+            if p.p.poll() is None:
+                p.stop(signal.SIGINT if p.name == "tshark" else signal.SIGTERM, 5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    log_path = args.log or args.out.with_suffix(".log")
+    logbuf: list[str] = []
+    try:
+        summary = run(args, logbuf)
+    except (CaptureError, KeyboardInterrupt) as exc:
+        print(f"FAIL server={args.server} client={args.client} mode={args.mode} port={args.port}: {exc}",
+              flush=True)
+        _write_log(log_path, logbuf)
+        tail = logbuf[-40:]
+        if tail:
+            print(f"--- last {len(tail)} lines of {log_path}:", file=sys.stderr)
+            print("\n".join(tail), file=sys.stderr)
+        return 1
+    _write_log(log_path, logbuf)
+    print(summary, flush=True)
+    return 0
+
+
+def _write_log(path: Path, lines: list[str]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    except OSError as exc:
+        print(f"capture.py: cannot write log {path}: {exc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

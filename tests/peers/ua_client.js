@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+// node-opcua OPC UA test client for uatap integration tests.
+//
+//   node ua_client.js basic URL [--seconds S]            (default S = 3)
+//   node ua_client.js big URL --items K [--seconds S]    (default S = 4)
+//
+// Security None, anonymous. node-opcua's connect() asks GetEndpoints on the same channel
+// before CreateSession.
+//
+// basic: Read ns=1;s=Counter, one subscription (publishing interval 100 ms) monitoring Counter
+//        (sampling 0, queue 100); prints "<elapsed> datachange ns=1;s=Counter <value>" per
+//        notification; after S seconds DeleteSubscriptions, CloseSession, CLO, TCP close; prints
+//        "done; values N gaps [...]" (gaps = Counter values that were skipped).
+// big:   one subscription (publishing interval 1000 ms, MaxNotificationsPerPublish 0) with K
+//        items ns=1;s=Item.0..K-1 in one CreateMonitoredItems (queue 10 each); after S seconds
+//        tears down like basic and prints "done; notifications N".
+//
+// Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
+"use strict";
+
+const {
+    OPCUAClient,
+    MessageSecurityMode,
+    SecurityPolicy,
+    AttributeIds,
+    TimestampsToReturn,
+} = require("node-opcua");
+
+const t0 = process.hrtime.bigint();
+function log(msg) {
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    process.stdout.write(`${s.toFixed(3).padStart(8)} ${msg}\n`);
+}
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function parseArgs(argv) {
+    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K]";
+    const pos = [];
+    const opts = { seconds: undefined, items: 2000 };
+    for (let i = 0; i < argv.length; i++) {
+        let [key, val] = argv[i].split("=", 2);
+        if (key === "-h" || key === "--help") {
+            console.log(usage);
+            process.exit(0);
+        }
+        if (!key.startsWith("--")) {
+            pos.push(argv[i]);
+            continue;
+        }
+        if (val === undefined) val = argv[++i];
+        const n = Number(val);
+        if (val === undefined || !Number.isFinite(n) || n <= 0) throw new Error(`bad value for ${key}: ${val}`);
+        if (key === "--seconds") opts.seconds = n;
+        else if (key === "--items") opts.items = n;
+        else throw new Error(`unknown argument ${key}\n${usage}`);
+    }
+    if (pos.length !== 2 || !["basic", "big"].includes(pos[0])) throw new Error(usage);
+    opts.mode = pos[0];
+    opts.url = pos[1];
+    if (opts.seconds === undefined) opts.seconds = opts.mode === "basic" ? 3 : 4;
+    return opts;
+}
+
+function gapsOf(values) {
+    const gaps = [];
+    for (let i = 1; i < values.length; i++) {
+        for (let v = values[i - 1] + 1; v < values[i]; v++) gaps.push(v);
+    }
+    return gaps;
+}
+
+async function basic(session, opts) {
+    const nodeId = "ns=1;s=Counter";
+    const dv = await session.read({ nodeId, attributeId: AttributeIds.Value });
+    log(`Read Counter = ${dv.value.value} ${dv.statusCode.name}`);
+    if (!dv.statusCode.isGood()) throw new Error(`Read failed: ${dv.statusCode.toString()}`);
+
+    const sub = await session.createSubscription2({
+        requestedPublishingInterval: 100,
+        requestedLifetimeCount: 600,
+        requestedMaxKeepAliveCount: 20,
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 0,
+    });
+    const values = [];
+    const item = await sub.monitor(
+        { nodeId, attributeId: AttributeIds.Value },
+        { samplingInterval: 0, discardOldest: true, queueSize: 100 },
+        TimestampsToReturn.Both
+    );
+    item.on("changed", (dataValue) => {
+        log(`datachange ${nodeId} ${dataValue.value.value}`);
+        values.push(dataValue.value.value);
+    });
+    await sleep(opts.seconds * 1000);
+    await sub.terminate();
+    log(`done; values ${values.length} gaps [${gapsOf(values).join(", ")}]`);
+    return values.length > 0 ? 0 : 3;
+}
+
+async function big(session, opts) {
+    const sub = await session.createSubscription2({
+        requestedPublishingInterval: 1000,
+        requestedLifetimeCount: 3600,
+        requestedMaxKeepAliveCount: 10,
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 0,
+    });
+    const itemsToMonitor = [];
+    for (let i = 0; i < opts.items; i++) {
+        itemsToMonitor.push({ nodeId: `ns=1;s=Item.${i}`, attributeId: AttributeIds.Value });
+    }
+    let count = 0;
+    const group = await sub.monitorItems(
+        itemsToMonitor,
+        { samplingInterval: 0, discardOldest: true, queueSize: 10 },
+        TimestampsToReturn.Both
+    );
+    group.on("changed", () => {
+        count++;
+    });
+    log(`monitoring ${opts.items} items`);
+    await sleep(opts.seconds * 1000);
+    await sub.terminate();
+    log(`done; notifications ${count}`);
+    return count > 0 ? 0 : 3;
+}
+
+async function main() {
+    const opts = parseArgs(process.argv.slice(2));
+    const watchdog = setTimeout(() => {
+        console.error("client timed out");
+        process.exit(2);
+    }, (opts.seconds + 60) * 1000);
+    watchdog.unref();
+
+    const client = OPCUAClient.create({
+        applicationName: "uatap test client (node-opcua)",
+        endpointMustExist: false,
+        securityMode: MessageSecurityMode.None,
+        securityPolicy: SecurityPolicy.None,
+        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
+        requestedSessionTimeout: 60000,
+        keepSessionAlive: false,
+    });
+    client.on("backoff", (retry, delay) => log(`client event: backoff retry ${retry} delay ${delay}`));
+    client.on("close", () => log("client event: close"));
+
+    await client.connect(opts.url);
+    let rc = 1;
+    let session;
+    try {
+        session = await client.createSession();
+        log(`session created ${session.sessionId.toString()}`);
+        rc = opts.mode === "basic" ? await basic(session, opts) : await big(session, opts);
+    } finally {
+        if (session) await session.close(true);
+        await client.disconnect();
+    }
+    return rc;
+}
+
+main().then(
+    (rc) => {
+        log(`exit ${rc}`);
+        process.exit(rc);
+    },
+    (err) => {
+        console.error("client failed:", err && err.message ? err.message : err);
+        process.exit(1);
+    }
+);

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+// node-opcua OPC UA test server for uatap integration tests.
+//
+//   node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S]
+//
+// Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, SecurityPolicy None
+// only, anonymous login allowed. Address space (namespace 1, the server's own):
+//
+//   ns=1;s=Counter   Int32, +1 every --period ms (default 100)
+//   ns=1;s=Item.<i>  Double, i = 0..K-1, all changed every --period ms
+//
+// --max-notif M raises node-opcua's server-side cap on notifications per PublishResponse
+// (Subscription.maxNotificationPerPublishHighLimit, 1000 by default) so that a single
+// PublishResponse can grow past one 524288-byte chunk (see fixtures/big-publish.md).
+//
+// Prints "READY opc.tcp://127.0.0.1:N/UA/Test" on stdout once listening, then runs until
+// SIGTERM/SIGINT or --duration seconds.
+"use strict";
+
+const {
+    OPCUAServer,
+    Subscription,
+    SecurityPolicy,
+    MessageSecurityMode,
+    DataType,
+} = require("node-opcua");
+
+function parseArgs(argv) {
+    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0 };
+    const names = { "--port": "port", "--items": "items", "--period": "period", "--max-notif": "maxNotif", "--duration": "duration" };
+    for (let i = 0; i < argv.length; i++) {
+        let [key, val] = argv[i].split("=", 2);
+        if (key === "-h" || key === "--help") {
+            console.log("usage: node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S]");
+            process.exit(0);
+        }
+        if (!(key in names)) throw new Error(`unknown argument ${argv[i]}`);
+        if (val === undefined) val = argv[++i];
+        const n = Number(val);
+        if (val === undefined || !Number.isFinite(n) || n < 0) throw new Error(`bad value for ${key}: ${val}`);
+        opts[names[key]] = n;
+    }
+    if (!opts.port) throw new Error("--port is required");
+    if (!opts.period) throw new Error("--period must be > 0");
+    return opts;
+}
+
+async function main() {
+    const opts = parseArgs(process.argv.slice(2));
+    if (opts.maxNotif > 0) {
+        Subscription.maxNotificationPerPublishHighLimit = opts.maxNotif;
+    }
+
+    const server = new OPCUAServer({
+        port: opts.port,
+        host: "127.0.0.1",
+        hostname: "127.0.0.1",
+        resourcePath: "/UA/Test",
+        securityPolicies: [SecurityPolicy.None],
+        securityModes: [MessageSecurityMode.None],
+        allowAnonymous: true,
+        buildInfo: { productName: "uatap test server (node-opcua)" },
+        serverInfo: { applicationUri: "urn:uatap:test-server:node-opcua" },
+    });
+    await server.initialize();
+
+    const addressSpace = server.engine.addressSpace;
+    const ns = addressSpace.getOwnNamespace();
+    const objects = addressSpace.rootFolder.objects;
+    const counter = ns.addVariable({
+        organizedBy: objects,
+        browseName: "Counter",
+        nodeId: "s=Counter",
+        dataType: "Int32",
+        value: { dataType: DataType.Int32, value: 0 },
+    });
+    const items = [];
+    for (let i = 0; i < opts.items; i++) {
+        items.push(
+            ns.addVariable({
+                organizedBy: objects,
+                browseName: `Item.${i}`,
+                nodeId: `s=Item.${i}`,
+                dataType: "Double",
+                value: { dataType: DataType.Double, value: 0 },
+            })
+        );
+    }
+
+    let tick = 0;
+    const timer = setInterval(() => {
+        tick++;
+        counter.setValueFromSource({ dataType: DataType.Int32, value: tick });
+        for (let i = 0; i < items.length; i++) {
+            items[i].setValueFromSource({ dataType: DataType.Double, value: tick + i / 10000 });
+        }
+    }, opts.period);
+
+    let stopping = false;
+    async function stop(reason) {
+        if (stopping) return;
+        stopping = true;
+        clearInterval(timer);
+        try {
+            await server.shutdown(0);
+            console.log(`server stopped (${reason}) after ${tick} ticks`);
+            process.exit(0);
+        } catch (err) {
+            console.error("shutdown failed:", err);
+            process.exit(1);
+        }
+    }
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    if (opts.duration > 0) setTimeout(() => stop("duration"), opts.duration * 1000);
+
+    await server.start();
+    const url = `opc.tcp://127.0.0.1:${opts.port}/UA/Test`;
+    const advertised = server.getEndpointUrl();
+    if (advertised !== url) console.error(`warning: server advertises ${advertised}, expected ${url}`);
+    process.stdout.write(`READY ${url}\n`);
+}
+
+main().catch((err) => {
+    console.error("server failed:", err);
+    process.exit(1);
+});
