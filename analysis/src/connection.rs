@@ -34,6 +34,8 @@ pub struct Connection {
     bytes_c2s: u64,
     bytes_s2c: u64,
     closed: bool,
+    /// Protection of MSG/CLO chunks once known (`None` until a secured OPN and a body tell).
+    protection: Option<Protection>,
     events: VecDeque<Event>,
 }
 
@@ -49,6 +51,7 @@ impl Connection {
             bytes_c2s: 0,
             bytes_s2c: 0,
             closed: false,
+            protection: None,
             events: VecDeque::new(),
         };
         c.push(now, None, EventKind::ConnOpen { client, server });
@@ -309,18 +312,43 @@ impl Connection {
                 .as_ref()
                 .and_then(|h| h.policy_name())
                 .is_some_and(|p| p != "None" && !p.is_empty());
-            if secured {
-                // Mode is inside the encrypted OPN; until a body proves otherwise, treat the
-                // channel's MSG/CLO chunks as encrypted.
-                self.c2s.set_protection(Protection::Encrypted, false);
-                self.s2c.set_protection(Protection::Encrypted, false);
+            if secured && self.protection.is_none() {
+                // The mode sits inside the encrypted OPN. Guess Sign (readable body, then a
+                // signature of the policy's length, no padding); the first body confirms it by
+                // decoding exactly, or shows it is SignAndEncrypt.
+                let policy = m
+                    .open_security_header
+                    .as_ref()
+                    .and_then(|h| h.policy_name())
+                    .unwrap_or_default();
+                let guess = Protection::Sign {
+                    signature_len: symmetric_signature_len(&policy),
+                };
+                self.c2s.set_protection(guess, true);
+                self.s2c.set_protection(guess, true);
             }
         }
         if m.encrypted {
             return;
         }
         // Body offsets are relative to the reassembled body, not the stream.
-        match parse_message(&mut Reader::new(&m.payload)) {
+        let parsed = parse_message(&mut Reader::new(&m.payload));
+        if m.signature_stripped {
+            let confirmed = match &parsed {
+                Ok(_) => self.c2s.protection(),
+                Err(_) => Protection::Encrypted,
+            };
+            self.protection = Some(confirmed);
+            self.c2s.set_protection(confirmed, false);
+            self.s2c.set_protection(confirmed, false);
+            if parsed.is_err() {
+                // What looked like a sequence header was ciphertext.
+                info.sequence_number = None;
+                info.request_id = None;
+                return;
+            }
+        }
+        match parsed {
             Ok(msg) => {
                 info.type_id = msg.type_id_numeric();
                 info.service = msg.service_name().map(str::to_string);
@@ -347,6 +375,15 @@ impl Connection {
                 self.push_decode_error(dir, now, &err, &prefix);
             }
         }
+    }
+}
+
+/// Length of the symmetric signature (HMAC) of a policy: SHA-1 for the two deprecated ones,
+/// SHA-256 for the others.
+pub fn symmetric_signature_len(policy: &str) -> usize {
+    match policy {
+        "Basic128Rsa15" | "Basic256" => 20,
+        _ => 32,
     }
 }
 

@@ -234,6 +234,12 @@ impl Reassembler {
     /// policy rather than read from the (encrypted) OPN; messages then carry
     /// `signature_stripped = true` so the caller can confirm by decoding.
     pub fn set_protection(&mut self, protection: Protection, guessed: bool) {
+        if protection != self.protection {
+            // Chunks framed under the old assumption were read wrongly: start over.
+            self.partials.clear();
+            self.discarding.clear();
+            self.last_sequence_number = None;
+        }
         self.protection = protection;
         self.guessed_sign = guessed && matches!(protection, Protection::Sign { .. });
     }
@@ -427,7 +433,10 @@ impl Reassembler {
             }
         };
         if let Some(seq) = parsed.sequence_header {
-            self.check_sequence_number(seq.sequence_number, at);
+            // Under a guessed Sign mode the "sequence header" may be ciphertext.
+            if !self.guessed_sign {
+                self.check_sequence_number(seq.sequence_number, at);
+            }
         }
         let request_id = parsed.sequence_header.map(|s| s.request_id);
         let open_security_header = match &parsed.security_header {
@@ -508,7 +517,8 @@ impl Reassembler {
                                 kind: DecodeErrorKind::LimitExceeded {
                                     field: "messages in reassembly",
                                     limit: self.ceilings.max_partial_messages as u64,
-                                    actual: self.ceilings.max_partial_messages as u64 + 1,
+                                    actual: (self.ceilings.max_partial_messages as u64)
+                                        .saturating_add(1),
                                 },
                             },
                             prefix: Vec::new(),

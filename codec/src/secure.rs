@@ -319,7 +319,12 @@ pub fn summarize_chunk(buf: &[u8], protection: Protection) -> Result<ChunkSummar
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
 
     fn msg_chunk(chunk: u8, body: &[u8]) -> Vec<u8> {

@@ -472,7 +472,12 @@ impl Encode for TcpMessage<'_> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::arithmetic_side_effects
+    )]
     use super::*;
 
     // HEL from basic-none.pcapng (asyncua client).

@@ -627,18 +627,21 @@ impl<R: Read> CaptureReader<R> {
             if avail >= n || self.eof {
                 return Ok(avail);
             }
-            if self.end == self.buf.len() || self.buf.len() - self.start < n {
-                // Move the unconsumed tail to the front; grow only when one block needs it.
+            if self.end == self.buf.len() {
+                // Full: move the unconsumed tail to the front, then grow. Growth doubles, so a
+                // corrupt length field costs memory only as far as the input really goes.
                 if self.start > 0 {
                     self.buf.copy_within(self.start..self.end, 0);
                     self.buf_offset += self.start as u64;
                     self.end -= self.start;
                     self.start = 0;
                 }
-                let grown = (self.buf.len() * 2).clamp(INITIAL_BUFFER, READ_CHUNK);
-                let wanted = n.max(grown);
-                if self.buf.len() < wanted {
-                    self.buf.resize(wanted, 0);
+                let len = self.buf.len();
+                if len < READ_CHUNK || self.end == len {
+                    let new_len = (len * 2).max(INITIAL_BUFFER).min(READ_CHUNK.max(n));
+                    if new_len > len {
+                        self.buf.resize(new_len, 0);
+                    }
                 }
             }
             let space = self.buf.get_mut(self.end..).unwrap_or_default();

@@ -87,7 +87,7 @@ impl Sim {
                     ..
                 } if *c == ConnId(conn) && *d == dir => {
                     assert_eq!(*offset_in_stream, out.len() as u64);
-                    out.extend(std::iter::repeat(b'#').take(*missing_bytes as usize));
+                    out.extend(std::iter::repeat_n(b'#', *missing_bytes as usize));
                 }
                 _ => {}
             }
@@ -526,7 +526,7 @@ proptest! {
         let mut expected = Vec::new();
         for (i, (off, bytes)) in segs.iter().enumerate() {
             if drop[i % drop.len()] && i + 1 < segs.len() {
-                expected.extend(std::iter::repeat(b'#').take(bytes.len()));
+                expected.extend(std::iter::repeat_n(b'#', bytes.len()));
             } else {
                 expected.extend_from_slice(bytes);
                 sim.send(C, S, isn.wrapping_add(1).wrapping_add(*off as u32), None, NONE, bytes);

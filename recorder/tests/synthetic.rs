@@ -537,3 +537,66 @@ fn port_reuse_in_a_file_gets_new_ids() {
         .count();
     assert_eq!(opens, 2);
 }
+
+/// Hands out the input in small, varying pieces, with interruptions, then optionally fails.
+struct Trickle<'a> {
+    data: &'a [u8],
+    pos: usize,
+    n: usize,
+    fail_at: Option<usize>,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.n += 1;
+        if self.n % 5 == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let end_limit = self.fail_at.unwrap_or(self.data.len());
+        if self.pos >= end_limit && self.fail_at.is_some() {
+            return Err(std::io::Error::other("disk on fire"));
+        }
+        let k = (self.n % 7 + 1).min(buf.len()).min(end_limit - self.pos);
+        buf[..k].copy_from_slice(&self.data[self.pos..self.pos + k]);
+        self.pos += k;
+        Ok(k)
+    }
+}
+
+#[test]
+fn short_reads_and_read_errors() {
+    let conv = conversation(CLI, SRV);
+    let bytes = pcapng(1, None, &frames(conv.iter().map(|p| ethernet(p)).collect()));
+    let mut reader = StreamReader::new(Trickle {
+        data: &bytes,
+        pos: 0,
+        n: 0,
+        fail_at: None,
+    })
+    .unwrap();
+    let mut events = Vec::new();
+    reader
+        .for_each_event(|e| events.push(e.into_owned()))
+        .unwrap();
+    assert_eq!(events, run(&bytes).0);
+
+    let fail_at = bytes.len() - 50;
+    let mut reader = StreamReader::new(Trickle {
+        data: &bytes,
+        pos: 0,
+        n: 0,
+        fail_at: Some(fail_at),
+    })
+    .unwrap();
+    let mut events = Vec::new();
+    let err = reader
+        .for_each_event(|e| events.push(e.into_owned()))
+        .unwrap_err();
+    assert!(
+        matches!(err, RecorderError::Io { offset, .. } if offset == fail_at as u64),
+        "{err}"
+    );
+    assert!(err.to_string().contains("disk on fire"));
+    let s = streams(&events);
+    assert_eq!(s[&(ConnId(0), Direction::AToB)], CONV_CLIENT);
+}

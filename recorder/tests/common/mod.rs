@@ -312,7 +312,7 @@ pub fn streams(events: &[StreamEvent<'_>]) -> HashMap<(ConnId, Direction), Vec<u
             } => {
                 let s = out.entry((*conn, *dir)).or_default();
                 assert_eq!(*offset_in_stream, s.len() as u64);
-                s.extend(std::iter::repeat(b'#').take(*missing_bytes as usize));
+                s.extend(std::iter::repeat_n(b'#', *missing_bytes as usize));
             }
             _ => {}
         }

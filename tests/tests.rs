@@ -1,0 +1,7 @@
+//! Integration tests: fixtures from real stacks, live captures of asyncua and node-opcua on
+//! loopback, and tshark as an independent decoder. A missing peer or tool fails the test.
+
+mod util;
+
+mod crosscheck;
+mod fixtures;
