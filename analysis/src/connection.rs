@@ -329,22 +329,28 @@ impl Connection {
             }
         }
         if m.encrypted {
+            info.encrypted = true;
             return;
         }
         // Body offsets are relative to the reassembled body, not the stream.
         let parsed = parse_message(&mut Reader::new(&m.payload));
         if m.signature_stripped {
-            let confirmed = match &parsed {
-                Ok(_) => self.c2s.protection(),
-                Err(_) => Protection::Encrypted,
+            // Only a known service decoded to its last byte counts: ciphertext can pass for a
+            // NodeId of an unknown type followed by raw bytes.
+            let readable = matches!(&parsed, Ok(msg) if msg.service_name().is_some());
+            let confirmed = if readable {
+                self.c2s.protection()
+            } else {
+                Protection::Encrypted
             };
             self.protection = Some(confirmed);
             self.c2s.set_protection(confirmed, false);
             self.s2c.set_protection(confirmed, false);
-            if parsed.is_err() {
+            if !readable {
                 // What looked like a sequence header was ciphertext.
                 info.sequence_number = None;
                 info.request_id = None;
+                info.encrypted = true;
                 return;
             }
         }
@@ -401,5 +407,204 @@ fn empty_message(t: MessageType, size: u64) -> MessageInfo {
         request_handle: None,
         service_result: None,
         notification_sequence_number: None,
+        encrypted: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uatap_codec::services::{ReadRequest, ReadValueId, RequestHeader};
+    use uatap_codec::types::{DateTime, ExtensionObject, NodeId, QualifiedName, UaString};
+    use uatap_codec::Encode;
+
+    fn conn() -> Connection {
+        Connection::new(
+            "10.0.0.1:50000".into(),
+            "10.0.0.2:49320".into(),
+            Options { messages: true },
+            Timestamp::from_unix_micros(1),
+        )
+    }
+
+    fn feed(c: &mut Connection, dir: Direction, bytes: &[u8]) -> Vec<EventKind> {
+        c.handle_input(dir, bytes, Timestamp::from_unix_micros(2));
+        std::iter::from_fn(|| c.poll_event())
+            .map(|e| e.kind)
+            .collect()
+    }
+
+    fn secured_opn(request: bool) -> Vec<u8> {
+        let uri = b"http://opcfoundation.org/UA/SecurityPolicy#Basic256Sha256";
+        let mut body = Vec::new();
+        body.extend_from_slice(&(if request { 0u32 } else { 7 }).to_le_bytes());
+        body.extend_from_slice(&(uri.len() as i32).to_le_bytes());
+        body.extend_from_slice(uri);
+        body.extend_from_slice(&3i32.to_le_bytes());
+        body.extend_from_slice(&[0x30, 0x82, 0x01]);
+        body.extend_from_slice(&20i32.to_le_bytes());
+        body.extend_from_slice(&[0x11; 20]);
+        body.extend((0..256u32).map(|i| (i * 37 % 251) as u8)); // RSA ciphertext
+        let mut v = b"OPNF".to_vec();
+        v.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+        v.extend(body);
+        v
+    }
+
+    fn msg(seq: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = b"MSGF".to_vec();
+        v.extend_from_slice(&(24 + body.len() as u32).to_le_bytes());
+        for x in [7u32, 1, seq, seq] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn read_request() -> Vec<u8> {
+        let req = ReadRequest {
+            request_header: RequestHeader {
+                authentication_token: NodeId::numeric(1, 5),
+                timestamp: DateTime(0),
+                request_handle: 77,
+                return_diagnostics: 0,
+                audit_entry_id: UaString::null(),
+                timeout_hint: 0,
+                additional_header: ExtensionObject::default(),
+            },
+            max_age: 0.0,
+            timestamps_to_return: 2,
+            nodes_to_read: Some(vec![ReadValueId {
+                node_id: NodeId::numeric(0, 2259),
+                attribute_id: 13,
+                index_range: UaString::null(),
+                data_encoding: QualifiedName::default(),
+            }]),
+        };
+        let mut v = NodeId::numeric(0, 631).to_vec();
+        req.encode(&mut v);
+        v
+    }
+
+    fn message_infos(events: &[EventKind]) -> Vec<&MessageInfo> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sign_only_bodies_are_decoded() {
+        let mut c = conn();
+        feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        let ev = feed(&mut c, Direction::ServerToClient, &secured_opn(false));
+        assert!(
+            message_infos(&ev)[0].encrypted,
+            "the OPN itself is encrypted"
+        );
+        let mut body = read_request();
+        body.extend_from_slice(&[0xee; 32]); // HMAC-SHA256
+        let ev = feed(&mut c, Direction::ClientToServer, &msg(2, &body));
+        let m = message_infos(&ev)[0];
+        assert_eq!(m.service.as_deref(), Some("ReadRequest"));
+        assert_eq!(m.request_handle, Some(77));
+        assert_eq!(m.sequence_number, Some(2));
+        assert!(!m.encrypted);
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e, EventKind::DecodeError { .. })),
+            "{ev:?}"
+        );
+        // Confirmed: later chunks are read as Sign without guessing.
+        let ev = feed(&mut c, Direction::ClientToServer, &msg(3, &body));
+        assert_eq!(
+            message_infos(&ev)[0].service.as_deref(),
+            Some("ReadRequest")
+        );
+    }
+
+    #[test]
+    fn sign_and_encrypt_bodies_are_reported_as_protected() {
+        let mut c = conn();
+        feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        feed(&mut c, Direction::ServerToClient, &secured_opn(false));
+        let cipher: Vec<u8> = (0..160u32).map(|i| (i * 91 % 256) as u8).collect();
+        let ev = feed(&mut c, Direction::ClientToServer, &msg(2, &cipher));
+        let m = message_infos(&ev)[0];
+        assert!(m.encrypted, "{ev:?}");
+        assert_eq!(m.service, None);
+        assert_eq!(
+            m.sequence_number, None,
+            "the sequence header is encrypted too"
+        );
+        assert_eq!(m.token_id, Some(1));
+        assert_eq!(m.channel_id, Some(7));
+        assert!(
+            !ev.iter()
+                .any(|e| matches!(e, EventKind::DecodeError { .. })),
+            "no error: {ev:?}"
+        );
+        let ev = feed(&mut c, Direction::ServerToClient, &msg(2, &cipher));
+        assert!(message_infos(&ev)[0].encrypted);
+    }
+
+    #[test]
+    fn malformed_err_is_still_an_err() {
+        let mut c = conn();
+        // An ERR whose reason length runs past the end (node-opcua wraps a ServiceFault in
+        // an ERR laid out like a chunk).
+        let mut err = b"ERRF".to_vec();
+        err.extend_from_slice(&24u32.to_le_bytes());
+        err.extend_from_slice(&0x8013_0000u32.to_le_bytes());
+        err.extend_from_slice(&1000i32.to_le_bytes());
+        err.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let ev = feed(&mut c, Direction::ServerToClient, &err);
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::TcpError {
+                    status: Some(0x8013_0000),
+                    reason: None
+                }
+            )),
+            "{ev:?}"
+        );
+        assert!(
+            ev.iter().any(
+                |e| matches!(e, EventKind::DecodeError { what, .. } if what.contains("offset 16"))
+            ),
+            "{ev:?}"
+        );
+        let m = message_infos(&ev);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].msg_type, "ERR");
+        assert_eq!(m[0].channel_id, None);
+    }
+
+    #[test]
+    fn hello_limits_bound_the_other_direction() {
+        let mut c = conn();
+        let mut hel = b"HELF".to_vec();
+        hel.extend_from_slice(&32u32.to_le_bytes());
+        for x in [0u32, 8192, 8192, 0, 0] {
+            hel.extend_from_slice(&x.to_le_bytes());
+        }
+        hel.extend_from_slice(&(-1i32).to_le_bytes());
+        let ev = feed(&mut c, Direction::ClientToServer, &hel);
+        assert!(ev
+            .iter()
+            .any(|e| matches!(e, EventKind::Hello(h) if h.receive_buffer_size == 8192)));
+        // The server may not send a chunk larger than the client's ReceiveBufferSize.
+        let ev = feed(&mut c, Direction::ServerToClient, &msg(1, &vec![0; 9000]));
+        assert!(ev.iter().any(|e| matches!(e, EventKind::DecodeError { what, .. } if what.contains("over the limit of 8192"))), "{ev:?}");
+        // The other direction is unaffected.
+        let ev = feed(&mut c, Direction::ClientToServer, &msg(1, &read_request()));
+        assert_eq!(
+            message_infos(&ev)[0].service.as_deref(),
+            Some("ReadRequest")
+        );
     }
 }

@@ -86,6 +86,8 @@ pub struct MessageInfo {
     pub service_result: Option<u32>,
     /// NotificationMessage SequenceNumber of a Publish or Republish response (an extra field).
     pub notification_sequence_number: Option<u32>,
+    /// The body (and sequence header) is encrypted: only the clear headers were read (extra).
+    pub encrypted: bool,
 }
 
 /// HEL/ACK limits (EVENTS.md, kind `hello`).
@@ -254,6 +256,7 @@ impl Event {
                     "notification_sequence_number".into(),
                     opt(i.notification_sequence_number),
                 );
+                m.insert("encrypted".into(), json!(i.encrypted));
             }
             EventKind::Hello(h) => {
                 m.insert("endpoint_url".into(), opt(h.endpoint_url.clone()));
@@ -323,6 +326,9 @@ impl Event {
                 }
                 if let Some(n) = i.notification_sequence_number {
                     s.push_str(&format!(" notification={n}"));
+                }
+                if i.encrypted {
+                    s.push_str(" (encrypted)");
                 }
                 if i.chunks > 1 {
                     s.push_str(&format!(" chunks={}", i.chunks));

@@ -284,6 +284,62 @@ pub struct ChunkSummary {
 /// first 32 bytes). OPN chunks yield only the header fields.
 #[inline]
 pub fn summarize_chunk(buf: &[u8], protection: Protection) -> Result<ChunkSummary, DecodeError> {
+    // Fast path for the common case: a symmetric chunk whose fixed 24-byte prefix is present.
+    // Fixed offsets on a fixed-size array: no per-field bounds checks.
+    if let Some(head) = buf.first_chunk::<28>() {
+        macro_rules! u32_at {
+            ($o:literal) => {
+                u32::from_le_bytes([head[$o], head[$o + 1], head[$o + 2], head[$o + 3]])
+            };
+        }
+        // Type and chunk byte as one word: one compare instead of four byte matches.
+        let kind = match &[head[0], head[1], head[2], head[3]] {
+            b"MSGF" => Some((MessageType::Message, ChunkType::Final)),
+            b"MSGC" => Some((MessageType::Message, ChunkType::Intermediate)),
+            b"MSGA" => Some((MessageType::Message, ChunkType::Abort)),
+            b"CLOF" => Some((MessageType::CloseSecureChannel, ChunkType::Final)),
+            b"CLOC" => Some((MessageType::CloseSecureChannel, ChunkType::Intermediate)),
+            b"CLOA" => Some((MessageType::CloseSecureChannel, ChunkType::Abort)),
+            _ => None,
+        };
+        let message_size = u32_at!(4);
+        if let Some((message_type, chunk_type)) = kind {
+            if message_size >= crate::tcp::MIN_MESSAGE_SIZE {
+                let readable = protection != Protection::Encrypted;
+                if readable && chunk_type != ChunkType::Abort && head[24] == 0x02 {
+                    // Full numeric NodeId: rare for ns=0 service ids; the general path reads it.
+                    return summarize_chunk_slow(buf, protection);
+                }
+                let type_id = if readable && chunk_type != ChunkType::Abort {
+                    match head[24] {
+                        0x00 => Some(u32::from(head[25])),
+                        0x01 if head[25] == 0 => {
+                            Some(u32::from(u16::from_le_bytes([head[26], head[27]])))
+                        }
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                return Ok(ChunkSummary {
+                    message_type,
+                    chunk_type,
+                    message_size,
+                    secure_channel_id: u32_at!(8),
+                    token_id: Some(u32_at!(12)),
+                    sequence_header: readable.then(|| SequenceHeader {
+                        sequence_number: u32_at!(16),
+                        request_id: u32_at!(20),
+                    }),
+                    type_id,
+                });
+            }
+        }
+    }
+    summarize_chunk_slow(buf, protection)
+}
+
+fn summarize_chunk_slow(buf: &[u8], protection: Protection) -> Result<ChunkSummary, DecodeError> {
     let mut r = Reader::new(buf);
     let header = parse_message_header(&mut r)?;
     let secure_channel_id = r.read_u32("Chunk")?;
@@ -412,5 +468,46 @@ mod tests {
         assert_eq!(a.policy_name().as_deref(), Some("Basic256Sha256"));
         assert!(!a.is_policy_none());
         assert_eq!(c.to_vec(), v);
+    }
+
+    #[test]
+    fn fast_and_slow_summaries_agree() {
+        let mut cases = vec![
+            msg_chunk(b'F', &[0x01, 0x00, 0x3d, 0x03, 0xaa]),
+            msg_chunk(b'C', &[0x00, 0x55, 0, 0]),
+            msg_chunk(b'A', &[0, 0, 0x7d, 0x80, 0xff, 0xff, 0xff, 0xff]),
+            msg_chunk(b'F', &[0x02, 0x00, 0x00, 0x3d, 0x03, 0, 0]),
+            msg_chunk(b'F', &[0x01, 0x02, 0x3d, 0x03]),
+        ];
+        let mut opn = msg_chunk(b'F', &[1, 2, 3, 4]);
+        opn[..3].copy_from_slice(b"OPN");
+        cases.push(opn);
+        let mut small = msg_chunk(b'F', &[0x01, 0x00, 0x3d, 0x03]);
+        small[4] = 3;
+        cases.push(small);
+        for c in &cases {
+            for p in [
+                Protection::None,
+                Protection::Sign { signature_len: 32 },
+                Protection::Encrypted,
+            ] {
+                assert_eq!(summarize_chunk(c, p), summarize_chunk_slow(c, p), "{c:?}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn summaries_agree_on_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), t in 0usize..7) {
+            let mut bytes = bytes;
+            if bytes.len() >= 4 {
+                let types: [&[u8; 3]; 7] = [b"MSG", b"CLO", b"OPN", b"HEL", b"MSG", b"ERR", b"XYZ"];
+                bytes[..3].copy_from_slice(types[t]);
+                bytes[3] = [b'F', b'C', b'A', b'F', b'Q', b'F', b'F'][t];
+            }
+            for p in [Protection::None, Protection::Encrypted] {
+                proptest::prop_assert_eq!(summarize_chunk(&bytes, p), summarize_chunk_slow(&bytes, p));
+            }
+        }
     }
 }

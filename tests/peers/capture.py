@@ -3,17 +3,23 @@
 
     capture.py --server {asyncua|node} --client {asyncua|node} --mode {basic|big}
                --port N --out FILE.pcapng [--seconds S] [--items K] [--period MS]
-               [--max-notif M] [--log FILE] [--verbose]
+               [--max-notif M] [--security POLICY:MODE] [--pki DIR] [--log FILE] [--verbose]
 
 Steps: start `tshark -i lo -f "tcp port N" -w FILE` and wait for "Capturing on 'Loopback",
 start the server (ua_server.py / ua_server.js) and wait for its READY line, run the client
 (ua_client.py / ua_client.js) to completion, let the FIN packets through, stop the server,
 stop tshark with SIGINT, check that FILE is non-empty. Prints one summary line on stdout:
 
-    OK server=node client=asyncua mode=basic port=48401 packets=126 bytes=25072 client_s=3.4 total_s=6.8 out=FILE
+    OK server=node client=asyncua mode=basic security=None:None port=48401 packets=126 bytes=25072 client_s=3.4 total_s=6.8 out=FILE
 
 and exits 0; on any failure prints "FAIL ..." plus the tail of the peers' log on stderr and exits 1.
 The peers' console output goes to --log (default: FILE with the suffix .log).
+
+--security POLICY:MODE (e.g. Basic256Sha256:Sign, Basic256Sha256:SignAndEncrypt,
+Aes256_Sha256_RsaPss:Sign; default None:None) and --pki DIR (default: the peers' own default,
+<repo>/.cache/pki) are passed to both peers. With a secured policy the server announces its
+certificate on a "CERT <path>" line and the client gets it as --server-cert, so the client needs
+no discovery connection and the capture holds one TCP connection.
 
 --port 0 picks a free port. Big mode defaults to the fixture's settings: --items 2000 and, for
 the node-opcua server, --max-notif 100000 (so a PublishResponse can exceed one chunk).
@@ -164,6 +170,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--period", type=int, help="server update period in ms (server default 100)")
     p.add_argument("--max-notif", type=int, help="node-opcua server cap per PublishResponse "
                    "(big mode default 100000, else node-opcua's 1000)")
+    p.add_argument("--security", default="None:None", metavar="POLICY:MODE",
+                   help="security policy and mode of the server's endpoint and of the client "
+                   "(default None:None), e.g. Basic256Sha256:SignAndEncrypt")
+    p.add_argument("--pki", type=Path, help="PKI folder for both peers (default: theirs, <repo>/.cache/pki)")
     p.add_argument("--log", type=Path, help="peers' console output (default: OUT with suffix .log)")
     p.add_argument("--verbose", "-v", action="store_true", help="echo the peers' output on stderr")
     return p.parse_args(argv)
@@ -217,6 +227,10 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
             sargv += ["--period", str(args.period)]
         if max_notif is not None and args.server == "node":
             sargv += ["--max-notif", str(max_notif)]
+        secured = args.security != "None:None"
+        pki = ["--pki", str(args.pki.resolve())] if args.pki else []
+        if secured:
+            sargv += ["--security", args.security] + pki
         srv = Proc("server", sargv, logbuf, lock, args.verbose, env)
         procs.append(srv)
         ready = srv.wait_for_line(lambda l: l.startswith("READY "), SERVER_READY_TIMEOUT)
@@ -226,6 +240,12 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
             raise CaptureError(f"server did not print READY within {SERVER_READY_TIMEOUT:.0f}s")
         if ready.split()[1] != url:
             raise CaptureError(f"server is READY on {ready.split()[1]}, expected {url}")
+        server_cert = None
+        if secured:
+            cert_line = next((l for l in srv.lines if l.startswith("CERT ")), None)
+            if cert_line is None:
+                raise CaptureError("secured server printed no CERT line before READY")
+            server_cert = cert_line.split(None, 1)[1]
 
         # 3. client, to completion
         cargv = peer_argv(args.client, "client", python, node) + [args.mode, url]
@@ -233,6 +253,8 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
             cargv += ["--items", str(items)]
         if args.seconds is not None:
             cargv += ["--seconds", f"{args.seconds:g}"]
+        if secured:
+            cargv += ["--security", args.security, "--server-cert", server_cert] + pki
         client_timeout = (args.seconds or 4.0) + 60.0
         t_client = time.monotonic()
         cli = Proc("client", cargv, logbuf, lock, args.verbose, env)
@@ -267,7 +289,8 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
                 packets = words[0]
         if packets in ("0", "?"):
             raise CaptureError(f"tshark captured no packets on port {port}")
-        summary = (f"OK server={args.server} client={args.client} mode={args.mode} port={port} "
+        summary = (f"OK server={args.server} client={args.client} mode={args.mode} "
+                   f"security={args.security} port={port} "
                    f"packets={packets} bytes={out.stat().st_size} client_s={client_s:.1f} "
                    f"total_s={time.monotonic() - t_start:.1f} out={out}")
         return summary

@@ -3,9 +3,18 @@
 //
 //   node ua_client.js basic URL [--seconds S]            (default S = 3)
 //   node ua_client.js big URL --items K [--seconds S]    (default S = 4)
+//   common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
 //
-// Security None, anonymous. node-opcua's connect() asks GetEndpoints on the same channel
-// before CreateSession.
+// Anonymous. node-opcua's connect() asks GetEndpoints on the same channel before CreateSession.
+//
+// Security: --security POLICY:MODE (default None:None), e.g. Basic256Sha256:Sign,
+// Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign. With a secured policy the client
+// (ApplicationUri urn:uatap:test-client:node-opcua) keeps its PKI store in DIR/node-client/pki
+// (--pki DIR, default <repo>/.cache/pki), where node-opcua generates a self-signed 2048-bit RSA
+// certificate on first use; unknown server certificates are accepted (and trusted). The server
+// certificate comes from --server-cert (DER or PEM; the servers print its path on a "CERT"
+// line); without it node-opcua first fetches it over a separate SecurityPolicy None connection
+// (GetEndpoints), which then also shows up in a capture.
 //
 // basic: Read ns=1;s=Counter, one subscription (publishing interval 100 ms) monitoring Counter
 //        (sampling 0, queue 100); prints "<elapsed> datachange ns=1;s=Counter <value>" per
@@ -18,13 +27,38 @@
 // Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 "use strict";
 
+const fs = require("fs");
+const path = require("path");
 const {
     OPCUAClient,
+    OPCUACertificateManager,
     MessageSecurityMode,
     SecurityPolicy,
     AttributeIds,
     TimestampsToReturn,
 } = require("node-opcua");
+
+const APP_URI = "urn:uatap:test-client:node-opcua";
+const DEFAULT_PKI = path.join(__dirname, "..", "..", ".cache", "pki");
+const POLICIES = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
+const MODES = ["None", "Sign", "SignAndEncrypt"];
+
+// "POLICY:MODE" -> { policy, mode } (names as in the SecurityPolicy URIs / MessageSecurityMode)
+function parseSecurity(text) {
+    const [policy, mode, extra] = String(text).split(":");
+    if (extra !== undefined || !POLICIES.includes(policy) || !MODES.includes(mode) || (policy === "None") !== (mode === "None")) {
+        throw new Error(`bad --security ${text}: POLICY:MODE with POLICY in ${POLICIES.join(", ")} and MODE Sign or SignAndEncrypt (or None:None)`);
+    }
+    return { policy, mode };
+}
+
+// A certificate file, DER or PEM, as DER.
+function readCertificateDer(file) {
+    const raw = fs.readFileSync(file);
+    const text = raw.toString("latin1");
+    const m = text.match(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/);
+    return m ? Buffer.from(m[1].replace(/\s+/g, ""), "base64") : raw;
+}
 
 const t0 = process.hrtime.bigint();
 function log(msg) {
@@ -34,9 +68,9 @@ function log(msg) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function parseArgs(argv) {
-    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K]";
+    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]";
     const pos = [];
-    const opts = { seconds: undefined, items: 2000 };
+    const opts = { seconds: undefined, items: 2000, security: parseSecurity("None:None"), pki: DEFAULT_PKI, serverCert: undefined };
     for (let i = 0; i < argv.length; i++) {
         let [key, val] = argv[i].split("=", 2);
         if (key === "-h" || key === "--help") {
@@ -48,6 +82,13 @@ function parseArgs(argv) {
             continue;
         }
         if (val === undefined) val = argv[++i];
+        if (key === "--security" || key === "--pki" || key === "--server-cert") {
+            if (val === undefined) throw new Error(`missing value for ${key}`);
+            if (key === "--security") opts.security = parseSecurity(val);
+            else if (key === "--pki") opts.pki = path.resolve(val);
+            else opts.serverCert = path.resolve(val);
+            continue;
+        }
         const n = Number(val);
         if (val === undefined || !Number.isFinite(n) || n <= 0) throw new Error(`bad value for ${key}: ${val}`);
         if (key === "--seconds") opts.seconds = n;
@@ -136,15 +177,30 @@ async function main() {
     }, (opts.seconds + 60) * 1000);
     watchdog.unref();
 
-    const client = OPCUAClient.create({
+    const { policy, mode } = opts.security;
+    const options = {
         applicationName: "uatap test client (node-opcua)",
         endpointMustExist: false,
-        securityMode: MessageSecurityMode.None,
-        securityPolicy: SecurityPolicy.None,
+        securityMode: MessageSecurityMode[mode],
+        securityPolicy: SecurityPolicy[policy],
         connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
         requestedSessionTimeout: 60000,
         keepSessionAlive: false,
-    });
+    };
+    if (policy !== "None") {
+        const rootFolder = path.join(opts.pki, "node-client", "pki");
+        fs.mkdirSync(rootFolder, { recursive: true });
+        options.applicationUri = APP_URI;
+        options.clientCertificateManager = new OPCUACertificateManager({
+            rootFolder,
+            automaticallyAcceptUnknownCertificate: true,
+            keySize: 2048,
+            disableFileWatchers: true,
+        });
+        if (opts.serverCert) options.serverCertificate = readCertificateDer(opts.serverCert);
+        log(`security ${policy} ${mode}, PKI ${rootFolder}`);
+    }
+    const client = OPCUAClient.create(options);
     client.on("backoff", (retry, delay) => log(`client event: backoff retry ${retry} delay ${delay}`));
     client.on("close", () => log("client event: close"));
 

@@ -3,9 +3,19 @@
 
     ua_client.py basic URL [--seconds S]           (default S = 3)
     ua_client.py big URL --items K [--seconds S]   (default S = 4)
+    common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
 
-Security None, anonymous. The connection sequence is HEL, OPN, GetEndpoints, CreateSession,
-ActivateSession on one channel.
+Anonymous. The connection sequence is HEL, OPN, GetEndpoints, CreateSession, ActivateSession
+on one channel.
+
+Security: --security POLICY:MODE (default None:None), e.g. Basic256Sha256:Sign,
+Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign. With a secured policy the client uses
+ApplicationUri urn:uatap:test-client:asyncua and a self-signed 2048-bit RSA certificate
+generated on first use into DIR/asyncua-client/ (cert.der, key.pem; --pki DIR, default
+<repo>/.cache/pki). The server certificate is taken from --server-cert (DER or PEM; the servers
+print its path on a "CERT" line) and trusted as is; without --server-cert asyncua asks the server
+for it first over a separate SecurityPolicy None connection (GetEndpoints), which then also
+shows up in a capture.
 
 basic: Read ns=1;s=Counter, one subscription (publishing interval 100 ms) monitoring Counter
        (sampling 50 ms, queue 10); prints "<elapsed> datachange ns=1;s=Counter <value>" for every
@@ -21,12 +31,32 @@ Exit status 0 on success, non-zero on any error (or when no notification arrived
 import argparse
 import asyncio
 import logging
+import socket
 import sys
 import time
+from pathlib import Path
 
 from asyncua import Client, ua
+from asyncua.crypto import security_policies
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 T0 = time.monotonic()
+APP_URI = "urn:uatap:test-client:asyncua"
+DEFAULT_PKI = Path(__file__).resolve().parent.parent.parent / ".cache" / "pki"
+POLICIES = ("None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep",
+            "Aes256_Sha256_RsaPss")
+MODES = ("None", "Sign", "SignAndEncrypt")
+
+
+def parse_security(text: str) -> tuple[str, str]:
+    """"POLICY:MODE" -> (policy, mode); None goes only with None."""
+    policy, sep, mode = text.partition(":")
+    if not sep or policy not in POLICIES or mode not in MODES or (policy == "None") != (mode == "None"):
+        raise argparse.ArgumentTypeError(
+            f"bad --security {text!r}: POLICY:MODE with POLICY in {', '.join(POLICIES)} and MODE "
+            "Sign or SignAndEncrypt (or None:None)")
+    return policy, mode
 
 
 def log(msg: str) -> None:
@@ -107,8 +137,30 @@ async def big(client: Client, seconds: float, items: int) -> int:
     return 0 if handler.count else 3
 
 
+async def setup_security(client: Client, args: argparse.Namespace) -> None:
+    policy, mode = args.security
+    if policy == "None":
+        return
+    client.application_uri = APP_URI
+    pki = (args.pki or DEFAULT_PKI) / "asyncua-client"
+    pki.mkdir(parents=True, exist_ok=True)
+    cert, key = pki / "cert.der", pki / "key.pem"
+    await setup_self_signed_certificate(
+        key, cert, APP_URI, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {"organizationName": "uatap"}
+    )
+    await client.set_security(
+        getattr(security_policies, f"SecurityPolicy{policy.replace('_', '')}"),
+        str(cert),
+        str(key),
+        server_certificate=str(args.server_cert) if args.server_cert else None,
+        mode=getattr(ua.MessageSecurityMode, mode),
+    )
+    log(f"security {policy} {mode}, certificate {cert}")
+
+
 async def run(args: argparse.Namespace) -> int:
     client = TapClient(args.url, timeout=15)
+    await setup_security(client, args)
     await client.connect()
     try:
         if args.mode == "basic":
@@ -126,6 +178,11 @@ def main() -> int:
     p.add_argument("url")
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--items", type=int, default=2000)
+    p.add_argument("--security", type=parse_security, default=("None", "None"), metavar="POLICY:MODE",
+                   help="e.g. Basic256Sha256:SignAndEncrypt (default None:None)")
+    p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the client's "
+                   "certificate and key are in DIR/asyncua-client/")
+    p.add_argument("--server-cert", type=Path, help="server certificate (DER/PEM) to use and trust")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     limit = (args.seconds or 4.0) + 60

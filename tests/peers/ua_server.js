@@ -2,9 +2,10 @@
 // node-opcua OPC UA test server for uatap integration tests.
 //
 //   node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S]
+//                     [--security POLICY:MODE] [--pki DIR]
 //
-// Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, SecurityPolicy None
-// only, anonymous login allowed. Address space (namespace 1, the server's own):
+// Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, anonymous login allowed.
+// Address space (namespace 1, the server's own):
 //
 //   ns=1;s=Counter   Int32, +1 every --period ms (default 100)
 //   ns=1;s=Item.<i>  Double, i = 0..K-1, all changed every --period ms
@@ -13,26 +14,58 @@
 // (Subscription.maxNotificationPerPublishHighLimit, 1000 by default) so that a single
 // PublishResponse can grow past one 524288-byte chunk (see fixtures/big-publish.md).
 //
+// Security: --security POLICY:MODE (default None:None). The server offers exactly one endpoint,
+// that policy and mode (no None endpoint besides a secured one), e.g. Basic256Sha256:Sign,
+// Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign. With a secured policy the server
+// (ApplicationUri urn:uatap:test-server:node-opcua) keeps its PKI store in DIR/node-server/pki
+// (--pki DIR, default <repo>/.cache/pki): node-opcua generates a self-signed 2048-bit RSA
+// certificate there on first use, and the OPCUACertificateManager accepts (and trusts) every
+// unknown client certificate. The certificate is also written as DER to DIR/node-server/cert.der
+// and announced on a "CERT <path>" line before READY, for the client's --server-cert.
+//
 // Prints "READY opc.tcp://127.0.0.1:N/UA/Test" on stdout once listening, then runs until
 // SIGTERM/SIGINT or --duration seconds.
 "use strict";
 
+const fs = require("fs");
+const path = require("path");
 const {
     OPCUAServer,
+    OPCUACertificateManager,
     Subscription,
     SecurityPolicy,
     MessageSecurityMode,
     DataType,
 } = require("node-opcua");
 
+const DEFAULT_PKI = path.join(__dirname, "..", "..", ".cache", "pki");
+const POLICIES = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"];
+const MODES = ["None", "Sign", "SignAndEncrypt"];
+
+// "POLICY:MODE" -> { policy, mode } (names as in the SecurityPolicy URIs / MessageSecurityMode)
+function parseSecurity(text) {
+    const [policy, mode, extra] = String(text).split(":");
+    if (extra !== undefined || !POLICIES.includes(policy) || !MODES.includes(mode) || (policy === "None") !== (mode === "None")) {
+        throw new Error(`bad --security ${text}: POLICY:MODE with POLICY in ${POLICIES.join(", ")} and MODE Sign or SignAndEncrypt (or None:None)`);
+    }
+    return { policy, mode };
+}
+
 function parseArgs(argv) {
-    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0 };
+    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0, security: parseSecurity("None:None"), pki: DEFAULT_PKI };
     const names = { "--port": "port", "--items": "items", "--period": "period", "--max-notif": "maxNotif", "--duration": "duration" };
     for (let i = 0; i < argv.length; i++) {
         let [key, val] = argv[i].split("=", 2);
         if (key === "-h" || key === "--help") {
-            console.log("usage: node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S]");
+            console.log("usage: node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S] [--security POLICY:MODE] [--pki DIR]");
             process.exit(0);
+        }
+        if (key === "--security" || key === "--pki") {
+            if (val === undefined) val = argv[++i];
+            if (val === undefined) throw new Error(`missing value for ${key}`);
+            if (key === "--security") opts.security = parseSecurity(val);
+            else opts.pki = path.resolve(val);
+            continue;
         }
         if (!(key in names)) throw new Error(`unknown argument ${argv[i]}`);
         if (val === undefined) val = argv[++i];
@@ -51,18 +84,36 @@ async function main() {
         Subscription.maxNotificationPerPublishHighLimit = opts.maxNotif;
     }
 
-    const server = new OPCUAServer({
+    const { policy, mode } = opts.security;
+    const secured = policy !== "None";
+    const options = {
         port: opts.port,
         host: "127.0.0.1",
         hostname: "127.0.0.1",
         resourcePath: "/UA/Test",
-        securityPolicies: [SecurityPolicy.None],
-        securityModes: [MessageSecurityMode.None],
+        securityPolicies: [SecurityPolicy[policy]],
+        securityModes: [MessageSecurityMode[mode]],
         allowAnonymous: true,
         buildInfo: { productName: "uatap test server (node-opcua)" },
         serverInfo: { applicationUri: "urn:uatap:test-server:node-opcua" },
-    });
+    };
+    const certDer = path.join(opts.pki, "node-server", "cert.der");
+    if (secured) {
+        const rootFolder = path.join(opts.pki, "node-server", "pki");
+        fs.mkdirSync(rootFolder, { recursive: true });
+        options.serverCertificateManager = new OPCUACertificateManager({
+            rootFolder,
+            automaticallyAcceptUnknownCertificate: true,
+            keySize: 2048,
+            disableFileWatchers: true,
+        });
+    }
+    const server = new OPCUAServer(options);
     await server.initialize();
+    if (secured) {
+        fs.writeFileSync(certDer, server.getCertificate());
+        process.stdout.write(`CERT ${certDer}\n`);
+    }
 
     const addressSpace = server.engine.addressSpace;
     const ns = addressSpace.getOwnNamespace();

@@ -2,12 +2,22 @@
 """asyncua OPC UA test server for uatap integration tests.
 
     ua_server.py --port N [--items K] [--period MS] [--duration S]
+                 [--security POLICY:MODE] [--pki DIR]
 
-Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, SecurityPolicy None
-only, anonymous login allowed. Address space (namespace 1, the server's own):
+Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, anonymous login allowed.
+Address space (namespace 1, the server's own):
 
     ns=1;s=Counter   Int32, +1 every --period ms (default 100)
     ns=1;s=Item.<i>  Double, i = 0..K-1, all changed every --period ms
+
+Security: --security POLICY:MODE (default None:None). The server offers exactly one endpoint,
+that policy and mode (no None endpoint besides a secured one), e.g. Basic256Sha256:Sign,
+Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign, Aes128_Sha256_RsaOaep:SignAndEncrypt.
+With a secured policy the server uses ApplicationUri urn:uatap:test-server:asyncua and a
+self-signed 2048-bit RSA certificate generated on first use into DIR/asyncua-server/
+(cert.der, key.pem; --pki DIR, default <repo>/.cache/pki); every client certificate is
+accepted (no certificate validator). Before READY it prints "CERT <path of cert.der>" so that
+a client can be given the server certificate without a discovery connection.
 
 Prints "READY opc.tcp://127.0.0.1:N/UA/Test" on stdout (flushed) once listening, then runs
 until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-zero on error.
@@ -17,12 +27,31 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import time
+from pathlib import Path
 
 from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 NS = 1
+APP_URI = "urn:uatap:test-server:asyncua"
+DEFAULT_PKI = Path(__file__).resolve().parent.parent.parent / ".cache" / "pki"
+POLICIES = ("None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep",
+            "Aes256_Sha256_RsaPss")
+MODES = ("None", "Sign", "SignAndEncrypt")
+
+
+def parse_security(text: str) -> tuple[str, str]:
+    """"POLICY:MODE" -> (policy, mode); None goes only with None."""
+    policy, sep, mode = text.partition(":")
+    if not sep or policy not in POLICIES or mode not in MODES or (policy == "None") != (mode == "None"):
+        raise argparse.ArgumentTypeError(
+            f"bad --security {text!r}: POLICY:MODE with POLICY in {', '.join(POLICIES)} and MODE "
+            "Sign or SignAndEncrypt (or None:None)")
+    return policy, mode
 
 
 def log(msg: str) -> None:
@@ -35,7 +64,23 @@ async def run(args: argparse.Namespace) -> int:
     await server.init()
     server.set_endpoint(url)
     server.set_server_name("uatap test server (asyncua)")
-    server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    policy, mode = args.security
+    if policy == "None":
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    else:
+        await server.set_application_uri(APP_URI)
+        pki = (args.pki or DEFAULT_PKI) / "asyncua-server"
+        pki.mkdir(parents=True, exist_ok=True)
+        cert, key = pki / "cert.der", pki / "key.pem"
+        await setup_self_signed_certificate(
+            key, cert, APP_URI, socket.gethostname(),
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            {"organizationName": "uatap"},
+        )
+        await server.load_certificate(str(cert))
+        await server.load_private_key(str(key))
+        server.set_security_policy([getattr(ua.SecurityPolicyType, f"{policy.replace('_', '')}_{mode}")])
+        log(f"CERT {cert}")
 
     objects = server.nodes.objects
     counter = await objects.add_variable(
@@ -92,6 +137,10 @@ def main() -> int:
     p.add_argument("--period", type=int, default=100, help="update period in ms (default 100)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (default: run until signal)")
     p.add_argument("--max-notif", type=int, default=0, help="accepted for symmetry with ua_server.js; ignored")
+    p.add_argument("--security", type=parse_security, default=("None", "None"), metavar="POLICY:MODE",
+                   help="the one endpoint offered, e.g. Basic256Sha256:Sign (default None:None)")
+    p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the server's "
+                   "certificate and key are in DIR/asyncua-server/")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s:%(name)s:%(message)s")
     try:
