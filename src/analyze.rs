@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -52,22 +52,52 @@ fn looks_like_ua(bytes: &[u8]) -> bool {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut reader = StreamReader::open(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let options = Options {
         messages: args.messages,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut conns: HashMap<recorder::ConnId, Tracked> = HashMap::new();
     let mut write_error: Option<io::Error> = None;
-    let mut emit = |c: &mut Connection, out: &mut BufWriter<io::StdoutLock<'_>>| {
-        while let Some(e) = c.poll_event() {
-            if write_error.is_none() {
-                if let Err(err) = write_event(out, &e, args.json) {
-                    write_error = Some(err);
-                }
+    let damage = for_each_event(&args.file, options, |e| {
+        if write_error.is_none() {
+            if let Err(err) = write_event(&mut out, e, args.json) {
+                write_error = Some(err);
             }
+        }
+    })?;
+    if let Err(e) = out.flush() {
+        write_error.get_or_insert(e);
+    }
+    if let Some(e) = write_error {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    if let Some(e) = damage {
+        // Everything read before the damage was analysed and printed; say what stopped us.
+        eprintln!(
+            "uatap: {}: {e}; the events above cover the capture up to that point",
+            args.file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Analyses a capture file and hands every event to `sink`, in order.
+///
+/// Returns `Err` when the file cannot be read at all, and `Ok(Some(damage))` when it was read
+/// up to a damaged or truncated place (everything before it was analysed).
+pub fn for_each_event(
+    file: &Path,
+    options: Options,
+    mut sink: impl FnMut(&Event),
+) -> anyhow::Result<Option<recorder::RecorderError>> {
+    let mut reader =
+        StreamReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut conns: HashMap<recorder::ConnId, Tracked> = HashMap::new();
+    let mut emit = |c: &mut Connection| {
+        while let Some(e) = c.poll_event() {
+            sink(&e);
         }
     };
     let result = reader.for_each_event(|ev| match ev {
@@ -128,7 +158,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             }
             if let Tracked::Ua { conn: c, swapped } = entry {
                 c.handle_input(direction(dir, *swapped), &bytes, ts(t));
-                emit(c, &mut out);
+                emit(c);
             }
         }
         StreamEvent::Gap {
@@ -140,7 +170,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         } => {
             if let Some(Tracked::Ua { conn: c, swapped }) = conns.get_mut(&conn) {
                 c.handle_gap(direction(dir, *swapped), missing_bytes, ts(t));
-                emit(c, &mut out);
+                emit(c);
             }
         }
         StreamEvent::Fin { .. } => {}
@@ -168,26 +198,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     }
                 };
                 c.handle_close(by, reason, ts(t));
-                emit(&mut c, &mut out);
+                emit(&mut c);
             }
         }
     });
-    if let Err(e) = out.flush() {
-        write_error.get_or_insert(e);
-    }
-    if let Some(e) = write_error {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            return Err(e.into());
-        }
-    }
-    if let Err(e) = result {
-        // Everything read before the damage was analysed and printed; say what stopped us.
-        eprintln!(
-            "uatap: {}: {e}; the events above cover the capture up to that point",
-            args.file.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(result.err())
 }
 
 fn direction(d: recorder::Direction, swapped: bool) -> Direction {
