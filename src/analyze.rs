@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use uatap_analysis::{CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp};
+use uatap_analysis::{
+    Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
+};
 use uatap_codec::tcp::frame;
 use uatap_recorder::{self as recorder, StreamEvent, StreamReader};
 
@@ -95,6 +97,7 @@ pub fn for_each_event(
     let mut reader =
         StreamReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut conns: HashMap<recorder::ConnId, Tracked> = HashMap::new();
+    let mut analyzer = Analyzer::new(options);
     let mut emit = |c: &mut Connection| {
         while let Some(e) = c.poll_event() {
             sink(&e);
@@ -144,12 +147,7 @@ pub fn for_each_event(
                         (*client, *server)
                     };
                     Tracked::Ua {
-                        conn: Box::new(Connection::new(
-                            c.to_string(),
-                            s.to_string(),
-                            options,
-                            *opened,
-                        )),
+                        conn: Box::new(analyzer.open(c.to_string(), s.to_string(), *opened)),
                         swapped,
                     }
                 } else {
@@ -157,7 +155,7 @@ pub fn for_each_event(
                 };
             }
             if let Tracked::Ua { conn: c, swapped } = entry {
-                c.handle_input(direction(dir, *swapped), &bytes, ts(t));
+                analyzer.handle_input(c, direction(dir, *swapped), &bytes, ts(t));
                 emit(c);
             }
         }
@@ -169,7 +167,7 @@ pub fn for_each_event(
             ..
         } => {
             if let Some(Tracked::Ua { conn: c, swapped }) = conns.get_mut(&conn) {
-                c.handle_gap(direction(dir, *swapped), missing_bytes, ts(t));
+                analyzer.handle_gap(c, direction(dir, *swapped), missing_bytes, ts(t));
                 emit(c);
             }
         }
@@ -197,7 +195,7 @@ pub fn for_each_event(
                         CloseReason::Error
                     }
                 };
-                c.handle_close(by, reason, ts(t));
+                analyzer.handle_close(&mut c, by, reason, ts(t));
                 emit(&mut c);
             }
         }

@@ -13,6 +13,7 @@ use crate::event::{
     hex_prefix, CloseReason, ClosedBy, Direction, Event, EventKind, HelloInfo, MessageInfo,
 };
 use crate::time::Timestamp;
+use crate::tracker::{Shared, Tracker};
 
 /// What the analysis should emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,10 +22,73 @@ pub struct Options {
     pub messages: bool,
 }
 
+/// Analysis of many connections that share sessions and subscriptions: a client that loses its
+/// connection and activates its session again on a new one is followed across both.
+///
+/// The caller owns the [`Connection`]s (one per TCP connection) and passes each input through
+/// the analyzer, which holds what outlives a connection.
+#[derive(Debug, Default)]
+pub struct Analyzer {
+    shared: Shared,
+    options: Options,
+    next_seq: u64,
+}
+
+impl Analyzer {
+    /// A new analyzer.
+    pub fn new(options: Options) -> Self {
+        Analyzer {
+            shared: Shared::default(),
+            options,
+            next_seq: 0,
+        }
+    }
+
+    /// Starts a connection (emits its `conn_open`).
+    pub fn open(&mut self, client: String, server: String, now: Timestamp) -> Connection {
+        self.next_seq = self.next_seq.saturating_add(1);
+        Connection::with_seq(client, server, self.options, now, self.next_seq)
+    }
+
+    /// Bytes of one direction of `conn`, in order.
+    pub fn handle_input(
+        &mut self,
+        conn: &mut Connection,
+        dir: Direction,
+        bytes: &[u8],
+        now: Timestamp,
+    ) {
+        conn.input(&mut self.shared, dir, bytes, now);
+    }
+
+    /// A capture gap on `conn`.
+    pub fn handle_gap(
+        &mut self,
+        conn: &mut Connection,
+        dir: Direction,
+        missing: u64,
+        now: Timestamp,
+    ) {
+        conn.handle_gap(dir, missing, now);
+    }
+
+    /// `conn` ended.
+    pub fn handle_close(
+        &mut self,
+        conn: &mut Connection,
+        by: ClosedBy,
+        reason: CloseReason,
+        now: Timestamp,
+    ) {
+        conn.handle_close(by, reason, now);
+    }
+}
+
 /// Analysis of one TCP connection between an OPC UA client and server.
 ///
 /// Feed it with [`Connection::handle_input`] for each direction's bytes in the order they were
-/// seen, then drain [`Connection::poll_event`]. It owns no socket and no clock.
+/// seen, then drain [`Connection::poll_event`]. It owns no socket and no clock. Used alone it
+/// keeps its own session table; through an [`Analyzer`] it shares one with other connections.
 #[derive(Debug)]
 pub struct Connection {
     id: String,
@@ -36,15 +100,27 @@ pub struct Connection {
     closed: bool,
     /// Protection of MSG/CLO chunks once known (`None` until a secured OPN and a body tell).
     protection: Option<Protection>,
+    tracker: Tracker,
+    own_shared: Shared,
     events: VecDeque<Event>,
 }
 
 impl Connection {
-    /// Starts the analysis of a connection and emits its `conn_open` event.
+    /// Starts the analysis of a connection on its own and emits its `conn_open` event.
     pub fn new(client: String, server: String, options: Options, now: Timestamp) -> Self {
+        Self::with_seq(client, server, options, now, 0)
+    }
+
+    fn with_seq(
+        client: String,
+        server: String,
+        options: Options,
+        now: Timestamp,
+        seq: u64,
+    ) -> Self {
         let id = format!("{client}->{server}");
         let mut c = Connection {
-            id: id.clone(),
+            id,
             options,
             c2s: Reassembler::default(),
             s2c: Reassembler::default(),
@@ -52,6 +128,8 @@ impl Connection {
             bytes_s2c: 0,
             closed: false,
             protection: None,
+            tracker: Tracker::new(seq, server.clone()),
+            own_shared: Shared::default(),
             events: VecDeque::new(),
         };
         c.push(now, None, EventKind::ConnOpen { client, server });
@@ -63,8 +141,14 @@ impl Connection {
         &self.id
     }
 
-    /// Bytes seen in one direction.
+    /// Bytes seen in one direction (standalone use; see [`Analyzer::handle_input`]).
     pub fn handle_input(&mut self, dir: Direction, bytes: &[u8], now: Timestamp) {
+        let mut shared = std::mem::take(&mut self.own_shared);
+        self.input(&mut shared, dir, bytes, now);
+        self.own_shared = shared;
+    }
+
+    fn input(&mut self, shared: &mut Shared, dir: Direction, bytes: &[u8], now: Timestamp) {
         let r = match dir {
             Direction::ClientToServer => {
                 self.bytes_c2s = self.bytes_c2s.saturating_add(bytes.len() as u64);
@@ -76,7 +160,7 @@ impl Connection {
             }
         };
         r.handle_input(bytes);
-        self.drain(dir, now);
+        self.drain(shared, dir, now);
     }
 
     /// Bytes of one direction were lost (a capture gap): framing resyncs after them.
@@ -87,23 +171,26 @@ impl Connection {
         };
         let at = r.stream_offset();
         r.handle_gap(missing);
-        self.push(
+        self.decode_error_event(
             now,
-            Some(dir),
-            EventKind::DecodeError {
-                offset: at,
-                what: format!("{missing} bytes missing from the capture"),
-                hex_prefix: String::new(),
-            },
+            dir,
+            at,
+            format!("{missing} bytes missing from the capture"),
+            String::new(),
         );
     }
 
-    /// The connection ended; emits `conn_close` once.
+    /// The connection ended; emits what was left open, the `summary` and `conn_close`, once.
     pub fn handle_close(&mut self, by: ClosedBy, reason: CloseReason, now: Timestamp) {
         if self.closed {
             return;
         }
         self.closed = true;
+        let mut out = Vec::new();
+        self.tracker.on_close(&mut out);
+        self.push_all(now, out);
+        let summary = self.tracker.summary.clone();
+        self.push(now, None, EventKind::Summary(summary));
         self.push(
             now,
             None,
@@ -131,7 +218,33 @@ impl Connection {
         });
     }
 
-    fn drain(&mut self, dir: Direction, now: Timestamp) {
+    fn push_all(&mut self, ts: Timestamp, out: Vec<(Option<Direction>, EventKind)>) {
+        for (dir, kind) in out {
+            self.push(ts, dir, kind);
+        }
+    }
+
+    fn decode_error_event(
+        &mut self,
+        now: Timestamp,
+        dir: Direction,
+        offset: u64,
+        what: String,
+        hex: String,
+    ) {
+        self.tracker.summary.decode_errors = self.tracker.summary.decode_errors.saturating_add(1);
+        self.push(
+            now,
+            Some(dir),
+            EventKind::DecodeError {
+                offset,
+                what,
+                hex_prefix: hex,
+            },
+        );
+    }
+
+    fn drain(&mut self, shared: &mut Shared, dir: Direction, now: Timestamp) {
         loop {
             let ev = match dir {
                 Direction::ClientToServer => self.c2s.poll_event(),
@@ -139,7 +252,7 @@ impl Connection {
             };
             let Some(ev) = ev else { break };
             match ev {
-                ReassemblyEvent::Message(m) => self.on_message(dir, m, now),
+                ReassemblyEvent::Message(m) => self.on_message(shared, dir, m, now),
                 ReassemblyEvent::Aborted {
                     request_id,
                     error,
@@ -158,14 +271,12 @@ impl Connection {
                     offset,
                     expected,
                     got,
-                } => self.push(
+                } => self.decode_error_event(
                     now,
-                    Some(dir),
-                    EventKind::DecodeError {
-                        offset,
-                        what: format!("chunk SequenceNumber {got} where {expected} was expected"),
-                        hex_prefix: String::new(),
-                    },
+                    dir,
+                    offset,
+                    format!("chunk SequenceNumber {got} where {expected} was expected"),
+                    String::new(),
                 ),
                 ReassemblyEvent::Error {
                     error,
@@ -198,31 +309,43 @@ impl Connection {
         error: &DecodeError,
         bytes: &[u8],
     ) {
-        self.push(
+        self.decode_error_event(
             now,
-            Some(dir),
-            EventKind::DecodeError {
-                offset: error.offset as u64,
-                what: error.to_string(),
-                hex_prefix: hex_prefix(bytes),
-            },
+            dir,
+            error.offset as u64,
+            error.to_string(),
+            hex_prefix(bytes),
         );
     }
 
-    fn on_message(&mut self, dir: Direction, m: AssembledMessage, now: Timestamp) {
+    fn on_message(
+        &mut self,
+        shared: &mut Shared,
+        dir: Direction,
+        m: AssembledMessage,
+        now: Timestamp,
+    ) {
         let mut info = empty_message(m.message_type, m.size);
         info.chunks = m.chunks;
+        let mut out = Vec::new();
         if m.message_type.is_secure_conversation() {
-            self.on_secure_message(dir, &m, &mut info, now);
+            self.on_secure_message(shared, dir, &m, &mut info, now, &mut out);
         } else {
-            self.on_tcp_message(dir, &m, now);
+            self.on_tcp_message(dir, &m, now, &mut out);
         }
         if self.options.messages {
             self.push(now, Some(dir), EventKind::Message(info));
         }
+        self.push_all(now, out);
     }
 
-    fn on_tcp_message(&mut self, dir: Direction, m: &AssembledMessage, now: Timestamp) {
+    fn on_tcp_message(
+        &mut self,
+        dir: Direction,
+        m: &AssembledMessage,
+        now: Timestamp,
+        out: &mut Vec<(Option<Direction>, EventKind)>,
+    ) {
         let base = usize::try_from(m.offset).unwrap_or(usize::MAX);
         match parse_tcp_message(&mut Reader::with_base(&m.payload, base)) {
             Ok(TcpMessage::Hello(h)) => {
@@ -240,7 +363,7 @@ impl Connection {
                     max_message_size: h.max_message_size,
                     max_chunk_count: h.max_chunk_count,
                 };
-                self.push(now, Some(dir), EventKind::Hello(info));
+                out.push((Some(dir), EventKind::Hello(info)));
             }
             Ok(TcpMessage::Acknowledge(a)) => {
                 self.c2s.set_limits(Limits::from_receiver(
@@ -256,16 +379,18 @@ impl Connection {
                     max_message_size: a.max_message_size,
                     max_chunk_count: a.max_chunk_count,
                 };
-                self.push(now, Some(dir), EventKind::Hello(info));
+                out.push((Some(dir), EventKind::Hello(info)));
             }
-            Ok(TcpMessage::Error(e)) => self.push(
-                now,
-                Some(dir),
-                EventKind::TcpError {
-                    status: Some(e.error),
-                    reason: Some(e.reason.to_string_lossy().into_owned()),
-                },
-            ),
+            Ok(TcpMessage::Error(e)) => {
+                out.push((
+                    Some(dir),
+                    EventKind::TcpError {
+                        status: Some(e.error),
+                        reason: Some(e.reason.to_string_lossy().into_owned()),
+                    },
+                ));
+                self.tracker.on_tcp_error(Some(e.error), out);
+            }
             Ok(TcpMessage::ReverseHello(_)) => {}
             Err(err) => {
                 if m.message_type == MessageType::Error {
@@ -276,14 +401,14 @@ impl Connection {
                         .get(8..12)
                         .and_then(|b| <[u8; 4]>::try_from(b).ok())
                         .map(u32::from_le_bytes);
-                    self.push(
-                        now,
+                    out.push((
                         Some(dir),
                         EventKind::TcpError {
                             status,
                             reason: None,
                         },
-                    );
+                    ));
+                    self.tracker.on_tcp_error(status, out);
                 }
                 let prefix = m
                     .payload
@@ -295,37 +420,47 @@ impl Connection {
         }
     }
 
+    fn set_protection(&mut self, p: Protection, guessed: bool) {
+        self.c2s.set_protection(p, guessed);
+        self.s2c.set_protection(p, guessed);
+    }
+
     fn on_secure_message(
         &mut self,
+        shared: &mut Shared,
         dir: Direction,
         m: &AssembledMessage,
         info: &mut MessageInfo,
         now: Timestamp,
+        out: &mut Vec<(Option<Direction>, EventKind)>,
     ) {
         info.channel_id = m.secure_channel_id;
         info.token_id = m.token_id;
         info.sequence_number = m.sequence_header.map(|s| s.sequence_number);
         info.request_id = m.sequence_header.map(|s| s.request_id);
         if m.message_type == MessageType::OpenSecureChannel {
-            let secured = m
+            let policy = m
                 .open_security_header
                 .as_ref()
                 .and_then(|h| h.policy_name())
-                .is_some_and(|p| p != "None" && !p.is_empty());
-            if secured && self.protection.is_none() {
+                .unwrap_or_default();
+            if policy != "None" && !policy.is_empty() && self.protection.is_none() {
                 // The mode sits inside the encrypted OPN. Guess Sign (readable body, then a
                 // signature of the policy's length, no padding); the first body confirms it by
                 // decoding exactly, or shows it is SignAndEncrypt.
-                let policy = m
-                    .open_security_header
-                    .as_ref()
-                    .and_then(|h| h.policy_name())
-                    .unwrap_or_default();
                 let guess = Protection::Sign {
                     signature_len: symmetric_signature_len(&policy),
                 };
-                self.c2s.set_protection(guess, true);
-                self.s2c.set_protection(guess, true);
+                self.set_protection(guess, true);
+            }
+            if m.encrypted {
+                self.tracker.on_encrypted_open(
+                    dir,
+                    m.open_security_header.as_ref(),
+                    m.secure_channel_id,
+                    now,
+                    out,
+                );
             }
         }
         if m.encrypted {
@@ -338,14 +473,14 @@ impl Connection {
             // Only a known service decoded to its last byte counts: ciphertext can pass for a
             // NodeId of an unknown type followed by raw bytes.
             let readable = matches!(&parsed, Ok(msg) if msg.service_name().is_some());
-            let confirmed = if readable {
-                self.c2s.protection()
+            let (confirmed, mode) = if readable {
+                (self.c2s.protection(), "Sign")
             } else {
-                Protection::Encrypted
+                (Protection::Encrypted, "SignAndEncrypt")
             };
             self.protection = Some(confirmed);
-            self.c2s.set_protection(confirmed, false);
-            self.s2c.set_protection(confirmed, false);
+            self.set_protection(confirmed, false);
+            self.tracker.on_mode_known(mode, out);
             if !readable {
                 // What looked like a sequence header was ciphertext.
                 info.sequence_number = None;
@@ -361,6 +496,16 @@ impl Connection {
                 info.request_handle = msg.request_handle();
                 info.service_result = msg.service_result().map(|s| s.0);
                 info.notification_sequence_number = msg.notification_sequence_number();
+                info.latency_ms = self.tracker.on_message(
+                    shared,
+                    dir,
+                    info.request_id,
+                    &msg,
+                    now,
+                    m.open_security_header.as_ref(),
+                    m.secure_channel_id,
+                    out,
+                );
             }
             Err(mut err) => {
                 if let Ok(s) = summarize_message(&m.payload) {
@@ -408,6 +553,7 @@ fn empty_message(t: MessageType, size: u64) -> MessageInfo {
         service_result: None,
         notification_sequence_number: None,
         encrypted: false,
+        latency_ms: None,
     }
 }
 

@@ -3,6 +3,10 @@
 use serde_json::{json, Map, Value};
 use uatap_codec::status::StatusCode;
 
+use crate::payload::{
+    PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo, ServiceFaultInfo, SessionInfo,
+    SubscriptionInfo, SummaryInfo,
+};
 use crate::time::Timestamp;
 
 /// Version of the event schema, written as `v` in every event.
@@ -88,6 +92,8 @@ pub struct MessageInfo {
     pub notification_sequence_number: Option<u32>,
     /// The body (and sequence header) is encrypted: only the clear headers were read (extra).
     pub encrypted: bool,
+    /// For a response: ms since its request (extra).
+    pub latency_ms: Option<f64>,
 }
 
 /// HEL/ACK limits (EVENTS.md, kind `hello`).
@@ -148,6 +154,22 @@ pub enum EventKind {
         /// Reason from the abort body.
         reason: Option<String>,
     },
+    /// An OpenSecureChannel exchange ended.
+    SecureChannel(Box<SecureChannelInfo>),
+    /// CreateSession / ActivateSession / CloseSession.
+    Session(SessionInfo),
+    /// Subscription life cycle.
+    Subscription(SubscriptionInfo),
+    /// A PublishResponse.
+    Publish(PublishInfo),
+    /// A NotificationMessage sequence number skipped or repeated.
+    SequenceGap(SequenceGapInfo),
+    /// A Republish exchange.
+    Republish(RepublishInfo),
+    /// A ServiceFault.
+    ServiceFault(ServiceFaultInfo),
+    /// What happened on a connection, at its end.
+    Summary(SummaryInfo),
     /// Bytes that could not be decoded.
     DecodeError {
         /// Offset in that direction's stream.
@@ -170,6 +192,14 @@ impl EventKind {
             EventKind::TcpError { .. } => "tcp_error",
             EventKind::Abort { .. } => "abort",
             EventKind::DecodeError { .. } => "decode_error",
+            EventKind::SecureChannel(_) => "secure_channel",
+            EventKind::Session(_) => "session",
+            EventKind::Subscription(_) => "subscription",
+            EventKind::Publish(_) => "publish",
+            EventKind::SequenceGap(_) => "sequence_gap",
+            EventKind::Republish(_) => "republish",
+            EventKind::ServiceFault(_) => "service_fault",
+            EventKind::Summary(_) => "summary",
         }
     }
 }
@@ -257,6 +287,7 @@ impl Event {
                     opt(i.notification_sequence_number),
                 );
                 m.insert("encrypted".into(), json!(i.encrypted));
+                m.insert("latency_ms".into(), opt(i.latency_ms));
             }
             EventKind::Hello(h) => {
                 m.insert("endpoint_url".into(), opt(h.endpoint_url.clone()));
@@ -288,6 +319,14 @@ impl Event {
                 m.insert("what".into(), json!(what));
                 m.insert("hex_prefix".into(), json!(hex_prefix));
             }
+            EventKind::SecureChannel(p) => merge(&mut m, p),
+            EventKind::Session(p) => merge(&mut m, p),
+            EventKind::Subscription(p) => merge(&mut m, p),
+            EventKind::Publish(p) => merge(&mut m, p),
+            EventKind::SequenceGap(p) => merge(&mut m, p),
+            EventKind::Republish(p) => merge(&mut m, p),
+            EventKind::ServiceFault(p) => merge(&mut m, p),
+            EventKind::Summary(p) => merge(&mut m, p),
         }
         Value::Object(m)
     }
@@ -368,8 +407,95 @@ impl Event {
                 what,
                 hex_prefix,
             } => format!("DECODE ERROR at {offset}: {what} [{hex_prefix}]"),
+            EventKind::SecureChannel(p) => format!(
+                "SECURE CHANNEL {} policy={} mode={} {} {}{}{}",
+                p.request_type.unwrap_or("open"),
+                p.policy.as_deref().unwrap_or("?"),
+                p.mode.unwrap_or("?"),
+                p.outcome,
+                p.status.status_name.or(p.status.status.as_deref()).unwrap_or("-"),
+                p.channel_id.map(|c| format!(" channel={c}")).unwrap_or_default(),
+                p.token_id.map(|t| format!(" token={t}")).unwrap_or_default(),
+            ),
+            EventKind::Session(p) => format!(
+                "SESSION {} {} {}{}{}{}",
+                p.action,
+                p.session_id.as_deref().unwrap_or("?"),
+                p.outcome,
+                status_text(&p.status),
+                p.identity.map(|i| format!(" identity={i}")).unwrap_or_default(),
+                if p.reused_on_new_channel == Some(true) { " (reused on a new channel)" } else { "" },
+            ),
+            EventKind::Subscription(p) => format!(
+                "SUBSCRIPTION {} {}{}{}",
+                p.action,
+                p.subscription_id.map_or("?".into(), |s| s.to_string()),
+                status_text(&p.status),
+                p.revised_publishing_interval_ms
+                    .map(|i| format!(" interval={i}ms"))
+                    .unwrap_or_default(),
+            ),
+            EventKind::Publish(p) => format!(
+                "PUBLISH sub={} seq={}{} notifications={}{}{}",
+                p.subscription_id,
+                p.sequence_number,
+                if p.keep_alive { " keep-alive" } else { "" },
+                p.notifications,
+                if p.acks.is_empty() {
+                    String::new()
+                } else {
+                    format!(" acks={:?}", p.acks.iter().map(|a| a[1]).collect::<Vec<_>>())
+                },
+                status_text(&p.status),
+            ),
+            EventKind::SequenceGap(p) => {
+                if p.duplicate {
+                    format!(
+                        "SEQUENCE GAP sub={}: notification {} came again (expected {})",
+                        p.subscription_id, p.got, p.expected
+                    )
+                } else {
+                    format!(
+                        "SEQUENCE GAP sub={}: expected notification {}, got {}: {} missing",
+                        p.subscription_id, p.expected, p.got, p.missing_count
+                    )
+                }
+            }
+            EventKind::Republish(p) => format!(
+                "REPUBLISH sub={} seq={}{}",
+                p.subscription_id,
+                p.retransmit_sequence_number,
+                status_text(&p.status)
+            ),
+            EventKind::ServiceFault(p) => format!(
+                "SERVICE FAULT {} for {}{}",
+                p.status.status_name.or(p.status.status.as_deref()).unwrap_or("?"),
+                p.for_service.unwrap_or("?"),
+                p.note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            ),
+            EventKind::Summary(p) => format!(
+                "SUMMARY messages={} channels={} renewals={} sessions={} subscriptions={} publishes={} notifications={} gaps={} rejects={} faults={} (abnormal {}) decode_errors={}{}",
+                p.messages, p.channels, p.renewals, p.sessions, p.subscriptions, p.publishes,
+                p.notifications, p.sequence_gaps, p.rejects, p.service_faults, p.abnormal_faults,
+                p.decode_errors,
+                if p.unanswered.is_empty() { String::new() } else { format!(" unanswered={}", p.unanswered.join(",")) },
+            ),
         };
         format!("{} {} {dir} {what}", self.ts, self.conn)
+    }
+}
+
+fn merge<T: serde::Serialize>(m: &mut Map<String, Value>, payload: &T) {
+    if let Ok(Value::Object(fields)) = serde_json::to_value(payload) {
+        m.extend(fields);
+    }
+}
+
+fn status_text(s: &crate::payload::Status) -> String {
+    match (s.status_name, &s.status) {
+        (Some(n), _) => format!(" {n}"),
+        (None, Some(h)) => format!(" {h}"),
+        _ => String::new(),
     }
 }
 

@@ -7,10 +7,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cert;
 pub mod connection;
 pub mod event;
+pub mod payload;
 pub mod time;
+mod tracker;
 
-pub use connection::{Connection, Options};
+pub use connection::{Analyzer, Connection, Options};
 pub use event::{CloseReason, ClosedBy, Direction, Event, EventKind};
 pub use time::Timestamp;

@@ -1,0 +1,1003 @@
+//! The service-level ledger of a connection: requests matched to responses by RequestId, and
+//! the channel, session, subscription and Publish state they change. Sessions and
+//! subscriptions live in [`Shared`], so a client that comes back on a new connection and
+//! activates the same session continues the same story.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uatap_codec::reassembly::OpenSecurityHeader;
+use uatap_codec::services::{
+    security_mode_name, IdentityToken, Message, ServiceBody, REQUEST_TYPE_ISSUE, REQUEST_TYPE_RENEW,
+};
+use uatap_codec::status::StatusCode;
+
+use crate::cert::{summarize_certificate, CertSummary};
+use crate::event::{Direction, EventKind};
+use crate::payload::{
+    PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo, ServiceFaultInfo, SessionInfo,
+    Status, SubscriptionInfo, SummaryInfo,
+};
+use crate::time::Timestamp;
+
+/// Most requests kept waiting for an answer per connection; older ones are forgotten.
+const MAX_PENDING: usize = 65_536;
+/// Most missing sequence numbers listed in one `sequence_gap` event.
+const MAX_LISTED_MISSING: u64 = 1000;
+/// node-opcua servers wrap NotificationMessage numbers to 1 already after this value.
+const EARLY_WRAP_FLOOR: u32 = 0xFFFF_FBFF;
+
+/// State that outlives a connection: sessions by AuthenticationToken, subscriptions by server
+/// and SubscriptionId.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    sessions: HashMap<String, SessionState>,
+    subscriptions: HashMap<(String, u32), SubscriptionState>,
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    session_id: Option<String>,
+    /// Connection and channel of the last successful activation.
+    activated_on: Option<(u64, Option<u32>)>,
+}
+
+#[derive(Debug, Default)]
+struct SubscriptionState {
+    /// Last data NotificationMessage number received.
+    last_data: Option<u32>,
+    /// Created in this capture, so its first number must be 1.
+    created_here: bool,
+}
+
+#[derive(Debug)]
+enum Detail {
+    None,
+    Publish(Vec<[u32; 2]>),
+    Republish {
+        subscription_id: u32,
+        sequence_number: u32,
+    },
+    Modify(u32),
+    Delete(Vec<u32>),
+    SetPublishingMode {
+        enabled: bool,
+        ids: Vec<u32>,
+    },
+    Transfer {
+        ids: Vec<u32>,
+        send_initial_values: bool,
+    },
+    CreateSession {
+        name: Option<String>,
+    },
+    Activate {
+        token: String,
+        identity: &'static str,
+        user: Option<String>,
+    },
+    CloseSession {
+        token: String,
+    },
+}
+
+#[derive(Debug)]
+struct Pending {
+    service: Option<&'static str>,
+    request_handle: Option<u32>,
+    at: Timestamp,
+    detail: Detail,
+}
+
+/// An OpenSecureChannel request waiting for its answer.
+#[derive(Debug, Clone)]
+struct PendingOpen {
+    info: SecureChannelInfo,
+}
+
+/// The ledger of one connection.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    conn_seq: u64,
+    server: String,
+    pending: BTreeMap<u32, Pending>,
+    open: Option<PendingOpen>,
+    /// A secure_channel event held back until the first message tells the mode.
+    held_channel: Option<SecureChannelInfo>,
+    channel_id: Option<u32>,
+    /// When this connection deleted subscriptions or closed its session (teardown).
+    teardown: bool,
+    session_token: Option<String>,
+    pub(crate) summary: SummaryInfo,
+}
+
+type Out = Vec<(Option<Direction>, EventKind)>;
+
+fn policy_parts(h: &OpenSecurityHeader) -> (Option<String>, Option<String>) {
+    let uri = h
+        .security_policy_uri
+        .as_deref()
+        .map(|u| String::from_utf8_lossy(u).into_owned());
+    (h.policy_name(), uri)
+}
+
+fn cert_of(bytes: &Option<Vec<u8>>) -> Option<CertSummary> {
+    bytes
+        .as_deref()
+        .filter(|b| !b.is_empty())
+        .map(summarize_certificate)
+}
+
+fn following(seq: u32) -> u32 {
+    if seq == u32::MAX {
+        1
+    } else {
+        seq.saturating_add(1)
+    }
+}
+
+fn preceding(seq: u32) -> u32 {
+    if seq <= 1 {
+        u32::MAX
+    } else {
+        seq.saturating_sub(1)
+    }
+}
+
+/// Numbers from `from` up to but excluding `to`, in NotificationMessage order (0 skipped).
+fn missing_between(from: u32, to: u32) -> (Vec<u32>, u64) {
+    let mut count = u64::from(to.wrapping_sub(from));
+    if to < from {
+        count = count.saturating_sub(1); // 0 is never used
+    }
+    let mut list = Vec::new();
+    let mut s = from;
+    while s != to && (list.len() as u64) < MAX_LISTED_MISSING {
+        list.push(s);
+        s = following(s);
+    }
+    (list, count)
+}
+
+impl Tracker {
+    pub(crate) fn new(conn_seq: u64, server: String) -> Self {
+        Tracker {
+            conn_seq,
+            server,
+            pending: BTreeMap::new(),
+            open: None,
+            held_channel: None,
+            channel_id: None,
+            teardown: false,
+            session_token: None,
+            summary: SummaryInfo::default(),
+        }
+    }
+
+    /// An OPN whose body could not be read (a secured channel): what the headers tell.
+    pub(crate) fn on_encrypted_open(
+        &mut self,
+        dir: Direction,
+        header: Option<&OpenSecurityHeader>,
+        channel_id: Option<u32>,
+        now: Timestamp,
+        out: &mut Out,
+    ) {
+        let _ = now;
+        let Some(h) = header else { return };
+        let (policy, policy_uri) = policy_parts(h);
+        match dir {
+            Direction::ClientToServer => {
+                self.flush_open(Some("a new OpenSecureChannel request came first"), out);
+                self.open = Some(PendingOpen {
+                    info: SecureChannelInfo {
+                        request_type: None,
+                        policy,
+                        policy_uri,
+                        mode: None,
+                        outcome: "no_response",
+                        status: Status::default(),
+                        channel_id: None,
+                        token_id: None,
+                        revised_lifetime_ms: None,
+                        requested_lifetime_ms: None,
+                        client_cert: cert_of(&h.sender_certificate),
+                        server_cert: None,
+                        receiver_thumbprint: h
+                            .receiver_certificate_thumbprint
+                            .as_deref()
+                            .map(|t| t.iter().map(|b| format!("{b:02X}")).collect()),
+                    },
+                });
+            }
+            Direction::ServerToClient => {
+                if let Some(mut p) = self.open.take() {
+                    p.info.server_cert = cert_of(&h.sender_certificate);
+                    p.info.channel_id = channel_id;
+                    p.info.outcome = "ok";
+                    self.summary.channels = self.summary.channels.saturating_add(1);
+                    self.channel_id = channel_id;
+                    // The mode and the result are inside the encryption: hold the event
+                    // until the first message on the channel shows the mode.
+                    self.held_channel = Some(p.info);
+                }
+            }
+        }
+    }
+
+    /// The first message on a secured channel told its mode.
+    pub(crate) fn on_mode_known(&mut self, mode: &'static str, out: &mut Out) {
+        if let Some(mut info) = self.held_channel.take() {
+            info.mode = Some(mode);
+            out.push((None, EventKind::SecureChannel(Box::new(info))));
+        }
+    }
+
+    /// An ERR: refuses whatever was waiting.
+    pub(crate) fn on_tcp_error(&mut self, status: Option<u32>, out: &mut Out) {
+        self.summary.rejects = self.summary.rejects.saturating_add(1);
+        if let Some(mut p) = self.open.take() {
+            p.info.outcome = "rejected";
+            p.info.status = Status::opt(status);
+            out.push((None, EventKind::SecureChannel(Box::new(p.info))));
+        }
+    }
+
+    fn flush_open(&mut self, _why: Option<&str>, out: &mut Out) {
+        if let Some(info) = self.held_channel.take() {
+            out.push((None, EventKind::SecureChannel(Box::new(info))));
+        }
+        if let Some(p) = self.open.take() {
+            out.push((None, EventKind::SecureChannel(Box::new(p.info))));
+        }
+    }
+
+    /// The connection ended: report what never got an answer.
+    pub(crate) fn on_close(&mut self, out: &mut Out) {
+        self.flush_open(None, out);
+        let teardown = self.teardown;
+        let (quiet, loud): (Vec<_>, Vec<_>) = self
+            .pending
+            .iter()
+            .partition(|(_, p)| teardown && p.service == Some("PublishRequest"));
+        self.summary.unanswered_publish_at_teardown = quiet.len() as u64;
+        self.summary.unanswered = loud
+            .iter()
+            .map(|(id, p)| format!("{}#{id}", p.service.unwrap_or("?")))
+            .collect();
+    }
+
+    /// A decoded service message.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_message(
+        &mut self,
+        shared: &mut Shared,
+        dir: Direction,
+        request_id: Option<u32>,
+        msg: &Message<'_>,
+        now: Timestamp,
+        header: Option<&OpenSecurityHeader>,
+        channel_id: Option<u32>,
+        out: &mut Out,
+    ) -> Option<f64> {
+        self.summary.messages = self.summary.messages.saturating_add(1);
+        match dir {
+            Direction::ClientToServer => {
+                self.on_request(msg, request_id, now, header);
+                None
+            }
+            Direction::ServerToClient => {
+                let pending = request_id.and_then(|id| self.pending.remove(&id));
+                let latency = pending.as_ref().map(|p| now.millis_since(p.at));
+                self.on_response(
+                    shared, msg, request_id, pending, latency, header, channel_id, out,
+                );
+                latency
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        msg: &Message<'_>,
+        request_id: Option<u32>,
+        now: Timestamp,
+        header: Option<&OpenSecurityHeader>,
+    ) {
+        let detail = match &msg.body {
+            ServiceBody::OpenSecureChannelRequest(r) => {
+                let (policy, policy_uri) = header.map(policy_parts).unwrap_or_default();
+                self.open = Some(PendingOpen {
+                    info: SecureChannelInfo {
+                        request_type: match r.request_type {
+                            REQUEST_TYPE_ISSUE => Some("issue"),
+                            REQUEST_TYPE_RENEW => Some("renew"),
+                            _ => None,
+                        },
+                        policy,
+                        policy_uri,
+                        mode: Some(security_mode_name(r.security_mode)),
+                        outcome: "no_response",
+                        status: Status::default(),
+                        channel_id: None,
+                        token_id: None,
+                        revised_lifetime_ms: None,
+                        requested_lifetime_ms: Some(r.requested_lifetime),
+                        client_cert: header.and_then(|h| cert_of(&h.sender_certificate)),
+                        server_cert: None,
+                        receiver_thumbprint: None,
+                    },
+                });
+                Detail::None
+            }
+            ServiceBody::PublishRequest(r) => Detail::Publish(
+                r.subscription_acknowledgements
+                    .iter()
+                    .flatten()
+                    .map(|a| [a.subscription_id, a.sequence_number])
+                    .collect(),
+            ),
+            ServiceBody::RepublishRequest(r) => Detail::Republish {
+                subscription_id: r.subscription_id,
+                sequence_number: r.retransmit_sequence_number,
+            },
+            ServiceBody::ModifySubscriptionRequest(r) => Detail::Modify(r.subscription_id),
+            ServiceBody::DeleteSubscriptionsRequest(r) => {
+                // Servers answer the Publish requests still queued (Bad_NoSubscription) before
+                // the DeleteSubscriptions response: teardown starts with the request.
+                self.teardown = true;
+                Detail::Delete(r.subscription_ids.clone().unwrap_or_default())
+            }
+            ServiceBody::SetPublishingModeRequest(r) => Detail::SetPublishingMode {
+                enabled: r.publishing_enabled,
+                ids: r.subscription_ids.clone().unwrap_or_default(),
+            },
+            ServiceBody::TransferSubscriptionsRequest(r) => Detail::Transfer {
+                ids: r.subscription_ids.clone().unwrap_or_default(),
+                send_initial_values: r.send_initial_values,
+            },
+            ServiceBody::CreateSessionRequest(r) => Detail::CreateSession {
+                name: r.session_name.as_str().map(str::to_string),
+            },
+            ServiceBody::ActivateSessionRequest(r) => {
+                let token = r.identity_token();
+                let identity = token.as_ref().map_or("unknown", IdentityToken::kind);
+                let user = match &token {
+                    Ok(IdentityToken::UserName(u)) => {
+                        Some(u.user_name.to_string_lossy().into_owned())
+                    }
+                    _ => None,
+                };
+                Detail::Activate {
+                    token: r.request_header.authentication_token.to_string(),
+                    identity,
+                    user,
+                }
+            }
+            ServiceBody::CloseSessionRequest(r) => {
+                self.teardown = true;
+                Detail::CloseSession {
+                    token: r.request_header.authentication_token.to_string(),
+                }
+            }
+            // Servers close the connection instead of answering CLO: nothing to wait for.
+            ServiceBody::CloseSecureChannelRequest(_) => return,
+            _ => Detail::None,
+        };
+        if let Some(id) = request_id {
+            if self.pending.len() >= MAX_PENDING {
+                self.pending.pop_first();
+            }
+            self.pending.insert(
+                id,
+                Pending {
+                    service: msg.service_name(),
+                    request_handle: msg.request_handle(),
+                    at: now,
+                    detail,
+                },
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_response(
+        &mut self,
+        shared: &mut Shared,
+        msg: &Message<'_>,
+        request_id: Option<u32>,
+        pending: Option<Pending>,
+        latency: Option<f64>,
+        header: Option<&OpenSecurityHeader>,
+        channel_id: Option<u32>,
+        out: &mut Out,
+    ) {
+        let result = msg.service_result().map_or(0, |s| s.0);
+        let status = Status::of(result);
+        let ok = StatusCode(result).is_good();
+        let detail = pending.as_ref().map_or(&Detail::None, |p| &p.detail);
+        let d = Some(Direction::ServerToClient);
+        match &msg.body {
+            ServiceBody::OpenSecureChannelResponse(r) => {
+                let mut info =
+                    self.open
+                        .take()
+                        .map(|p| p.info)
+                        .unwrap_or_else(|| SecureChannelInfo {
+                            request_type: None,
+                            policy: None,
+                            policy_uri: None,
+                            mode: None,
+                            outcome: "ok",
+                            status: Status::default(),
+                            channel_id: None,
+                            token_id: None,
+                            revised_lifetime_ms: None,
+                            requested_lifetime_ms: None,
+                            client_cert: None,
+                            server_cert: None,
+                            receiver_thumbprint: None,
+                        });
+                info.outcome = if ok { "ok" } else { "rejected" };
+                info.status = status;
+                info.channel_id = Some(r.security_token.channel_id);
+                info.token_id = Some(r.security_token.token_id);
+                info.revised_lifetime_ms = Some(r.security_token.revised_lifetime);
+                info.server_cert = header.and_then(|h| cert_of(&h.sender_certificate));
+                if ok {
+                    if info.request_type == Some("renew") {
+                        self.summary.renewals = self.summary.renewals.saturating_add(1);
+                    } else {
+                        self.summary.channels = self.summary.channels.saturating_add(1);
+                    }
+                    self.channel_id = Some(r.security_token.channel_id);
+                } else {
+                    self.summary.rejects = self.summary.rejects.saturating_add(1);
+                }
+                out.push((None, EventKind::SecureChannel(Box::new(info))));
+            }
+            ServiceBody::ServiceFault(_) => {
+                self.on_fault(shared, request_id, pending.as_ref(), result, out);
+            }
+            ServiceBody::CreateSessionResponse(r) => {
+                let session_id = r.session_id.to_string();
+                shared.sessions.insert(
+                    r.authentication_token.to_string(),
+                    SessionState {
+                        session_id: Some(session_id.clone()),
+                        activated_on: None,
+                    },
+                );
+                self.count_session(ok);
+                let name = match detail {
+                    Detail::CreateSession { name } => name.clone(),
+                    _ => None,
+                };
+                out.push((
+                    d,
+                    EventKind::Session(SessionInfo {
+                        action: "create",
+                        session_id: Some(session_id),
+                        outcome: if ok { "ok" } else { "rejected" },
+                        status,
+                        identity: None,
+                        user: None,
+                        reused_on_new_channel: None,
+                        session_name: name,
+                        revised_session_timeout_ms: Some(r.revised_session_timeout),
+                        latency_ms: latency,
+                    }),
+                ));
+            }
+            ServiceBody::ActivateSessionResponse(_) => {
+                let (token, identity, user) = match detail {
+                    Detail::Activate {
+                        token,
+                        identity,
+                        user,
+                    } => (Some(token.clone()), Some(*identity), user.clone()),
+                    _ => (None, None, None),
+                };
+                let here = (self.conn_seq, channel_id);
+                let session = token
+                    .as_ref()
+                    .map(|t| shared.sessions.entry(t.clone()).or_default());
+                let reused = session
+                    .as_ref()
+                    .and_then(|s| s.activated_on)
+                    .map(|prev| prev != here);
+                let session_id = session.as_ref().and_then(|s| s.session_id.clone());
+                if ok {
+                    if let Some(s) = session {
+                        s.activated_on = Some(here);
+                    }
+                    self.session_token = token;
+                    if reused == Some(true) {
+                        self.summary.sessions = self.summary.sessions.saturating_add(1);
+                    }
+                } else {
+                    self.summary.rejects = self.summary.rejects.saturating_add(1);
+                }
+                out.push((
+                    d,
+                    EventKind::Session(SessionInfo {
+                        action: "activate",
+                        session_id,
+                        outcome: if ok { "ok" } else { "rejected" },
+                        status,
+                        identity,
+                        user,
+                        reused_on_new_channel: Some(reused.unwrap_or(false)),
+                        session_name: None,
+                        revised_session_timeout_ms: None,
+                        latency_ms: latency,
+                    }),
+                ));
+            }
+            ServiceBody::CloseSessionResponse(_) => {
+                self.teardown = true;
+                let session_id = match detail {
+                    Detail::CloseSession { token } => {
+                        shared.sessions.remove(token).and_then(|s| s.session_id)
+                    }
+                    _ => None,
+                };
+                out.push((
+                    d,
+                    EventKind::Session(SessionInfo {
+                        action: "close",
+                        session_id,
+                        outcome: if ok { "ok" } else { "rejected" },
+                        status,
+                        identity: None,
+                        user: None,
+                        reused_on_new_channel: None,
+                        session_name: None,
+                        revised_session_timeout_ms: None,
+                        latency_ms: latency,
+                    }),
+                ));
+            }
+            ServiceBody::CreateSubscriptionResponse(r) => {
+                if ok {
+                    self.summary.subscriptions = self.summary.subscriptions.saturating_add(1);
+                    shared.subscriptions.insert(
+                        (self.server.clone(), r.subscription_id),
+                        SubscriptionState {
+                            last_data: None,
+                            created_here: true,
+                        },
+                    );
+                }
+                out.push((
+                    d,
+                    EventKind::Subscription(SubscriptionInfo {
+                        action: "create",
+                        subscription_id: Some(r.subscription_id),
+                        status,
+                        revised_publishing_interval_ms: Some(r.revised_publishing_interval),
+                        revised_lifetime_count: Some(r.revised_lifetime_count),
+                        revised_max_keep_alive_count: Some(r.revised_max_keep_alive_count),
+                        publishing_enabled: None,
+                        available_sequence_numbers: None,
+                        send_initial_values: None,
+                    }),
+                ));
+            }
+            ServiceBody::ModifySubscriptionResponse(r) => {
+                out.push((
+                    d,
+                    EventKind::Subscription(SubscriptionInfo {
+                        action: "modify",
+                        subscription_id: match detail {
+                            Detail::Modify(id) => Some(*id),
+                            _ => None,
+                        },
+                        status,
+                        revised_publishing_interval_ms: Some(r.revised_publishing_interval),
+                        revised_lifetime_count: Some(r.revised_lifetime_count),
+                        revised_max_keep_alive_count: Some(r.revised_max_keep_alive_count),
+                        publishing_enabled: None,
+                        available_sequence_numbers: None,
+                        send_initial_values: None,
+                    }),
+                ));
+            }
+            ServiceBody::DeleteSubscriptionsResponse(r)
+            | ServiceBody::SetPublishingModeResponse(r) => {
+                let (action, ids, enabled) = match detail {
+                    Detail::Delete(ids) => ("delete", ids.clone(), None),
+                    Detail::SetPublishingMode { enabled, ids } => {
+                        ("set_publishing_mode", ids.clone(), Some(*enabled))
+                    }
+                    _ => return,
+                };
+                if action == "delete" {
+                    self.teardown = true;
+                }
+                let results = r.results.as_deref().unwrap_or(&[]);
+                for (i, id) in ids.iter().enumerate() {
+                    let st = results.get(i).map_or(status.clone(), |s| Status::of(s.0));
+                    if action == "delete" && results.get(i).is_some_and(|s| s.is_good()) {
+                        shared.subscriptions.remove(&(self.server.clone(), *id));
+                    }
+                    out.push((
+                        d,
+                        EventKind::Subscription(SubscriptionInfo {
+                            action,
+                            subscription_id: Some(*id),
+                            status: st,
+                            revised_publishing_interval_ms: None,
+                            revised_lifetime_count: None,
+                            revised_max_keep_alive_count: None,
+                            publishing_enabled: enabled,
+                            available_sequence_numbers: None,
+                            send_initial_values: None,
+                        }),
+                    ));
+                }
+            }
+            ServiceBody::TransferSubscriptionsResponse(r) => {
+                let (ids, initial) = match detail {
+                    Detail::Transfer {
+                        ids,
+                        send_initial_values,
+                    } => (ids.clone(), Some(*send_initial_values)),
+                    _ => (Vec::new(), None),
+                };
+                let results = r.results.as_deref().unwrap_or(&[]);
+                for (i, id) in ids.iter().enumerate() {
+                    let res = results.get(i);
+                    if res.is_some_and(|t| t.status_code.is_good()) {
+                        self.summary.subscriptions = self.summary.subscriptions.saturating_add(1);
+                        shared
+                            .subscriptions
+                            .entry((self.server.clone(), *id))
+                            .or_default();
+                    }
+                    out.push((
+                        d,
+                        EventKind::Subscription(SubscriptionInfo {
+                            action: "transfer",
+                            subscription_id: Some(*id),
+                            status: res.map_or(status.clone(), |t| Status::of(t.status_code.0)),
+                            revised_publishing_interval_ms: None,
+                            revised_lifetime_count: None,
+                            revised_max_keep_alive_count: None,
+                            publishing_enabled: None,
+                            available_sequence_numbers: res
+                                .map(|t| t.available_sequence_numbers.clone().unwrap_or_default()),
+                            send_initial_values: initial,
+                        }),
+                    ));
+                }
+            }
+            ServiceBody::PublishResponse(r) => {
+                let nm = &r.notification_message;
+                let keep_alive = nm.is_keep_alive();
+                let notifications = nm.notification_count();
+                self.summary.publishes = self.summary.publishes.saturating_add(1);
+                self.summary.notifications =
+                    self.summary.notifications.saturating_add(notifications);
+                let acks = match detail {
+                    Detail::Publish(a) => a.clone(),
+                    _ => Vec::new(),
+                };
+                out.push((
+                    d,
+                    EventKind::Publish(PublishInfo {
+                        subscription_id: r.subscription_id,
+                        sequence_number: nm.sequence_number,
+                        keep_alive,
+                        notifications,
+                        more_notifications: r.more_notifications,
+                        available_sequence_numbers: r
+                            .available_sequence_numbers
+                            .clone()
+                            .unwrap_or_default(),
+                        acks,
+                        ack_results: r.results.iter().flatten().map(|s| s.to_string()).collect(),
+                        status,
+                        latency_ms: latency,
+                    }),
+                ));
+                if r.subscription_id != 0 {
+                    let key = (self.server.clone(), r.subscription_id);
+                    let sub = shared.subscriptions.entry(key).or_default();
+                    if let Some(gap) =
+                        track_sequence(sub, r.subscription_id, nm.sequence_number, keep_alive)
+                    {
+                        self.summary.sequence_gaps = self.summary.sequence_gaps.saturating_add(1);
+                        out.push((d, EventKind::SequenceGap(gap)));
+                    }
+                }
+            }
+            ServiceBody::RepublishResponse(r) => {
+                if let Detail::Republish {
+                    subscription_id,
+                    sequence_number,
+                } = detail
+                {
+                    let _ = r;
+                    out.push((
+                        d,
+                        EventKind::Republish(RepublishInfo {
+                            subscription_id: *subscription_id,
+                            retransmit_sequence_number: *sequence_number,
+                            status,
+                        }),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn count_session(&mut self, ok: bool) {
+        if ok {
+            self.summary.sessions = self.summary.sessions.saturating_add(1);
+        } else {
+            self.summary.rejects = self.summary.rejects.saturating_add(1);
+        }
+    }
+
+    fn on_fault(
+        &mut self,
+        shared: &mut Shared,
+        request_id: Option<u32>,
+        pending: Option<&Pending>,
+        result: u32,
+        out: &mut Out,
+    ) {
+        let for_service = pending.and_then(|p| p.service);
+        let code = StatusCode(result);
+        let session_has_subscriptions = shared.subscriptions.keys().any(|(s, _)| *s == self.server);
+        let (normal, note) = match (for_service, code) {
+            (Some("PublishRequest"), StatusCode::BAD_NO_SUBSCRIPTION) if self.teardown || !session_has_subscriptions => (
+                true,
+                Some("Publish requests still queued when the subscriptions were deleted are answered Bad_NoSubscription; normal at teardown"),
+            ),
+            (Some("PublishRequest"), StatusCode::BAD_SESSION_CLOSED) if self.teardown => {
+                (true, Some("Publish requests still queued when the session closed; normal at teardown"))
+            }
+            (Some("RepublishRequest"), StatusCode::BAD_MESSAGE_NOT_AVAILABLE) => (
+                true,
+                Some("the server no longer holds that notification: the normal end of a Republish loop"),
+            ),
+            (Some("PublishRequest"), StatusCode::BAD_TOO_MANY_PUBLISH_REQUESTS) => (
+                false,
+                Some("the client keeps more Publish requests queued than the server accepts"),
+            ),
+            (Some("PublishRequest"), StatusCode::BAD_TIMEOUT) => (
+                false,
+                Some("a Publish request waited longer than its TimeoutHint"),
+            ),
+            _ => (false, None),
+        };
+        self.summary.service_faults = self.summary.service_faults.saturating_add(1);
+        if !normal {
+            self.summary.abnormal_faults = self.summary.abnormal_faults.saturating_add(1);
+        }
+        let d = Some(Direction::ServerToClient);
+        out.push((
+            d,
+            EventKind::ServiceFault(ServiceFaultInfo {
+                request_id,
+                request_handle: pending.and_then(|p| p.request_handle),
+                status: Status::of(result),
+                for_service,
+                normal,
+                note,
+            }),
+        ));
+        match pending.map(|p| &p.detail) {
+            Some(Detail::Republish {
+                subscription_id,
+                sequence_number,
+            }) => {
+                out.push((
+                    d,
+                    EventKind::Republish(RepublishInfo {
+                        subscription_id: *subscription_id,
+                        retransmit_sequence_number: *sequence_number,
+                        status: Status::of(result),
+                    }),
+                ));
+            }
+            Some(Detail::Activate {
+                token,
+                identity,
+                user,
+            }) => {
+                self.summary.rejects = self.summary.rejects.saturating_add(1);
+                out.push((
+                    d,
+                    EventKind::Session(SessionInfo {
+                        action: "activate",
+                        session_id: shared
+                            .sessions
+                            .get(token)
+                            .and_then(|s| s.session_id.clone()),
+                        outcome: "rejected",
+                        status: Status::of(result),
+                        identity: Some(identity),
+                        user: user.clone(),
+                        reused_on_new_channel: None,
+                        session_name: None,
+                        revised_session_timeout_ms: None,
+                        latency_ms: None,
+                    }),
+                ));
+            }
+            Some(Detail::CreateSession { name }) => {
+                self.summary.rejects = self.summary.rejects.saturating_add(1);
+                out.push((
+                    d,
+                    EventKind::Session(SessionInfo {
+                        action: "create",
+                        session_id: None,
+                        outcome: "rejected",
+                        status: Status::of(result),
+                        identity: None,
+                        user: None,
+                        reused_on_new_channel: None,
+                        session_name: name.clone(),
+                        revised_session_timeout_ms: None,
+                        latency_ms: None,
+                    }),
+                ));
+            }
+            _ => {}
+        }
+        if for_service == Some("OpenSecureChannelRequest") {
+            if let Some(mut p) = self.open.take() {
+                self.summary.rejects = self.summary.rejects.saturating_add(1);
+                p.info.outcome = "rejected";
+                p.info.status = Status::of(result);
+                out.push((None, EventKind::SecureChannel(Box::new(p.info))));
+            }
+        }
+    }
+}
+
+/// Follows the NotificationMessage numbers of one subscription (reconnect.md R15–R19).
+fn track_sequence(
+    sub: &mut SubscriptionState,
+    subscription_id: u32,
+    seq: u32,
+    keep_alive: bool,
+) -> Option<SequenceGapInfo> {
+    // A keep-alive carries the number the next data message will use.
+    let last_sent = if keep_alive { preceding(seq) } else { seq };
+    let Some(last) = sub.last_data else {
+        sub.last_data = Some(last_sent);
+        if sub.created_here && seq > 1 {
+            let (missing, missing_count) = missing_between(1, seq);
+            if keep_alive && missing.is_empty() {
+                return None;
+            }
+            return Some(SequenceGapInfo {
+                subscription_id,
+                expected: 1,
+                got: seq,
+                missing,
+                missing_count,
+                duplicate: false,
+            });
+        }
+        return None;
+    };
+    let expected = following(last);
+    let in_order = seq == expected || (last >= EARLY_WRAP_FLOOR && seq == 1);
+    if in_order {
+        if !keep_alive {
+            sub.last_data = Some(seq);
+        }
+        return None;
+    }
+    if keep_alive && seq == last {
+        // Some servers repeat the last number in keep-alives; nothing was lost.
+        return None;
+    }
+    // Behind (within half the number space): a repeat of something already received.
+    let behind = last.wrapping_sub(seq) < (1 << 31);
+    if behind {
+        if keep_alive {
+            return None;
+        }
+        return Some(SequenceGapInfo {
+            subscription_id,
+            expected,
+            got: seq,
+            missing: Vec::new(),
+            missing_count: 0,
+            duplicate: true,
+        });
+    }
+    let (missing, missing_count) = missing_between(expected, seq);
+    sub.last_data = Some(last_sent);
+    Some(SequenceGapInfo {
+        subscription_id,
+        expected,
+        got: seq,
+        missing,
+        missing_count,
+        duplicate: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub() -> SubscriptionState {
+        SubscriptionState {
+            last_data: None,
+            created_here: true,
+        }
+    }
+
+    #[test]
+    fn in_order_numbers_and_keep_alives_are_quiet() {
+        let mut s = sub();
+        assert_eq!(track_sequence(&mut s, 1, 1, false), None);
+        assert_eq!(track_sequence(&mut s, 1, 2, false), None);
+        assert_eq!(
+            track_sequence(&mut s, 1, 3, true),
+            None,
+            "keep-alive carries the next number"
+        );
+        assert_eq!(track_sequence(&mut s, 1, 3, true), None);
+        assert_eq!(track_sequence(&mut s, 1, 3, false), None);
+    }
+
+    #[test]
+    fn gaps_duplicates_and_wrap() {
+        let mut s = sub();
+        track_sequence(&mut s, 1, 1, false);
+        let g = track_sequence(&mut s, 1, 5, false).unwrap();
+        assert_eq!(
+            (g.expected, g.got, g.missing.clone(), g.duplicate),
+            (2, 5, vec![2, 3, 4], false)
+        );
+        let g = track_sequence(&mut s, 1, 5, false).unwrap();
+        assert!(g.duplicate && g.missing.is_empty());
+        // A keep-alive that skips ahead: 6 and 7 were sent and never arrived.
+        let g = track_sequence(&mut s, 1, 8, true).unwrap();
+        assert_eq!(g.missing, vec![6, 7]);
+        assert_eq!(track_sequence(&mut s, 1, 8, false), None);
+        // Wrap-around: after 4294967295 comes 1, never 0.
+        let mut w = SubscriptionState {
+            last_data: Some(u32::MAX - 1),
+            created_here: false,
+        };
+        assert_eq!(track_sequence(&mut w, 1, u32::MAX, false), None);
+        assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+        let mut w = SubscriptionState {
+            last_data: Some(u32::MAX - 1),
+            created_here: false,
+        };
+        let g = track_sequence(&mut w, 1, 2, false).unwrap();
+        assert_eq!(g.missing, vec![u32::MAX, 1]);
+        assert_eq!(g.missing_count, 2);
+        // node-opcua wraps early.
+        let mut w = SubscriptionState {
+            last_data: Some(EARLY_WRAP_FLOOR),
+            created_here: false,
+        };
+        assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+    }
+
+    #[test]
+    fn first_number_must_be_one_for_new_subscriptions() {
+        let mut s = sub();
+        let g = track_sequence(&mut s, 9, 3, false).unwrap();
+        assert_eq!(g.missing, vec![1, 2]);
+        // A subscription met mid-capture starts wherever it is.
+        let mut m = SubscriptionState::default();
+        assert_eq!(track_sequence(&mut m, 9, 1234, false), None);
+        // Huge jumps list at most 1000 numbers but count them all.
+        let g = track_sequence(&mut m, 9, 1234 + 5000, false).unwrap();
+        assert_eq!(g.missing.len(), 1000);
+        assert_eq!(g.missing_count, 4999);
+    }
+}
