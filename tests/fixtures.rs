@@ -159,6 +159,8 @@ fn events_do_not_depend_on_segmentation() {
                     capture.display()
                 );
             }
+            // Every event, channel/session/subscription/publish ones included, in order.
+            assert_eq!(whole, split, "{}: round {round}", capture.display());
         }
     }
 }

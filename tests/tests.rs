@@ -3,5 +3,6 @@
 
 mod util;
 
+mod analysis;
 mod crosscheck;
 mod fixtures;

@@ -13,6 +13,10 @@ mod session;
 mod subscription;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod strategies;
+#[cfg(test)]
 mod tests;
 
 pub use attribute::*;

@@ -156,8 +156,7 @@ pub(crate) fn channel_security_token() -> BoxedStrategy<ChannelSecurityToken> {
 }
 
 /// Any OpenSecureChannelResponse.
-pub(crate) fn open_secure_channel_response() -> BoxedStrategy<OpenSecureChannelResponse<'static>>
-{
+pub(crate) fn open_secure_channel_response() -> BoxedStrategy<OpenSecureChannelResponse<'static>> {
     strategy!(OpenSecureChannelResponse {
         response_header: response_header(),
         server_protocol_version: any::<u32>(),
@@ -167,16 +166,15 @@ pub(crate) fn open_secure_channel_response() -> BoxedStrategy<OpenSecureChannelR
 }
 
 /// Any CloseSecureChannelRequest.
-pub(crate) fn close_secure_channel_request() -> BoxedStrategy<CloseSecureChannelRequest<'static>>
-{
+pub(crate) fn close_secure_channel_request() -> BoxedStrategy<CloseSecureChannelRequest<'static>> {
     strategy!(CloseSecureChannelRequest {
         request_header: request_header(),
     })
 }
 
 /// Any CloseSecureChannelResponse.
-pub(crate) fn close_secure_channel_response(
-) -> BoxedStrategy<CloseSecureChannelResponse<'static>> {
+pub(crate) fn close_secure_channel_response() -> BoxedStrategy<CloseSecureChannelResponse<'static>>
+{
     strategy!(CloseSecureChannelResponse {
         response_header: response_header(),
     })
@@ -475,8 +473,7 @@ pub(crate) fn create_subscription_request() -> BoxedStrategy<CreateSubscriptionR
 }
 
 /// Any CreateSubscriptionResponse.
-pub(crate) fn create_subscription_response() -> BoxedStrategy<CreateSubscriptionResponse<'static>>
-{
+pub(crate) fn create_subscription_response() -> BoxedStrategy<CreateSubscriptionResponse<'static>> {
     strategy!(CreateSubscriptionResponse {
         response_header: response_header(),
         subscription_id: any::<u32>(),
@@ -500,8 +497,7 @@ pub(crate) fn modify_subscription_request() -> BoxedStrategy<ModifySubscriptionR
 }
 
 /// Any ModifySubscriptionResponse.
-pub(crate) fn modify_subscription_response() -> BoxedStrategy<ModifySubscriptionResponse<'static>>
-{
+pub(crate) fn modify_subscription_response() -> BoxedStrategy<ModifySubscriptionResponse<'static>> {
     strategy!(ModifySubscriptionResponse {
         response_header: response_header(),
         revised_publishing_interval: double(),
@@ -520,8 +516,7 @@ pub(crate) fn set_publishing_mode_request() -> BoxedStrategy<SetPublishingModeRe
 }
 
 /// Any DeleteSubscriptionsRequest.
-pub(crate) fn delete_subscriptions_request() -> BoxedStrategy<DeleteSubscriptionsRequest<'static>>
-{
+pub(crate) fn delete_subscriptions_request() -> BoxedStrategy<DeleteSubscriptionsRequest<'static>> {
     strategy!(DeleteSubscriptionsRequest {
         request_header: request_header(),
         subscription_ids: arr(any::<u32>(), 5),
@@ -550,8 +545,8 @@ pub(crate) fn monitored_item_create_request() -> BoxedStrategy<MonitoredItemCrea
 }
 
 /// Any CreateMonitoredItemsRequest.
-pub(crate) fn create_monitored_items_request(
-) -> BoxedStrategy<CreateMonitoredItemsRequest<'static>> {
+pub(crate) fn create_monitored_items_request() -> BoxedStrategy<CreateMonitoredItemsRequest<'static>>
+{
     strategy!(CreateMonitoredItemsRequest {
         request_header: request_header(),
         subscription_id: any::<u32>(),
@@ -561,8 +556,7 @@ pub(crate) fn create_monitored_items_request(
 }
 
 /// Any MonitoredItemCreateResult.
-pub(crate) fn monitored_item_create_result() -> BoxedStrategy<MonitoredItemCreateResult<'static>>
-{
+pub(crate) fn monitored_item_create_result() -> BoxedStrategy<MonitoredItemCreateResult<'static>> {
     strategy!(MonitoredItemCreateResult {
         status_code: status_code(),
         monitored_item_id: any::<u32>(),
@@ -583,8 +577,8 @@ pub(crate) fn create_monitored_items_response(
 }
 
 /// Any DeleteMonitoredItemsRequest.
-pub(crate) fn delete_monitored_items_request(
-) -> BoxedStrategy<DeleteMonitoredItemsRequest<'static>> {
+pub(crate) fn delete_monitored_items_request() -> BoxedStrategy<DeleteMonitoredItemsRequest<'static>>
+{
     strategy!(DeleteMonitoredItemsRequest {
         request_header: request_header(),
         subscription_id: any::<u32>(),

@@ -393,7 +393,10 @@ impl NotificationMessage<'_> {
                         .and_then(|b| Reader::new(b).read_i32("NotificationData").ok())
                         .map_or(0, |n| u64::try_from(n).unwrap_or(0))
                 }
-                Some(structure::STATUS_CHANGE_NOTIFICATION) => 1,
+                // Like the arms above (and parse_notification): only a binary body is one.
+                Some(structure::STATUS_CHANGE_NOTIFICATION) => {
+                    u64::from(eo.binary_body().is_some())
+                }
                 _ => 0,
             })
             .sum()

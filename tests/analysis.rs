@@ -1,0 +1,144 @@
+//! The offline analysis on real captures, checked against the ground truth written beside each
+//! fixture (fixtures/*.md), which was established with tshark and the peers' own logs.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::{root, run};
+
+fn events(capture: &Path, messages: bool) -> Vec<Value> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_uatap"));
+    cmd.args(["analyze", "--json"]);
+    if messages {
+        cmd.arg("--messages");
+    }
+    run(cmd.arg(capture))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    root().join("fixtures").join(name)
+}
+
+/// Asserts data notifications numbered 1..=n, each acknowledged by a later Publish request.
+/// A client keeping `queued` requests outstanding acknowledges the last ones in requests that
+/// are never answered, so those acknowledgements are not in any `publish` event.
+fn assert_publish_sequence(evs: &[Value], n: u64, queued: u64) {
+    let publishes = of_kind(evs, "publish");
+    assert_eq!(publishes.len() as u64, n, "publish events");
+    let mut acked = std::collections::BTreeSet::new();
+    for (i, p) in publishes.iter().enumerate() {
+        assert_eq!(p["sequence_number"], i as u64 + 1, "{p}");
+        assert_eq!(p["keep_alive"], false);
+        assert_eq!(p["status_name"], "Good");
+        for a in p["acks"].as_array().expect("acks") {
+            acked.insert(a[1].as_u64().expect("ack"));
+        }
+    }
+    let expected: std::collections::BTreeSet<u64> = (1..=n.saturating_sub(queued)).collect();
+    assert!(acked.is_superset(&expected), "acknowledged {acked:?}");
+    assert!(of_kind(evs, "sequence_gap").is_empty(), "no gap");
+}
+
+#[test]
+fn basic_none_node_server_asyncua_client() {
+    let evs = events(&fixture("basic-none.pcapng"), false);
+    let ch = of_kind(&evs, "secure_channel");
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0]["request_type"], "issue");
+    assert_eq!(ch[0]["policy"], "None");
+    assert_eq!(ch[0]["mode"], "None");
+    assert_eq!(ch[0]["outcome"], "ok");
+    assert_eq!(ch[0]["channel_id"], 1);
+    let sessions: Vec<(String, String)> = of_kind(&evs, "session")
+        .iter()
+        .map(|s| {
+            (
+                s["action"].as_str().unwrap().to_string(),
+                s["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sessions,
+        [("create", "ok"), ("activate", "ok"), ("close", "ok")]
+            .map(|(a, o)| (a.to_string(), o.to_string()))
+    );
+    assert_eq!(of_kind(&evs, "session")[1]["identity"], "anonymous");
+    assert_publish_sequence(&evs, 31, 1);
+    let total: u64 = of_kind(&evs, "publish")
+        .iter()
+        .map(|p| p["notifications"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 31, "31 data changes, as the client logged");
+    // The one fault is the teardown's Bad_NoSubscription, named as normal.
+    let faults = of_kind(&evs, "service_fault");
+    assert_eq!(faults.len(), 1);
+    assert_eq!(faults[0]["status"], "0x80790000");
+    assert_eq!(faults[0]["status_name"], "Bad_NoSubscription");
+    assert_eq!(faults[0]["for_service"], "PublishRequest");
+    assert_eq!(faults[0]["normal"], true);
+    let subs = of_kind(&evs, "subscription");
+    assert_eq!(subs[0]["action"], "create");
+    assert_eq!(subs[0]["revised_publishing_interval_ms"], 100.0);
+    assert_eq!(subs[1]["action"], "delete");
+    let summary = &of_kind(&evs, "summary")[0];
+    assert_eq!(summary["abnormal_faults"], 0);
+    assert_eq!(summary["unanswered"], serde_json::json!([]));
+    let close = &of_kind(&evs, "conn_close")[0];
+    assert_eq!(close["by"], "client");
+    assert_eq!(close["reason"], "fin");
+    assert!(of_kind(&evs, "decode_error").is_empty());
+}
+
+#[test]
+fn basic_none_rev_asyncua_server_node_client() {
+    let evs = events(&fixture("basic-none-rev.pcapng"), false);
+    assert_publish_sequence(&evs, 30, 5);
+    assert!(
+        of_kind(&evs, "service_fault").is_empty(),
+        "asyncua sends no teardown faults"
+    );
+    let hello = of_kind(&evs, "hello");
+    assert_eq!(hello[0]["receive_buffer_size"], 655360);
+    assert_eq!(hello[1]["receive_buffer_size"], 65535);
+    assert_eq!(hello[1]["max_message_size"], 104857600);
+    assert_eq!(hello[1]["max_chunk_count"], 1601);
+    let summary = &of_kind(&evs, "summary")[0];
+    // The five Publish requests node-opcua keeps queued are never answered: normal teardown.
+    assert_eq!(summary["unanswered_publish_at_teardown"], 5);
+    assert_eq!(summary["unanswered"], serde_json::json!([]));
+}
+
+#[test]
+fn big_publish_counts_every_notification() {
+    let evs = events(&fixture("big-publish.pcapng"), true);
+    let counts: Vec<u64> = of_kind(&evs, "publish")
+        .iter()
+        .map(|p| p["notifications"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [4000, 14000, 20000, 18000]);
+    assert_publish_sequence(&evs, 4, 1);
+    let chunked: Vec<u64> = of_kind(&evs, "message")
+        .iter()
+        .filter(|m| m["chunks"] != 1)
+        .map(|m| m["notification_sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(chunked, [3, 4], "seq 3 and 4 came in two chunks each");
+    let hello = of_kind(&evs, "hello");
+    assert_eq!(hello[1]["receive_buffer_size"], 524288);
+    assert_eq!(hello[1]["max_chunk_count"], 256);
+    // Responses carry their service latency.
+    let latency = of_kind(&evs, "publish")[0]["latency_ms"]
+        .as_f64()
+        .expect("latency");
+    assert!(latency > 0.0 && latency < 10_000.0, "{latency}");
+}
