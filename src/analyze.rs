@@ -24,6 +24,107 @@ pub struct Args {
     /// Write JSON Lines (the event contract) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Only connections whose id (`client ip:port->server ip:port`) contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub conn: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-11-23T19:31:57Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub from: Option<Timestamp>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<Timestamp>,
+    /// When the capture holds both legs of a proxy or relay, which to report.
+    #[arg(long, value_enum, default_value_t = Leg::Client)]
+    pub leg: Leg,
+}
+
+/// Which leg of a proxied connection to report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Leg {
+    /// The client's side (what the OPC UA client saw).
+    Client,
+    /// The server's side (what the OPC UA server saw).
+    Server,
+    /// Both legs, as separate connections.
+    Both,
+}
+
+/// What to analyse and report.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Analysis options.
+    pub options: Options,
+    /// Leg choice for proxied connections.
+    pub leg: Leg,
+    /// Connection id filter.
+    pub conn: Option<String>,
+    /// Earliest event time.
+    pub from: Option<Timestamp>,
+    /// Latest event time (exclusive).
+    pub until: Option<Timestamp>,
+}
+
+impl Config {
+    /// Every event of every connection, client legs of proxied pairs.
+    #[allow(dead_code)] // used by `check` and the proxy once they land
+    pub fn new(options: Options) -> Self {
+        Config {
+            options,
+            leg: Leg::Client,
+            conn: None,
+            from: None,
+            until: None,
+        }
+    }
+
+    fn keeps(&self, e: &Event) -> bool {
+        self.conn.as_deref().is_none_or(|c| e.conn.contains(c))
+            && self.from.is_none_or(|f| e.ts >= f)
+            && self.until.is_none_or(|u| e.ts < u)
+    }
+}
+
+/// Parses an RFC 3339 UTC time such as `2026-11-23T19:31:57.5Z` (or with `+00:00`).
+pub fn parse_time(s: &str) -> Result<Timestamp, String> {
+    let bad = || format!("not an RFC 3339 UTC time: {s} (e.g. 2026-11-23T19:31:57Z)");
+    let s = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix("+00:00"))
+        .ok_or_else(bad)?;
+    let (date, time) = s.split_once(['T', ' ']).ok_or_else(bad)?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().map_err(|_| bad()));
+    let (y, m, dd) = (
+        d.next().ok_or_else(bad)??,
+        d.next().ok_or_else(bad)??,
+        d.next().ok_or_else(bad)??,
+    );
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().map_err(|_| bad()));
+    let (hh, mm, ss) = (
+        t.next().ok_or_else(bad)??,
+        t.next().ok_or_else(bad)??,
+        t.next().ok_or_else(bad)??,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&dd) || hh > 23 || mm > 59 || ss > 60 {
+        return Err(bad());
+    }
+    let micros: i64 = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+        digits.parse().map_err(|_| bad())?
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(Timestamp::from_unix_micros(
+        ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1_000_000) + micros,
+    ))
 }
 
 /// A TCP connection of the capture, before and after we know it carries OPC UA.
@@ -35,13 +136,45 @@ enum Tracked {
         ts: Timestamp,
     },
     /// OPC UA; `swapped` when the recorder's guessed client is really the server.
-    Ua {
-        conn: Box<Connection>,
-        swapped: bool,
-    },
+    Ua(Box<UaConn>),
     /// Not OPC UA: ignored.
     Other,
 }
+
+/// An OPC UA connection and what tells whether it is one leg of a proxied pair.
+struct UaConn {
+    conn: Connection,
+    swapped: bool,
+    /// The client's first bytes (HEL and first OPN): a proxy forwards them unchanged, so two
+    /// connections that start with the same ones are the two legs of one proxied connection.
+    fingerprint: Vec<u8>,
+    /// Fingerprint complete and compared.
+    fingerprinted: bool,
+    /// Leg decision made (shown or not), so events flow instead of being held.
+    decided: bool,
+    /// Report this connection's events.
+    shown: bool,
+    /// Events held until the leg decision.
+    held: Vec<Event>,
+}
+
+/// Bytes of the client stream that make up the fingerprint: the HEL and the first OPN chunk.
+fn fingerprint_complete(fp: &[u8]) -> bool {
+    let mut rest = fp;
+    for _ in 0..2 {
+        match frame(rest, None) {
+            Ok(uatap_codec::tcp::Frame::Complete { header }) => {
+                rest = rest.get(header.message_size as usize..).unwrap_or(&[]);
+            }
+            Ok(_) => return false,
+            // Not HEL+OPN: decide on what there is.
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+const MAX_FINGERPRINT: usize = 64 * 1024;
 
 fn ts(t: recorder::Timestamp) -> Timestamp {
     Timestamp::from_unix_micros(t.unix_nanos.div_euclid(1000))
@@ -54,13 +187,19 @@ fn looks_like_ua(bytes: &[u8]) -> bool {
 
 /// Runs the subcommand.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let options = Options {
-        messages: args.messages,
+    let config = Config {
+        options: Options {
+            messages: args.messages,
+        },
+        leg: args.leg,
+        conn: args.conn.clone(),
+        from: args.from,
+        until: args.until,
     };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error: Option<io::Error> = None;
-    let damage = for_each_event(&args.file, options, |e| {
+    let report = analyze_file(&args.file, &config, |e| {
         if write_error.is_none() {
             if let Err(err) = write_event(&mut out, e, args.json) {
                 write_error = Some(err);
@@ -75,7 +214,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     }
-    if let Some(e) = damage {
+    for note in &report.notes {
+        eprintln!("uatap: {note}");
+    }
+    if let Some(e) = report.damage {
         // Everything read before the damage was analysed and printed; say what stopped us.
         eprintln!(
             "uatap: {}: {e}; the events above cover the capture up to that point",
@@ -85,22 +227,63 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Analyses a capture file and hands every event to `sink`, in order.
+/// What an analysis run found besides its events.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// The file was read up to a damaged or truncated place.
+    pub damage: Option<recorder::RecorderError>,
+    /// Lines for the person: ports decoded, proxy legs paired.
+    pub notes: Vec<String>,
+}
+
+/// Analyses a capture file with default settings and hands every event to `sink`, in order.
 ///
 /// Returns `Err` when the file cannot be read at all, and `Ok(Some(damage))` when it was read
 /// up to a damaged or truncated place (everything before it was analysed).
+#[allow(dead_code)] // used by `check`
 pub fn for_each_event(
     file: &Path,
     options: Options,
-    mut sink: impl FnMut(&Event),
+    sink: impl FnMut(&Event),
 ) -> anyhow::Result<Option<recorder::RecorderError>> {
+    Ok(analyze_file(file, &Config::new(options), sink)?.damage)
+}
+
+/// Analyses a capture file and hands every event that passes the filters to `sink`, in order.
+pub fn analyze_file(
+    file: &Path,
+    config: &Config,
+    mut sink: impl FnMut(&Event),
+) -> anyhow::Result<Report> {
     let mut reader =
         StreamReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut conns: HashMap<recorder::ConnId, Tracked> = HashMap::new();
-    let mut analyzer = Analyzer::new(options);
-    let mut emit = |c: &mut Connection| {
-        while let Some(e) = c.poll_event() {
-            sink(&e);
+    // Opening bytes -> the first connection that had them, and whether a second leg followed.
+    let mut fingerprints: HashMap<Vec<u8>, (String, bool)> = HashMap::new();
+    let mut first_legs: HashMap<recorder::ConnId, Vec<u8>> = HashMap::new();
+    let mut ports: std::collections::BTreeMap<u16, u64> = Default::default();
+    let mut notes = Vec::new();
+    let mut analyzer = Analyzer::new(config.options);
+    let mut out = |e: &Event| {
+        if config.keeps(e) {
+            sink(e)
+        }
+    };
+    // Drains a connection's events: held until its leg is known, then shown or dropped.
+    let emit = |u: &mut UaConn, out: &mut dyn FnMut(&Event)| {
+        while let Some(e) = u.conn.poll_event() {
+            if !u.decided {
+                u.held.push(e);
+            } else if u.shown {
+                out(&e);
+            }
+        }
+        if u.decided && !u.held.is_empty() {
+            for e in std::mem::take(&mut u.held) {
+                if u.shown {
+                    out(&e);
+                }
+            }
         }
     };
     let result = reader.for_each_event(|ev| match ev {
@@ -146,17 +329,63 @@ pub fn for_each_event(
                     } else {
                         (*client, *server)
                     };
-                    Tracked::Ua {
-                        conn: Box::new(analyzer.open(c.to_string(), s.to_string(), *opened)),
+                    *ports.entry(s.port()).or_default() += 1;
+                    Tracked::Ua(Box::new(UaConn {
+                        conn: analyzer.open(c.to_string(), s.to_string(), *opened),
                         swapped,
-                    }
+                        fingerprint: Vec::new(),
+                        fingerprinted: config.leg == Leg::Both,
+                        decided: config.leg == Leg::Both,
+                        shown: true,
+                        held: Vec::new(),
+                    }))
                 } else {
                     Tracked::Other
                 };
             }
-            if let Tracked::Ua { conn: c, swapped } = entry {
-                analyzer.handle_input(c, direction(dir, *swapped), &bytes, ts(t));
-                emit(c);
+            if let Tracked::Ua(u) = entry {
+                let d = direction(dir, u.swapped);
+                if !u.fingerprinted && d == Direction::ClientToServer {
+                    let room = MAX_FINGERPRINT.saturating_sub(u.fingerprint.len());
+                    u.fingerprint.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+                    if fingerprint_complete(&u.fingerprint) || room <= bytes.len() {
+                        u.decided = true;
+                        u.fingerprinted = true;
+                        match fingerprints.get_mut(&u.fingerprint) {
+                            Some((first_id, paired)) => {
+                                // The later connection with the same opening is the proxy's
+                                // leg toward the server.
+                                *paired = true;
+                                u.shown = config.leg != Leg::Client;
+                                notes.push(format!(
+                                    "{} and {} carry the same bytes: the two legs of one proxied connection; showing the {} leg (--leg)",
+                                    first_id,
+                                    u.conn.id(),
+                                    match config.leg {
+                                        Leg::Client => "client",
+                                        Leg::Server => "server",
+                                        Leg::Both => "client and the server",
+                                    }
+                                ));
+                            }
+                            None => {
+                                if config.leg == Leg::Server {
+                                    // Whether a server leg follows is known only later: hold
+                                    // this one's events until it ends.
+                                    u.decided = false;
+                                    first_legs.insert(conn, u.fingerprint.clone());
+                                }
+                                fingerprints.insert(
+                                    std::mem::take(&mut u.fingerprint),
+                                    (u.conn.id().to_string(), false),
+                                );
+                            }
+                        }
+                        u.fingerprint = Vec::new();
+                    }
+                }
+                analyzer.handle_input(&mut u.conn, d, &bytes, ts(t));
+                emit(u, &mut out);
             }
         }
         StreamEvent::Gap {
@@ -166,9 +395,10 @@ pub fn for_each_event(
             missing_bytes,
             ..
         } => {
-            if let Some(Tracked::Ua { conn: c, swapped }) = conns.get_mut(&conn) {
-                analyzer.handle_gap(c, direction(dir, *swapped), missing_bytes, ts(t));
-                emit(c);
+            if let Some(Tracked::Ua(u)) = conns.get_mut(&conn) {
+                let d = direction(dir, u.swapped);
+                analyzer.handle_gap(&mut u.conn, d, missing_bytes, ts(t));
+                emit(u, &mut out);
             }
         }
         StreamEvent::Fin { .. } => {}
@@ -178,12 +408,8 @@ pub fn for_each_event(
             by,
             reason,
         } => {
-            if let Some(Tracked::Ua {
-                conn: mut c,
-                swapped,
-            }) = conns.remove(&conn)
-            {
-                let by = match by.map(|d| direction(d, swapped)) {
+            if let Some(Tracked::Ua(mut u)) = conns.remove(&conn) {
+                let by = match by.map(|d| direction(d, u.swapped)) {
                     Some(Direction::ClientToServer) => ClosedBy::Client,
                     Some(Direction::ServerToClient) => ClosedBy::Server,
                     None => ClosedBy::Proxy,
@@ -195,12 +421,36 @@ pub fn for_each_event(
                         CloseReason::Error
                     }
                 };
-                analyzer.handle_close(&mut c, by, reason, ts(t));
-                emit(&mut c);
+                analyzer.handle_close(&mut u.conn, by, reason, ts(t));
+                if let Some(fp) = first_legs.remove(&conn) {
+                    u.shown = !fingerprints.get(&fp).is_some_and(|(_, paired)| *paired);
+                }
+                u.decided = true;
+                emit(&mut u, &mut out);
             }
         }
     });
-    Ok(result.err())
+    if ports.is_empty() {
+        notes.push("no OPC UA connection found in the capture".to_string());
+    } else {
+        let list: Vec<String> = ports
+            .iter()
+            .map(|(p, n)| format!("{p} ({n} connection{})", if *n == 1 { "" } else { "s" }))
+            .collect();
+        notes.push(format!(
+            "decoded OPC UA on TCP port {}; to open it in Wireshark: {}",
+            list.join(", "),
+            ports
+                .keys()
+                .map(|p| format!("-d tcp.port=={p},opcua"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    Ok(Report {
+        damage: result.err(),
+        notes,
+    })
 }
 
 fn direction(d: recorder::Direction, swapped: bool) -> Direction {

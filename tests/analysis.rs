@@ -142,3 +142,73 @@ fn big_publish_counts_every_notification() {
         .expect("latency");
     assert!(latency > 0.0 && latency < 10_000.0, "{latency}");
 }
+
+/// A capture holding both legs of a proxy (the same bytes on two connections) is told as one
+/// story: the client leg by default, the server leg or both on request.
+#[test]
+fn proxy_legs_are_paired() {
+    use crate::util::{read_segments, temp_dir, write_pcap};
+    let segs = read_segments(&fixture("basic-none.pcapng"));
+    let server_port = 48401;
+    // Leg 2: the proxy (127.0.0.2) dials the real server (127.0.0.3), 200 µs later.
+    let mut both = Vec::new();
+    for s in &segs {
+        both.push(s.clone());
+        let mut leg = s.clone();
+        let remap = |a: std::net::SocketAddr| {
+            if a.port() == server_port {
+                std::net::SocketAddr::from(([127, 0, 0, 3], 4840))
+            } else {
+                std::net::SocketAddr::from(([127, 0, 0, 2], 61000))
+            }
+        };
+        leg.src = remap(s.src);
+        leg.dst = remap(s.dst);
+        leg.ts_nanos += 200_000;
+        both.push(leg);
+    }
+    both.sort_by_key(|s| s.ts_nanos);
+    let dir = temp_dir("legs");
+    let file = dir.join("legs.pcap");
+    write_pcap(&file, &both);
+
+    let analyze = |leg: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .args(["analyze", "--json", "--leg", leg])
+            .arg(&file)
+            .output()
+            .expect("uatap runs");
+        assert!(out.status.success());
+        let evs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        (evs, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (client, note) = analyze("client");
+    let conns: std::collections::BTreeSet<&str> =
+        client.iter().map(|e| e["conn"].as_str().unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert!(
+        conns.iter().next().unwrap().ends_with(":48401"),
+        "{conns:?}"
+    );
+    assert!(
+        note.contains("two legs of one proxied connection"),
+        "{note}"
+    );
+    assert_publish_sequence(&client, 31, 1);
+
+    let (server, _) = analyze("server");
+    let conns: std::collections::BTreeSet<&str> =
+        server.iter().map(|e| e["conn"].as_str().unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+    assert!(
+        conns.contains("127.0.0.2:61000->127.0.0.3:4840"),
+        "{conns:?}"
+    );
+    assert_publish_sequence(&server, 31, 1);
+    let (all, _) = analyze("both");
+    assert_eq!(of_kind(&all, "publish").len(), 62);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -102,3 +102,99 @@ impl Rng {
         (self.0 % n.max(1) as u64) as usize
     }
 }
+
+/// One TCP segment of a capture, owned, for tests that edit captures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Capture time, ns since the Unix epoch.
+    pub ts_nanos: i64,
+    /// Sender.
+    pub src: std::net::SocketAddr,
+    /// Receiver.
+    pub dst: std::net::SocketAddr,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// TCP flags byte.
+    pub flags: u8,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// Every TCP segment of a capture, in order.
+pub fn read_segments(capture: &Path) -> Vec<Segment> {
+    let mut r = uatap_recorder::CaptureReader::open(capture).expect("capture opens");
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet().expect("capture reads") {
+        if let Ok(seg) = uatap_recorder::decode_tcp(p.link_type, p.data) {
+            out.push(Segment {
+                ts_nanos: p.ts.unix_nanos,
+                src: seg.src,
+                dst: seg.dst,
+                seq: seg.seq,
+                ack: seg.ack,
+                flags: seg.flags.0,
+                payload: seg.payload.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// Writes segments as a classic pcap file (µs, LINKTYPE_RAW: IPv4 or IPv6 + TCP, checksums 0,
+/// which tshark and uatap do not verify by default).
+pub fn write_pcap(path: &Path, segments: &[Segment]) {
+    let mut f = Vec::new();
+    for v in [0xA1B2_C3D4u32] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&262_144u32.to_le_bytes());
+    f.extend_from_slice(&101u32.to_le_bytes());
+    for s in segments {
+        let mut tcp = Vec::with_capacity(20 + s.payload.len());
+        tcp.extend_from_slice(&s.src.port().to_be_bytes());
+        tcp.extend_from_slice(&s.dst.port().to_be_bytes());
+        tcp.extend_from_slice(&s.seq.to_be_bytes());
+        tcp.extend_from_slice(&s.ack.to_be_bytes());
+        tcp.extend_from_slice(&[0x50, s.flags, 0xff, 0xff, 0, 0, 0, 0]);
+        tcp.extend_from_slice(&s.payload);
+        let mut pkt = Vec::new();
+        match (s.src.ip(), s.dst.ip()) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                pkt.extend_from_slice(&[0x45, 0]);
+                pkt.extend_from_slice(&((20 + tcp.len()) as u16).to_be_bytes());
+                pkt.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+                pkt.extend_from_slice(&a.octets());
+                pkt.extend_from_slice(&b.octets());
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                pkt.extend_from_slice(&[0x60, 0, 0, 0]);
+                pkt.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+                pkt.extend_from_slice(&[6, 64]);
+                pkt.extend_from_slice(&a.octets());
+                pkt.extend_from_slice(&b.octets());
+            }
+            _ => panic!("mixed address families"),
+        }
+        pkt.extend_from_slice(&tcp);
+        let micros = s.ts_nanos.div_euclid(1000);
+        f.extend_from_slice(&((micros / 1_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&((micros % 1_000_000) as u32).to_le_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(pkt.len() as u32).to_le_bytes());
+        f.extend_from_slice(&pkt);
+    }
+    std::fs::write(path, f).expect("write pcap");
+}
+
+/// A fresh temporary directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("uatap-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}

@@ -939,7 +939,7 @@ pub(crate) struct OwnedMessage {
 #[derive(Debug, Clone)]
 pub(crate) enum OwnedBody {
     /// A typed body (never `ServiceBody::Other`).
-    Typed(ServiceBody<'static>),
+    Typed(Box<ServiceBody<'static>>),
     /// `ServiceBody::Other`: the header and the raw rest.
     Other {
         /// Header (Request, Response or Unknown).
@@ -953,7 +953,7 @@ impl OwnedMessage {
     /// The message, borrowing the raw rest.
     pub(crate) fn message(&self) -> Message<'_> {
         let body = match &self.body {
-            OwnedBody::Typed(b) => b.clone(),
+            OwnedBody::Typed(b) => (**b).clone(),
             OwnedBody::Other { header, rest } => ServiceBody::Other(RawService {
                 header: header.clone(),
                 rest,
@@ -1069,7 +1069,7 @@ pub(crate) fn typed_message(
     (numeric_form(), body)
         .prop_map(|(form, body)| OwnedMessage {
             type_id: ns0(typed_id(&body).unwrap_or(u32::MAX), form),
-            body: OwnedBody::Typed(body),
+            body: OwnedBody::Typed(Box::new(body)),
         })
         .boxed()
 }
