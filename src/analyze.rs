@@ -271,18 +271,18 @@ pub fn analyze_file(
     };
     // Drains a connection's events: held until its leg is known, then shown or dropped.
     let emit = |u: &mut UaConn, out: &mut dyn FnMut(&Event)| {
-        while let Some(e) = u.conn.poll_event() {
-            if !u.decided {
-                u.held.push(e);
-            } else if u.shown {
-                out(&e);
-            }
-        }
         if u.decided && !u.held.is_empty() {
             for e in std::mem::take(&mut u.held) {
                 if u.shown {
                     out(&e);
                 }
+            }
+        }
+        while let Some(e) = u.conn.poll_event() {
+            if !u.decided {
+                u.held.push(e);
+            } else if u.shown {
+                out(&e);
             }
         }
     };

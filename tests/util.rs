@@ -146,9 +146,7 @@ pub fn read_segments(capture: &Path) -> Vec<Segment> {
 /// which tshark and uatap do not verify by default).
 pub fn write_pcap(path: &Path, segments: &[Segment]) {
     let mut f = Vec::new();
-    for v in [0xA1B2_C3D4u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&0xA1B2_C3D4u32.to_le_bytes());
     f.extend_from_slice(&2u16.to_le_bytes());
     f.extend_from_slice(&4u16.to_le_bytes());
     f.extend_from_slice(&[0; 8]);

@@ -2,9 +2,10 @@
 // node-opcua OPC UA test server for uatap integration tests.
 //
 //   node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S]
-//                     [--security POLICY:MODE] [--pki DIR]
+//                     [--security POLICY:MODE] [--pki DIR] [--host ADDR]
 //
-// Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, anonymous login allowed.
+// Listens on --host only (default 127.0.0.1; IPv6 e.g. ::1); endpoint opc.tcp://HOST:N/UA/Test
+// (an IPv6 address in brackets: opc.tcp://[::1]:N/UA/Test), anonymous login allowed.
 // Address space (namespace 1, the server's own):
 //
 //   ns=1;s=Counter   Int32, +1 every --period ms (default 100)
@@ -23,7 +24,7 @@
 // unknown client certificate. The certificate is also written as DER to DIR/node-server/cert.der
 // and announced on a "CERT <path>" line before READY, for the client's --server-cert.
 //
-// Prints "READY opc.tcp://127.0.0.1:N/UA/Test" on stdout once listening, then runs until
+// Prints "READY opc.tcp://HOST:N/UA/Test" on stdout once listening, then runs until
 // SIGTERM/SIGINT or --duration seconds.
 "use strict";
 
@@ -52,18 +53,19 @@ function parseSecurity(text) {
 }
 
 function parseArgs(argv) {
-    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0, security: parseSecurity("None:None"), pki: DEFAULT_PKI };
+    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0, security: parseSecurity("None:None"), pki: DEFAULT_PKI, host: "127.0.0.1" };
     const names = { "--port": "port", "--items": "items", "--period": "period", "--max-notif": "maxNotif", "--duration": "duration" };
     for (let i = 0; i < argv.length; i++) {
         let [key, val] = argv[i].split("=", 2);
         if (key === "-h" || key === "--help") {
-            console.log("usage: node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S] [--security POLICY:MODE] [--pki DIR]");
+            console.log("usage: node ua_server.js --port N [--items K] [--period MS] [--max-notif M] [--duration S] [--security POLICY:MODE] [--pki DIR] [--host ADDR]");
             process.exit(0);
         }
-        if (key === "--security" || key === "--pki") {
+        if (key === "--security" || key === "--pki" || key === "--host") {
             if (val === undefined) val = argv[++i];
             if (val === undefined) throw new Error(`missing value for ${key}`);
             if (key === "--security") opts.security = parseSecurity(val);
+            else if (key === "--host") opts.host = val;
             else opts.pki = path.resolve(val);
             continue;
         }
@@ -88,8 +90,8 @@ async function main() {
     const secured = policy !== "None";
     const options = {
         port: opts.port,
-        host: "127.0.0.1",
-        hostname: "127.0.0.1",
+        host: opts.host,
+        hostname: opts.host,
         resourcePath: "/UA/Test",
         securityPolicies: [SecurityPolicy[policy]],
         securityModes: [MessageSecurityMode[mode]],
@@ -166,7 +168,8 @@ async function main() {
     if (opts.duration > 0) setTimeout(() => stop("duration"), opts.duration * 1000);
 
     await server.start();
-    const url = `opc.tcp://127.0.0.1:${opts.port}/UA/Test`;
+    const urlHost = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+    const url = `opc.tcp://${urlHost}:${opts.port}/UA/Test`;
     const advertised = server.getEndpointUrl();
     if (advertised !== url) console.error(`warning: server advertises ${advertised}, expected ${url}`);
     process.stdout.write(`READY ${url}\n`);

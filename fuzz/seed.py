@@ -1,0 +1,184 @@
+#!/usr/bin/env python3
+"""Seed the fuzz corpora from the captures in fixtures/*.pcapng (python3 stdlib + tshark).
+
+    python3 fuzz/seed.py [--fixtures DIR] [--out DIR]
+
+Writes fuzz/corpus/<target>/ anew (the corpora are git-ignored):
+  chunk       one file per UA TCP chunk (split on the MessageSize at offset 4)
+  message     service message bodies: MSG/CLO bodies after the 24-byte header, OPN bodies after
+              the asymmetric security header; multi-chunk messages (C ... F) are joined
+  reassembly  `(u8 split_seed, u16 chunk_limit, Vec<u8> data)` as the `arbitrary` crate reads
+              it, data = a direction's stream (big streams cut into windows on chunk boundaries)
+  connection  `Vec<(bool to_server, Vec<u8>)>`: the capture's TCP segments in order
+"""
+
+import argparse
+import hashlib
+import shutil
+import struct
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Caps keep libFuzzer's default max_len (the largest seed) small enough for fast runs.
+MAX_STREAM = 32 * 1024  # raw bytes per reassembly seed
+MAX_CONN = 64 * 1024  # encoded bytes per connection seed
+
+
+def segments(pcap):
+    """[(stream, srcport, dstport, payload)] in capture order, payload-carrying segments only."""
+    out = subprocess.run(
+        ["tshark", "-r", str(pcap), "-T", "fields", "-e", "tcp.stream", "-e", "tcp.srcport",
+         "-e", "tcp.dstport", "-e", "tcp.payload"],
+        check=True, capture_output=True, text=True).stdout
+    segs = []
+    for line in out.splitlines():
+        f = line.split("\t")
+        if len(f) < 4 or not f[3]:
+            continue
+        segs.append((int(f[0]), int(f[1]), int(f[2]), bytes.fromhex(f[3].replace(":", ""))))
+    return segs
+
+
+def split_chunks(stream):
+    """Whole UA chunks of a stream; a trailing partial chunk is dropped."""
+    chunks, i = [], 0
+    while i + 8 <= len(stream):
+        size = struct.unpack_from("<I", stream, i + 4)[0]
+        if size < 8 or i + size > len(stream):
+            break
+        chunks.append(stream[i:i + size])
+        i += size
+    return chunks
+
+
+def opn_body_offset(chunk):
+    """Offset of the sequence header's end in an OPN chunk (None policy: plain text)."""
+    i = 12  # header + SecureChannelId
+    for _ in range(3):  # policy uri, sender certificate, receiver thumbprint
+        n = struct.unpack_from("<i", chunk, i)[0]
+        i += 4 + max(n, 0)
+    return i + 8  # SequenceNumber + RequestId
+
+
+def message_bodies(chunks):
+    """Bodies of MSG/OPN/CLO messages, multi-chunk ones joined; aborted ones dropped."""
+    partial = {}
+    for c in chunks:
+        kind, final = c[:3], c[3:4]
+        try:
+            if kind == b"OPN":
+                start = opn_body_offset(c)
+            elif kind in (b"MSG", b"CLO"):
+                start = 24
+            else:
+                continue
+            if start > len(c):
+                continue
+            req = struct.unpack_from("<I", c, start - 4)[0]
+        except struct.error:
+            continue
+        if final == b"C":
+            partial.setdefault(req, []).append(c[start:])
+        elif final == b"F":
+            yield b"".join(partial.pop(req, [])) + c[start:]
+        else:
+            partial.pop(req, None)
+
+
+def windows(chunks, cap):
+    """Consecutive runs of chunks of at most `cap` bytes (a bigger chunk stands alone)."""
+    cur = b""
+    for c in chunks:
+        if cur and len(cur) + len(c) > cap:
+            yield cur
+            cur = b""
+        cur += c
+    if cur:
+        yield cur
+
+
+def arb_bytes(data, take_rest=False):
+    """`Vec<u8>` as `arbitrary` 1.x decodes it: each byte after a 'keep going' byte (odd),
+    then a stop byte (even), which take_rest may leave out."""
+    out = bytearray(2 * len(data) + 1)
+    out[0:2 * len(data):2] = b"\x01" * len(data)
+    out[1:2 * len(data):2] = data
+    return bytes(out if not take_rest else out[:-1])
+
+
+def reassembly_seed(split_seed, chunk_limit, data):
+    return struct.pack("<BH", split_seed, chunk_limit) + arb_bytes(data, take_rest=True)
+
+
+def connection_seed(segs):
+    """`Vec<(bool, Vec<u8>)>` (take_rest): per element keep-going, direction, bytes."""
+    out = bytearray()
+    for to_server, payload in segs:
+        item = b"\x01" + (b"\x01" if to_server else b"\x00") + arb_bytes(payload)
+        if out and len(out) + len(item) > MAX_CONN:
+            break
+        out += item
+    return bytes(out)
+
+
+class Corpus:
+    def __init__(self, root, name):
+        self.dir = root / name
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.n = 0
+
+    def add(self, data):
+        if not data:
+            return
+        p = self.dir / hashlib.sha1(data).hexdigest()
+        if not p.exists():
+            p.write_bytes(data)
+            self.n += 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fixtures", type=Path, default=ROOT / "fixtures")
+    ap.add_argument("--out", type=Path, default=ROOT / "fuzz" / "corpus")
+    args = ap.parse_args()
+
+    captures = sorted(args.fixtures.glob("*.pcapng"))
+    if not captures:
+        sys.exit(f"no captures in {args.fixtures}")
+    corpora = {n: Corpus(args.out, n) for n in ("chunk", "message", "reassembly", "connection")}
+
+    for pcap in captures:
+        conns = OrderedDict()  # tcp.stream -> [(srcport, dstport, payload)]
+        for stream, sport, dport, payload in segments(pcap):
+            conns.setdefault(stream, []).append((sport, dport, payload))
+        for segs in conns.values():
+            # The client speaks first (HEL); its port tells the directions apart.
+            client = segs[0][0]
+            directions = OrderedDict()
+            for sport, _, payload in segs:
+                directions.setdefault(sport, bytearray()).extend(payload)
+            for sport, stream in directions.items():
+                chunks = split_chunks(bytes(stream))
+                for c in chunks:
+                    corpora["chunk"].add(c)
+                for body in message_bodies(chunks):
+                    corpora["message"].add(body)
+                for i, w in enumerate(windows(chunks, MAX_STREAM)):
+                    # Allow any chunk size, then a small limit on the first window so the
+                    # limit errors are covered too.
+                    corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
+                    if i == 0:
+                        corpora["reassembly"].add(reassembly_seed(3, 1024, w))
+            corpora["connection"].add(
+                connection_seed([(sport == client, p) for sport, _, p in segs]))
+
+    for name, c in corpora.items():
+        print(f"{name}: {c.n} seeds in {c.dir}")
+
+
+if __name__ == "__main__":
+    main()
