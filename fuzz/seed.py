@@ -8,7 +8,8 @@ Writes fuzz/corpus/<target>/ anew (the corpora are git-ignored):
   message     service message bodies: MSG/CLO bodies after the 24-byte header, OPN bodies after
               the asymmetric security header; multi-chunk messages (C ... F) are joined
   reassembly  `(u8 split_seed, u16 chunk_limit, Vec<u8> data)` as the `arbitrary` crate reads
-              it, data = a direction's stream (big streams cut into windows on chunk boundaries)
+              it, data = a direction's stream (big streams cut into windows on chunk boundaries),
+              and the same stream re-chunked into small chunks (multi-chunk messages)
   connection  `Vec<(bool to_server, Vec<u8>)>`: the capture's TCP segments in order
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # Caps keep libFuzzer's default max_len (the largest seed) small enough for fast runs.
+MAX_SEED = 64 * 1024  # chunk and message seeds over this are left out
 MAX_STREAM = 32 * 1024  # raw bytes per reassembly seed
 MAX_CONN = 64 * 1024  # encoded bytes per connection seed
 
@@ -88,14 +90,49 @@ def message_bodies(chunks):
             partial.pop(req, None)
 
 
+def rechunk(chunks, body_max):
+    """The same messages sent as MSG chunks of at most `body_max` body bytes, with the sequence
+    numbers renumbered; other chunks are kept (with the new sequence numbers)."""
+    out, partial, seq = [], {}, None
+    for c in chunks:
+        kind, final = c[:3], c[3:4]
+        if kind not in (b"MSG", b"OPN", b"CLO") or len(c) < 24:
+            out.append(c)
+            continue
+        try:
+            start = opn_body_offset(c) if kind == b"OPN" else 24
+            seq_at = start - 8
+            cur_seq, req = struct.unpack_from("<II", c, seq_at)
+        except struct.error:
+            out.append(c)
+            continue
+        if seq is None:
+            seq = cur_seq
+        if kind != b"MSG" or final not in (b"C", b"F"):
+            out.append(c[:seq_at] + struct.pack("<I", seq) + c[seq_at + 4:])
+            seq += 1
+            continue
+        partial.setdefault(req, []).append(c[start:])
+        if final == b"C":
+            continue
+        body = b"".join(partial.pop(req))
+        pieces = [body[i:i + body_max] for i in range(0, len(body), body_max)] or [b""]
+        for i, piece in enumerate(pieces):
+            flag = b"F" if i == len(pieces) - 1 else b"C"
+            out.append(b"MSG" + flag + struct.pack("<I", 24 + len(piece)) + c[8:16]
+                       + struct.pack("<II", seq, req) + piece)
+            seq += 1
+    return out
+
+
 def windows(chunks, cap):
-    """Consecutive runs of chunks of at most `cap` bytes (a bigger chunk stands alone)."""
+    """Consecutive runs of chunks of at most `cap` bytes; a bigger chunk is cut to `cap`."""
     cur = b""
     for c in chunks:
         if cur and len(cur) + len(c) > cap:
             yield cur
             cur = b""
-        cur += c
+        cur += c[:cap]
     if cur:
         yield cur
 
@@ -125,14 +162,15 @@ def connection_seed(segs):
 
 
 class Corpus:
-    def __init__(self, root, name):
+    def __init__(self, root, name, limit=None):
+        self.limit = limit
         self.dir = root / name
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         self.n = 0
 
     def add(self, data):
-        if not data:
+        if not data or (self.limit and len(data) > self.limit):
             return
         p = self.dir / hashlib.sha1(data).hexdigest()
         if not p.exists():
@@ -149,7 +187,8 @@ def main():
     captures = sorted(args.fixtures.glob("*.pcapng"))
     if not captures:
         sys.exit(f"no captures in {args.fixtures}")
-    corpora = {n: Corpus(args.out, n) for n in ("chunk", "message", "reassembly", "connection")}
+    corpora = {n: Corpus(args.out, n, MAX_SEED if n in ("chunk", "message") else None)
+               for n in ("chunk", "message", "reassembly", "connection")}
 
     for pcap in captures:
         conns = OrderedDict()  # tcp.stream -> [(srcport, dstport, payload)]
@@ -173,6 +212,8 @@ def main():
                     corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
                     if i == 0:
                         corpora["reassembly"].add(reassembly_seed(3, 1024, w))
+                for i, w in enumerate(windows(rechunk(chunks, 1000), MAX_STREAM)):
+                    corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
             corpora["connection"].add(
                 connection_seed([(sport == client, p) for sport, _, p in segs]))
 

@@ -257,200 +257,240 @@ pub fn analyze_file(
 ) -> anyhow::Result<Report> {
     let mut reader =
         StreamReader::open(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut conns: HashMap<recorder::ConnId, Tracked> = HashMap::new();
-    // Opening bytes -> the first connection that had them, and whether a second leg followed.
-    let mut fingerprints: HashMap<Vec<u8>, (String, bool)> = HashMap::new();
-    let mut first_legs: HashMap<recorder::ConnId, Vec<u8>> = HashMap::new();
-    let mut ports: std::collections::BTreeMap<u16, u64> = Default::default();
-    let mut notes = Vec::new();
-    let mut analyzer = Analyzer::new(config.options);
+    let mut analysis = StreamAnalysis::new(config);
     let mut out = |e: &Event| {
         if config.keeps(e) {
             sink(e)
         }
     };
-    // Drains a connection's events: held until its leg is known, then shown or dropped.
-    let emit = |u: &mut UaConn, out: &mut dyn FnMut(&Event)| {
-        if u.decided && !u.held.is_empty() {
-            for e in std::mem::take(&mut u.held) {
-                if u.shown {
-                    out(&e);
-                }
-            }
-        }
-        while let Some(e) = u.conn.poll_event() {
-            if !u.decided {
-                u.held.push(e);
-            } else if u.shown {
+    let result = reader.for_each_event(|ev| analysis.handle(ev, &mut out));
+    Ok(Report {
+        damage: result.err(),
+        notes: analysis.finish(),
+    })
+}
+
+/// Drains a connection's events: held until its leg is known, then shown or dropped.
+fn emit(u: &mut UaConn, out: &mut dyn FnMut(&Event)) {
+    if u.decided && !u.held.is_empty() {
+        for e in std::mem::take(&mut u.held) {
+            if u.shown {
                 out(&e);
             }
         }
-    };
-    let result = reader.for_each_event(|ev| match ev {
-        StreamEvent::Open {
-            conn,
-            client,
-            server,
-            ts: t,
-            ..
-        } => {
-            conns.insert(
-                conn,
-                Tracked::Pending {
-                    client,
-                    server,
-                    ts: ts(t),
-                },
-            );
+    }
+    while let Some(e) = u.conn.poll_event() {
+        if !u.decided {
+            u.held.push(e);
+        } else if u.shown {
+            out(&e);
         }
-        StreamEvent::Data {
-            conn,
-            dir,
-            ts: t,
-            bytes,
-            ..
-        } => {
-            let entry = conns.entry(conn).or_insert(Tracked::Other);
-            if let Tracked::Pending {
+    }
+}
+
+/// The OPC UA analysis of a capture's TCP streams, fed one stream event at a time: a file or
+/// a live interface drive it the same way.
+pub struct StreamAnalysis<'c> {
+    config: &'c Config,
+    conns: HashMap<recorder::ConnId, Tracked>,
+    /// Opening bytes -> the first connection that had them, and whether a second leg followed.
+    fingerprints: HashMap<Vec<u8>, (String, bool)>,
+    first_legs: HashMap<recorder::ConnId, Vec<u8>>,
+    ports: std::collections::BTreeMap<u16, u64>,
+    notes: Vec<String>,
+    analyzer: Analyzer,
+}
+
+impl<'c> StreamAnalysis<'c> {
+    /// A new analysis with the given settings.
+    pub fn new(config: &'c Config) -> Self {
+        StreamAnalysis {
+            config,
+            conns: HashMap::new(),
+            fingerprints: HashMap::new(),
+            first_legs: HashMap::new(),
+            ports: Default::default(),
+            notes: Vec::new(),
+            analyzer: Analyzer::new(config.options),
+        }
+    }
+
+    /// One event of the TCP reassembly; the resulting OPC UA events go to `out`.
+    pub fn handle(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(&Event)) {
+        match ev {
+            StreamEvent::Open {
+                conn,
                 client,
                 server,
-                ts: opened,
-            } = entry
-            {
-                *entry = if looks_like_ua(&bytes) {
-                    // Whoever sends HEL is the client, whoever sends ACK or RHE the server.
-                    let first = bytes.get(..3).unwrap_or(&[]);
-                    let swapped = match dir {
-                        recorder::Direction::AToB => first == b"ACK" || first == b"RHE",
-                        recorder::Direction::BToA => first == b"HEL",
-                    };
-                    let (c, s) = if swapped {
-                        (*server, *client)
-                    } else {
-                        (*client, *server)
-                    };
-                    *ports.entry(s.port()).or_default() += 1;
-                    Tracked::Ua(Box::new(UaConn {
-                        conn: analyzer.open(c.to_string(), s.to_string(), *opened),
-                        swapped,
-                        fingerprint: Vec::new(),
-                        fingerprinted: config.leg == Leg::Both,
-                        decided: config.leg == Leg::Both,
-                        shown: true,
-                        held: Vec::new(),
-                    }))
-                } else {
-                    Tracked::Other
-                };
+                ts: t,
+                ..
+            } => {
+                self.conns.insert(
+                    conn,
+                    Tracked::Pending {
+                        client,
+                        server,
+                        ts: ts(t),
+                    },
+                );
             }
-            if let Tracked::Ua(u) = entry {
-                let d = direction(dir, u.swapped);
-                if !u.fingerprinted && d == Direction::ClientToServer {
-                    let room = MAX_FINGERPRINT.saturating_sub(u.fingerprint.len());
-                    u.fingerprint.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
-                    if fingerprint_complete(&u.fingerprint) || room <= bytes.len() {
-                        u.decided = true;
-                        u.fingerprinted = true;
-                        match fingerprints.get_mut(&u.fingerprint) {
-                            Some((first_id, paired)) => {
-                                // The later connection with the same opening is the proxy's
-                                // leg toward the server.
-                                *paired = true;
-                                u.shown = config.leg != Leg::Client;
-                                notes.push(format!(
+            StreamEvent::Data {
+                conn,
+                dir,
+                ts: t,
+                bytes,
+                ..
+            } => {
+                let entry = self.conns.entry(conn).or_insert(Tracked::Other);
+                if let Tracked::Pending {
+                    client,
+                    server,
+                    ts: opened,
+                } = entry
+                {
+                    *entry = if looks_like_ua(&bytes) {
+                        // Whoever sends HEL is the client, whoever sends ACK or RHE the server.
+                        let first = bytes.get(..3).unwrap_or(&[]);
+                        let swapped = match dir {
+                            recorder::Direction::AToB => first == b"ACK" || first == b"RHE",
+                            recorder::Direction::BToA => first == b"HEL",
+                        };
+                        let (c, s) = if swapped {
+                            (*server, *client)
+                        } else {
+                            (*client, *server)
+                        };
+                        *self.ports.entry(s.port()).or_default() += 1;
+                        Tracked::Ua(Box::new(UaConn {
+                            conn: self.analyzer.open(c.to_string(), s.to_string(), *opened),
+                            swapped,
+                            fingerprint: Vec::new(),
+                            fingerprinted: self.config.leg == Leg::Both,
+                            decided: self.config.leg == Leg::Both,
+                            shown: true,
+                            held: Vec::new(),
+                        }))
+                    } else {
+                        Tracked::Other
+                    };
+                }
+                if let Tracked::Ua(u) = entry {
+                    let d = direction(dir, u.swapped);
+                    if !u.fingerprinted && d == Direction::ClientToServer {
+                        let room = MAX_FINGERPRINT.saturating_sub(u.fingerprint.len());
+                        u.fingerprint
+                            .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+                        if fingerprint_complete(&u.fingerprint) || room <= bytes.len() {
+                            u.decided = true;
+                            u.fingerprinted = true;
+                            match self.fingerprints.get_mut(&u.fingerprint) {
+                                Some((first_id, paired)) => {
+                                    // The later connection with the same opening is the proxy's
+                                    // leg toward the server.
+                                    *paired = true;
+                                    u.shown = self.config.leg != Leg::Client;
+                                    self.notes.push(format!(
                                     "{} and {} carry the same bytes: the two legs of one proxied connection; showing the {} leg (--leg)",
                                     first_id,
                                     u.conn.id(),
-                                    match config.leg {
+                                    match self.config.leg {
                                         Leg::Client => "client",
                                         Leg::Server => "server",
                                         Leg::Both => "client and the server",
                                     }
                                 ));
-                            }
-                            None => {
-                                if config.leg == Leg::Server {
-                                    // Whether a server leg follows is known only later: hold
-                                    // this one's events until it ends.
-                                    u.decided = false;
-                                    first_legs.insert(conn, u.fingerprint.clone());
                                 }
-                                fingerprints.insert(
-                                    std::mem::take(&mut u.fingerprint),
-                                    (u.conn.id().to_string(), false),
-                                );
+                                None => {
+                                    if self.config.leg == Leg::Server {
+                                        // Whether a server leg follows is known only later: hold
+                                        // this one's events until it ends.
+                                        u.decided = false;
+                                        self.first_legs.insert(conn, u.fingerprint.clone());
+                                    }
+                                    self.fingerprints.insert(
+                                        std::mem::take(&mut u.fingerprint),
+                                        (u.conn.id().to_string(), false),
+                                    );
+                                }
                             }
+                            u.fingerprint = Vec::new();
                         }
-                        u.fingerprint = Vec::new();
                     }
+                    self.analyzer.handle_input(&mut u.conn, d, &bytes, ts(t));
+                    emit(u, out);
                 }
-                analyzer.handle_input(&mut u.conn, d, &bytes, ts(t));
-                emit(u, &mut out);
             }
-        }
-        StreamEvent::Gap {
-            conn,
-            dir,
-            ts: t,
-            missing_bytes,
-            ..
-        } => {
-            if let Some(Tracked::Ua(u)) = conns.get_mut(&conn) {
-                let d = direction(dir, u.swapped);
-                analyzer.handle_gap(&mut u.conn, d, missing_bytes, ts(t));
-                emit(u, &mut out);
+            StreamEvent::Gap {
+                conn,
+                dir,
+                ts: t,
+                missing_bytes,
+                ..
+            } => {
+                if let Some(Tracked::Ua(u)) = self.conns.get_mut(&conn) {
+                    let d = direction(dir, u.swapped);
+                    self.analyzer
+                        .handle_gap(&mut u.conn, d, missing_bytes, ts(t));
+                    emit(u, out);
+                }
             }
-        }
-        StreamEvent::Fin { .. } => {}
-        StreamEvent::Close {
-            conn,
-            ts: t,
-            by,
-            reason,
-        } => {
-            if let Some(Tracked::Ua(mut u)) = conns.remove(&conn) {
-                let by = match by.map(|d| direction(d, u.swapped)) {
-                    Some(Direction::ClientToServer) => ClosedBy::Client,
-                    Some(Direction::ServerToClient) => ClosedBy::Server,
-                    None => ClosedBy::Proxy,
-                };
-                let reason = match reason {
-                    recorder::CloseReason::Fin => CloseReason::Fin,
-                    recorder::CloseReason::Rst => CloseReason::Rst,
-                    recorder::CloseReason::Reused | recorder::CloseReason::EndOfCapture => {
-                        CloseReason::Error
+            StreamEvent::Fin { .. } => {}
+            StreamEvent::Close {
+                conn,
+                ts: t,
+                by,
+                reason,
+            } => {
+                if let Some(Tracked::Ua(mut u)) = self.conns.remove(&conn) {
+                    let by = match by.map(|d| direction(d, u.swapped)) {
+                        Some(Direction::ClientToServer) => ClosedBy::Client,
+                        Some(Direction::ServerToClient) => ClosedBy::Server,
+                        None => ClosedBy::Proxy,
+                    };
+                    let reason = match reason {
+                        recorder::CloseReason::Fin => CloseReason::Fin,
+                        recorder::CloseReason::Rst => CloseReason::Rst,
+                        recorder::CloseReason::Reused | recorder::CloseReason::EndOfCapture => {
+                            CloseReason::Error
+                        }
+                    };
+                    self.analyzer.handle_close(&mut u.conn, by, reason, ts(t));
+                    if let Some(fp) = self.first_legs.remove(&conn) {
+                        u.shown = !self
+                            .fingerprints
+                            .get(&fp)
+                            .is_some_and(|(_, paired)| *paired);
                     }
-                };
-                analyzer.handle_close(&mut u.conn, by, reason, ts(t));
-                if let Some(fp) = first_legs.remove(&conn) {
-                    u.shown = !fingerprints.get(&fp).is_some_and(|(_, paired)| *paired);
+                    u.decided = true;
+                    emit(&mut u, out);
                 }
-                u.decided = true;
-                emit(&mut u, &mut out);
             }
         }
-    });
-    if ports.is_empty() {
-        notes.push("no OPC UA connection found in the capture".to_string());
-    } else {
-        let list: Vec<String> = ports
-            .iter()
-            .map(|(p, n)| format!("{p} ({n} connection{})", if *n == 1 { "" } else { "s" }))
-            .collect();
-        notes.push(format!(
-            "decoded OPC UA on TCP port {}; to open it in Wireshark: {}",
-            list.join(", "),
-            ports
-                .keys()
-                .map(|p| format!("-d tcp.port=={p},opcua"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
     }
-    Ok(Report {
-        damage: result.err(),
-        notes,
-    })
+
+    /// The notes for the person (ports decoded, legs paired).
+    pub fn finish(mut self) -> Vec<String> {
+        if self.ports.is_empty() {
+            self.notes
+                .push("no OPC UA connection found in the capture".to_string());
+        } else {
+            let list: Vec<String> = self
+                .ports
+                .iter()
+                .map(|(p, n)| format!("{p} ({n} connection{})", if *n == 1 { "" } else { "s" }))
+                .collect();
+            self.notes.push(format!(
+                "decoded OPC UA on TCP port {}; to open it in Wireshark: {}",
+                list.join(", "),
+                self.ports
+                    .keys()
+                    .map(|p| format!("-d tcp.port=={p},opcua"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        self.notes
+    }
 }
 
 fn direction(d: recorder::Direction, swapped: bool) -> Direction {

@@ -91,7 +91,9 @@ async function main() {
     const options = {
         port: opts.port,
         host: opts.host,
-        hostname: opts.host,
+        // node-opcua writes the hostname into its endpoint URLs as is: an IPv6 address needs
+        // its brackets there.
+        hostname: opts.host.includes(":") ? `[${opts.host}]` : opts.host,
         resourcePath: "/UA/Test",
         securityPolicies: [SecurityPolicy[policy]],
         securityModes: [MessageSecurityMode[mode]],
@@ -168,8 +170,7 @@ async function main() {
     if (opts.duration > 0) setTimeout(() => stop("duration"), opts.duration * 1000);
 
     await server.start();
-    const urlHost = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
-    const url = `opc.tcp://${urlHost}:${opts.port}/UA/Test`;
+    const url = `opc.tcp://${options.hostname}:${opts.port}/UA/Test`;
     const advertised = server.getEndpointUrl();
     if (advertised !== url) console.error(`warning: server advertises ${advertised}, expected ${url}`);
     process.stdout.write(`READY ${url}\n`);

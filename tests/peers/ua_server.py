@@ -2,9 +2,10 @@
 """asyncua OPC UA test server for uatap integration tests.
 
     ua_server.py --port N [--items K] [--period MS] [--duration S]
-                 [--security POLICY:MODE] [--pki DIR]
+                 [--security POLICY:MODE] [--pki DIR] [--host ADDR]
 
-Listens on 127.0.0.1 only; endpoint opc.tcp://127.0.0.1:N/UA/Test, anonymous login allowed.
+Listens on --host only (default 127.0.0.1; IPv6 e.g. ::1); endpoint opc.tcp://HOST:N/UA/Test
+(an IPv6 address in brackets: opc.tcp://[::1]:N/UA/Test), anonymous login allowed.
 Address space (namespace 1, the server's own):
 
     ns=1;s=Counter   Int32, +1 every --period ms (default 100)
@@ -19,7 +20,7 @@ self-signed 2048-bit RSA certificate generated on first use into DIR/asyncua-ser
 accepted (no certificate validator). Before READY it prints "CERT <path of cert.der>" so that
 a client can be given the server certificate without a discovery connection.
 
-Prints "READY opc.tcp://127.0.0.1:N/UA/Test" on stdout (flushed) once listening, then runs
+Prints "READY opc.tcp://HOST:N/UA/Test" on stdout (flushed) once listening, then runs
 until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-zero on error.
 """
 
@@ -59,7 +60,8 @@ def log(msg: str) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    url = f"opc.tcp://127.0.0.1:{args.port}/UA/Test"
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"opc.tcp://{host}:{args.port}/UA/Test"
     server = Server()
     await server.init()
     server.set_endpoint(url)
@@ -133,6 +135,7 @@ async def run(args: argparse.Namespace) -> int:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; IPv6 e.g. ::1)")
     p.add_argument("--items", type=int, default=0, help="number of extra Double variables Item.0..K-1")
     p.add_argument("--period", type=int, default=100, help="update period in ms (default 100)")
     p.add_argument("--duration", type=float, default=0, help="stop after S seconds (default: run until signal)")
