@@ -84,3 +84,19 @@ peers-big: deps
 	  -Y 'opcua.transport.type == "MSG" && opcua.transport.chunk == "C"' 2>/dev/null | wc -l); \
 	echo "  $$out: $$n MSG/C chunks"; \
 	if [ "$$n" -lt 1 ]; then echo "FAIL: no multi-chunk message in $$out" >&2; exit 1; fi
+
+# Fuzzing (cargo-fuzz on stable via RUSTC_BOOTSTRAP): seed the corpora from fixtures/*.pcapng,
+# then run each target for FUZZ_SECONDS, one job at a time. Crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= reassembly message chunk connection
+
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+	$(PYTHON) fuzz/seed.py
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -jobs=1 -workers=1 -print_final_stats=1 || exit 1; \
+	done

@@ -129,6 +129,7 @@ fn live(server: &str, client: &str, mode: &str) {
         .unwrap_or_else(|| panic!("no port in capture summary: {summary}"));
     let n = crosscheck(&out, port);
     assert!(n > 20, "{}: {n} messages", out.display());
+    check_story(&out);
     let _ = std::fs::remove_file(&out);
 }
 
@@ -145,4 +146,38 @@ fn live_node_client_asyncua_server_agrees_with_tshark() {
 #[test]
 fn live_multi_chunk_publish_agrees_with_tshark() {
     live("node", "asyncua", "big");
+}
+
+/// The analysis of a clean live session: one channel, a session created, activated and
+/// closed, every NotificationMessage from 1 on without a gap, and only normal faults.
+fn check_story(capture: &Path) {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["analyze", "--json"])
+        .arg(capture));
+    let evs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let kind = |k: &str| evs.iter().filter(|e| e["kind"] == k).collect::<Vec<_>>();
+    let channels = kind("secure_channel");
+    assert_eq!(channels.len(), 1, "{channels:?}");
+    assert_eq!(channels[0]["outcome"], "ok");
+    let sessions: Vec<&str> = kind("session")
+        .iter()
+        .filter(|s| s["outcome"] == "ok")
+        .map(|s| s["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(sessions, ["create", "activate", "close"], "{}", capture.display());
+    let seqs: Vec<u64> = kind("publish")
+        .iter()
+        .filter(|p| p["keep_alive"] == false)
+        .map(|p| p["sequence_number"].as_u64().unwrap_or(0))
+        .collect();
+    assert!(seqs.len() >= 2, "{}: publishes {seqs:?}", capture.display());
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{}", capture.display());
+    assert!(kind("sequence_gap").is_empty(), "{}", capture.display());
+    assert!(kind("decode_error").is_empty(), "{}", capture.display());
+    for f in kind("service_fault") {
+        assert_eq!(f["normal"], true, "{}: unexpected fault {f}", capture.display());
+    }
 }

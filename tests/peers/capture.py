@@ -4,6 +4,7 @@
     capture.py --server {asyncua|node} --client {asyncua|node} --mode {basic|big}
                --port N --out FILE.pcapng [--seconds S] [--items K] [--period MS]
                [--max-notif M] [--security POLICY:MODE] [--pki DIR] [--log FILE] [--verbose]
+               [--host ADDR] [--also KIND:FILE ...]
 
 Steps: start `tshark -i lo -f "tcp port N" -w FILE` and wait for "Capturing on 'Loopback",
 start the server (ua_server.py / ua_server.js) and wait for its READY line, run the client
@@ -21,11 +22,23 @@ Aes256_Sha256_RsaPss:Sign; default None:None) and --pki DIR (default: the peers'
 certificate on a "CERT <path>" line and the client gets it as --server-cert, so the client needs
 no discovery connection and the capture holds one TCP connection.
 
+--host ADDR (default 127.0.0.1) is the server's listen address and the host of the URL the client
+connects to; an IPv6 address gets brackets in the URL: --host ::1 gives opc.tcp://[::1]:N/UA/Test.
+The server is the only peer given --host (the client takes the URL).
+
+--also KIND:FILE (repeatable) records the same traffic a second (third ...) time, with capturers
+running at once with the main one, so every file holds the same session in another shape:
+    pcap:FILE      tshark -i lo -F pcap (classic libpcap, microsecond timestamps)
+    any:FILE       tshark -i any (Linux cooked capture, LINUX_SLL/SLL2, in pcapng)
+    tcpdump:FILE   tcpdump -i lo -w FILE (classic libpcap, Ethernet link type)
+All use the same capture filter "tcp port N". The summary line then ends with one
+also=KIND:PACKETS:FILE word per extra capture.
+
 --port 0 picks a free port. Big mode defaults to the fixture's settings: --items 2000 and, for
 the node-opcua server, --max-notif 100000 (so a PublishResponse can exceed one chunk).
 
 Environment: UATAP_VENV (python venv with asyncua; default <repo>/.venv), UATAP_NODE (node
-binary; default `node`), UATAP_TSHARK (default `tshark`).
+binary; default `node`), UATAP_TSHARK (default `tshark`), UATAP_TCPDUMP (default `tcpdump`).
 """
 
 from __future__ import annotations
@@ -141,15 +154,58 @@ class Proc:
                 pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+def family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(family(host), socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(family(host), socket.SOCK_STREAM) as s:
+        return s.connect_ex((host, port)) == 0
+
+
+ALSO_KINDS = ("pcap", "any", "tcpdump")
+
+
+def parse_also(text: str) -> tuple[str, Path]:
+    """"KIND:FILE" -> (kind, path)."""
+    kind, sep, file = text.partition(":")
+    if not sep or kind not in ALSO_KINDS or not file:
+        raise argparse.ArgumentTypeError(f"bad --also {text!r}: KIND:FILE with KIND in {', '.join(ALSO_KINDS)}")
+    return kind, Path(file)
+
+
+def capturer_argv(kind: str, port: int, out: Path, tshark: str, tcpdump: str) -> list[str]:
+    """The command line of one capturer; all of them see the same packets."""
+    filt = f"tcp port {port}"
+    if kind == "main":
+        return [tshark, "-i", "lo", "-f", filt, "-w", str(out)]
+    if kind == "pcap":
+        return [tshark, "-i", "lo", "-f", filt, "-F", "pcap", "-w", str(out)]
+    if kind == "any":
+        return [tshark, "-i", "any", "-f", filt, "-w", str(out)]
+    # -Z root: as root tcpdump would drop to the tcpdump user, who may not write to out's folder.
+    return [tcpdump, "-i", "lo", "-n", "-Z", "root", "-w", str(out), filt]
+
+
+def capturer_ready(line: str) -> bool:
+
+    return "Capturing on" in line or "listening on" in line
+
+
+def packets_captured(lines: list[str]) -> str:
+    """N of the "N packets captured" line tshark and tcpdump print when stopped; "?" if none."""
+    packets = "?"
+    for line in lines:
+        words = line.split()
+        if len(words) >= 3 and words[1] in ("packets", "packet") and words[2] == "captured":
+            packets = words[0]
+    return packets
 
 
 def peer_argv(stack: str, role: str, python: str, node: str) -> list[str]:
@@ -163,7 +219,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server", choices=["asyncua", "node"], required=True)
     p.add_argument("--client", choices=["asyncua", "node"], required=True)
     p.add_argument("--mode", choices=["basic", "big"], default="basic")
-    p.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1 (0: pick a free one)")
+    p.add_argument("--port", type=int, required=True, help="TCP port on --host (0: pick a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1; IPv6 e.g. ::1)")
+    p.add_argument("--also", type=parse_also, action="append", default=[], metavar="KIND:FILE",
+                   help="one more capture of the same traffic, KIND pcap, any or tcpdump (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="pcapng file to write")
     p.add_argument("--seconds", type=float, help="client run time (client default: basic 3, big 4)")
     p.add_argument("--items", type=int, help="number of Item.N variables (big mode default 2000)")
@@ -186,41 +245,55 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
     python = str(venv / "bin" / "python")
     node = os.environ.get("UATAP_NODE") or shutil.which("node") or "node"
     tshark = os.environ.get("UATAP_TSHARK") or shutil.which("tshark") or "tshark"
+    tcpdump = os.environ.get("UATAP_TCPDUMP") or shutil.which("tcpdump") or "tcpdump"
     if not Path(python).exists():
         raise CaptureError(f"no python in venv {venv} (run `make deps`)")
     if args.server == "node" or args.client == "node":
         if not (PEERS_DIR / "node_modules" / "node-opcua").is_dir():
             raise CaptureError(f"node-opcua is not installed in {PEERS_DIR}/node_modules (run `make deps`)")
 
-    port = args.port = args.port or free_port()
-    if port_in_use(port):
-        raise CaptureError(f"port {port} is already in use on 127.0.0.1")
-    url = f"opc.tcp://127.0.0.1:{port}/UA/Test"
+    host = args.host
+    port = args.port = args.port or free_port(host)
+    if port_in_use(port, host):
+        raise CaptureError(f"port {port} is already in use on {host}")
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"opc.tcp://{url_host}:{port}/UA/Test"
     items = args.items if args.items is not None else (2000 if args.mode == "big" else 0)
     max_notif = args.max_notif
     if max_notif is None and args.mode == "big":
         max_notif = 100000
 
     out = args.out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()
+    captures = [("main", out)] + [(kind, f.resolve()) for kind, f in args.also]
+    if len({f for _, f in captures}) != len(captures):
+        raise CaptureError("--out and every --also need different files")
+    for _, f in captures:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        if f.exists():
+            f.unlink()
     lock = threading.Lock()
     procs: list[Proc] = []
     env = dict(os.environ, PYTHONUNBUFFERED="1", NODE_NO_WARNINGS="1")
     try:
-        # 1. tshark
-        tsh = Proc("tshark", [tshark, "-i", "lo", "-f", f"tcp port {port}", "-w", str(out)], logbuf, lock,
-                   args.verbose, env)
-        procs.append(tsh)
-        if tsh.wait_for_line(lambda l: "Capturing on" in l, TSHARK_READY_TIMEOUT) is None:
-            if tsh.p.poll() is not None:
-                raise CaptureError(f"tshark exited with code {tsh.p.returncode} before capturing")
-            raise CaptureError(f"tshark did not start capturing within {TSHARK_READY_TIMEOUT:.0f}s")
+        # 1. tshark (and the --also capturers, all at once)
+        capturers: list[tuple[str, Path, Proc]] = []
+        for kind, f in captures:
+            name = "tshark" if kind == "main" else f"capture-{kind}"
+            cap = Proc(name, capturer_argv(kind, port, f, tshark, tcpdump), logbuf, lock, args.verbose, env)
+            procs.append(cap)
+            capturers.append((kind, f, cap))
+        tsh = capturers[0][2]
+        for kind, _, cap in capturers:
+            if cap.wait_for_line(capturer_ready, TSHARK_READY_TIMEOUT) is None:
+                if cap.p.poll() is not None:
+                    raise CaptureError(f"{cap.name} exited with code {cap.p.returncode} before capturing")
+                raise CaptureError(f"{cap.name} did not start capturing within {TSHARK_READY_TIMEOUT:.0f}s")
         time.sleep(0.5)  # settle: the capture filter is in place before the first SYN
 
         # 2. server
         sargv = peer_argv(args.server, "server", python, node) + ["--port", str(port)]
+        if host != "127.0.0.1":
+            sargv += ["--host", host]
         if items:
             sargv += ["--items", str(items)]
         if args.period:
@@ -277,29 +350,34 @@ def run(args: argparse.Namespace, logbuf: list[str]) -> str:
         server_rc = srv.stop(signal.SIGTERM, STOP_TIMEOUT)
         srv._append(f"exit {server_rc}")
         time.sleep(0.5)
-        tshark_rc = tsh.stop(signal.SIGINT, STOP_TIMEOUT)
-        if tshark_rc != 0:
-            raise CaptureError(f"tshark exited with code {tshark_rc}")
-        if not out.exists() or out.stat().st_size == 0:
-            raise CaptureError(f"capture file {out} is missing or empty")
-        packets = "?"
-        for line in tsh.lines:
-            words = line.split()
-            if len(words) >= 3 and words[1] in ("packets", "packet") and words[2] == "captured":
-                packets = words[0]
-        if packets in ("0", "?"):
-            raise CaptureError(f"tshark captured no packets on port {port}")
+        for _, _, cap in capturers:
+            cap.p.send_signal(signal.SIGINT)  # all at once: they stop on the same packet
+        also = []
+        for kind, f, cap in capturers:
+            rc = cap.stop(signal.SIGINT, STOP_TIMEOUT)
+            if rc != 0:
+                raise CaptureError(f"{cap.name} exited with code {rc}")
+            if not f.exists() or f.stat().st_size == 0:
+                raise CaptureError(f"capture file {f} is missing or empty")
+            n = packets_captured(cap.lines)
+            if n in ("0", "?"):
+                raise CaptureError(f"{cap.name} captured no packets on port {port}")
+            if kind != "main":
+                also.append(f"also={kind}:{n}:{f}")
+        packets = packets_captured(tsh.lines)
         summary = (f"OK server={args.server} client={args.client} mode={args.mode} "
                    f"security={args.security} port={port} "
                    f"packets={packets} bytes={out.stat().st_size} client_s={client_s:.1f} "
-                   f"total_s={time.monotonic() - t_start:.1f} out={out}")
+                   f"total_s={time.monotonic() - t_start:.1f} out={out}"
+                   + "".join(f" {a}" for a in also))
         return summary
     finally:
         # Error paths: stop whatever still runs, tshark last and gently so that it reaps dumpcap
         # and leaves a readable partial capture behind.
         for p in reversed(procs):
             if p.p.poll() is None:
-                p.stop(signal.SIGINT if p.name == "tshark" else signal.SIGTERM, 5.0)
+                capturer = p.name == "tshark" or p.name.startswith("capture-")
+                p.stop(signal.SIGINT if capturer else signal.SIGTERM, 5.0)
 
 
 def main(argv: list[str] | None = None) -> int:
