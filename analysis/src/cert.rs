@@ -78,6 +78,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn application_certificate_is_summarised() {
+        let mut params = rcgen::CertificateParams::new(vec!["gateway.plant.local".to_string()])
+            .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Ignition OPC UA Client");
+        params.subject_alt_names.push(rcgen::SanType::URI(
+            rcgen::string::Ia5String::try_from("urn:gateway:ignition:client").expect("uri"),
+        ));
+        params.not_before = rcgen::date_time_ymd(2026, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2028, 3, 4);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let der = cert.der().to_vec();
+        // OPN carries the leaf followed by its chain: only the leaf is summarised.
+        let mut with_chain = der.clone();
+        with_chain.extend_from_slice(&der);
+        let s = summarize_certificate(&with_chain);
+        assert_eq!(s.subject.as_deref(), Some("CN=Ignition OPC UA Client"));
+        assert_eq!(s.application_uri.as_deref(), Some("urn:gateway:ignition:client"));
+        assert_eq!(s.not_before.as_deref(), Some("2026-01-02T00:00:00.000000Z"));
+        assert_eq!(s.not_after.as_deref(), Some("2028-03-04T00:00:00.000000Z"));
+        assert_eq!(s.thumbprint_sha1, sha1_hex(&der));
+        assert!(s.parse_error.is_none());
+    }
+
+    #[test]
     fn garbage_is_summarised_not_rejected() {
         let s = summarize_certificate(&[0x30, 0x03, 0x01, 0x02, 0x03]);
         assert!(s.parse_error.is_some());
