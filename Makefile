@@ -86,7 +86,8 @@ peers-big: deps
 	if [ "$$n" -lt 1 ]; then echo "FAIL: no multi-chunk message in $$out" >&2; exit 1; fi
 
 # Fuzzing (cargo-fuzz on stable via RUSTC_BOOTSTRAP): seed the corpora from fixtures/*.pcapng,
-# then run each target for FUZZ_SECONDS, one job at a time. Crashes land in fuzz/artifacts/.
+# then run each target for FUZZ_SECONDS, one process at a time (no -jobs: that would send the
+# output to fuzz-N.log). Crashes land in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= reassembly message chunk connection
 
@@ -98,5 +99,5 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -jobs=1 -workers=1 -print_final_stats=1 || exit 1; \
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
 	done

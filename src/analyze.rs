@@ -405,8 +405,8 @@ impl<'c> StreamAnalysis<'c> {
                                         // Whether a server leg follows is known only later: hold
                                         // this one's events until it ends.
                                         u.decided = false;
-                                        self.first_legs.insert(conn, u.fingerprint.clone());
                                     }
+                                    self.first_legs.insert(conn, u.fingerprint.clone());
                                     self.fingerprints.insert(
                                         std::mem::take(&mut u.fingerprint),
                                         (u.conn.id().to_string(), false),
@@ -456,10 +456,12 @@ impl<'c> StreamAnalysis<'c> {
                     };
                     self.analyzer.handle_close(&mut u.conn, by, reason, ts(t));
                     if let Some(fp) = self.first_legs.remove(&conn) {
-                        u.shown = !self
-                            .fingerprints
-                            .get(&fp)
-                            .is_some_and(|(_, paired)| *paired);
+                        // Legs of a proxy overlap in time: a later connection with the same
+                        // opening (bytes replayed after a reconnect) is not a leg of this one.
+                        let paired = self.fingerprints.remove(&fp).is_some_and(|(_, p)| p);
+                        if !u.decided {
+                            u.shown = !paired;
+                        }
                     }
                     u.decided = true;
                     emit(&mut u, out);

@@ -212,3 +212,106 @@ fn proxy_legs_are_paired() {
     assert_eq!(of_kind(&all, "publish").len(), 62);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Renumbers the TCP sequence numbers of `segs` (one connection, both directions) so that each
+/// direction's bytes are contiguous, as if these segments were all that was sent.
+fn renumber(segs: &mut [crate::util::Segment], client: std::net::SocketAddr) {
+    let mut next = [1000u32, 5000u32];
+    for s in segs.iter_mut() {
+        let from_client = s.src == client;
+        let (me, peer) = if from_client { (0, 1) } else { (1, 0) };
+        s.seq = next[me];
+        s.ack = next[peer];
+        let syn_fin = u32::from(s.flags & 0x03 != 0);
+        next[me] = next[me].wrapping_add(s.payload.len() as u32 + syn_fin);
+    }
+}
+
+/// What a segment carries: message type, service type id, NotificationMessage number.
+fn classify(seg: &crate::util::Segment) -> (String, Option<u32>, Option<u32>) {
+    use uatap_codec::reader::Reader;
+    let kind = String::from_utf8_lossy(seg.payload.get(..3).unwrap_or(&[])).into_owned();
+    let body = seg.payload.get(24..).unwrap_or(&[]);
+    match uatap_codec::services::parse_message(&mut Reader::new(body)) {
+        Ok(m) => (kind, m.type_id_numeric(), m.notification_sequence_number()),
+        Err(_) => (kind, None, None),
+    }
+}
+
+/// A client that loses its connection and activates the same session on a new one is one
+/// story: the session is reused on a new channel, and the notifications that fell between the
+/// two connections are a sequence gap.
+#[test]
+fn session_and_subscription_followed_across_connections() {
+    use crate::util::{read_segments, temp_dir, write_pcap};
+    let segs = read_segments(&fixture("basic-none.pcapng"));
+    let client = segs[0].src;
+    let info: Vec<_> = segs.iter().map(classify).collect();
+    let publish_at = |seq: u32| {
+        info.iter()
+            .position(|(_, t, n)| *t == Some(829) && *n == Some(seq))
+            .unwrap_or_else(|| panic!("PublishResponse {seq} in its own segment"))
+    };
+    // Connection 1: everything up to notification 10, then a reset.
+    let cut = publish_at(10) + 1;
+    let mut first: Vec<_> = segs[..cut].to_vec();
+    let mut rst = first.last().unwrap().clone();
+    rst.payload.clear();
+    rst.flags = 0x04;
+    first.push(rst);
+    renumber(&mut first, client);
+    // Connection 2, new client port: handshake, HEL/ACK, OPN, ActivateSession (same token),
+    // then the traffic from notification 15 on.
+    let new_client = std::net::SocketAddr::from(([127, 0, 0, 1], 40001));
+    let keep_opening = |(k, t, _): &(String, Option<u32>, Option<u32>)| {
+        matches!(k.as_str(), "HEL" | "ACK" | "OPN") || matches!(t, Some(467) | Some(470))
+    };
+    let mut second: Vec<_> = segs
+        .iter()
+        .zip(&info)
+        .enumerate()
+        .filter(|(i, (s, inf))| {
+            (*i < 3 && s.payload.is_empty())
+                || (*i < cut && keep_opening(inf))
+                || *i >= publish_at(15)
+        })
+        .map(|(_, (s, _))| {
+            let mut s = s.clone();
+            if s.src == client {
+                s.src = new_client;
+            } else {
+                s.dst = new_client;
+            }
+            s.ts_nanos += 10_000_000_000; // ten seconds later
+            s
+        })
+        .collect();
+    renumber(&mut second, new_client);
+    let mut all = first;
+    all.extend(second);
+    let dir = temp_dir("reconnect");
+    let file = dir.join("reconnect.pcap");
+    write_pcap(&file, &all);
+    let evs = events(&file, false);
+
+    let activations: Vec<&Value> = of_kind(&evs, "session")
+        .into_iter()
+        .filter(|s| s["action"] == "activate")
+        .collect();
+    assert_eq!(activations.len(), 2, "{activations:?}");
+    assert_eq!(activations[0]["reused_on_new_channel"], false);
+    assert_eq!(activations[1]["reused_on_new_channel"], true);
+    assert_eq!(activations[0]["session_id"], activations[1]["session_id"]);
+    assert!(activations[1]["conn"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:40001->"));
+    let gaps = of_kind(&evs, "sequence_gap");
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(gaps[0]["expected"], 11);
+    assert_eq!(gaps[0]["got"], 15);
+    assert_eq!(gaps[0]["missing"], serde_json::json!([11, 12, 13, 14]));
+    let closes = of_kind(&evs, "conn_close");
+    assert_eq!(closes[0]["reason"], "rst");
+    let _ = std::fs::remove_dir_all(dir);
+}

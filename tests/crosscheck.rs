@@ -167,17 +167,32 @@ fn check_story(capture: &Path) {
         .filter(|s| s["outcome"] == "ok")
         .map(|s| s["action"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(sessions, ["create", "activate", "close"], "{}", capture.display());
+    assert_eq!(
+        sessions,
+        ["create", "activate", "close"],
+        "{}",
+        capture.display()
+    );
     let seqs: Vec<u64> = kind("publish")
         .iter()
         .filter(|p| p["keep_alive"] == false)
         .map(|p| p["sequence_number"].as_u64().unwrap_or(0))
         .collect();
     assert!(seqs.len() >= 2, "{}: publishes {seqs:?}", capture.display());
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{}", capture.display());
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "{}",
+        capture.display()
+    );
     assert!(kind("sequence_gap").is_empty(), "{}", capture.display());
     assert!(kind("decode_error").is_empty(), "{}", capture.display());
     for f in kind("service_fault") {
-        assert_eq!(f["normal"], true, "{}: unexpected fault {f}", capture.display());
+        assert_eq!(
+            f["normal"],
+            true,
+            "{}: unexpected fault {f}",
+            capture.display()
+        );
     }
 }

@@ -79,8 +79,8 @@ mod tests {
 
     #[test]
     fn application_certificate_is_summarised() {
-        let mut params = rcgen::CertificateParams::new(vec!["gateway.plant.local".to_string()])
-            .expect("params");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["gateway.plant.local".to_string()]).expect("params");
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "Ignition OPC UA Client");
@@ -97,7 +97,10 @@ mod tests {
         with_chain.extend_from_slice(&der);
         let s = summarize_certificate(&with_chain);
         assert_eq!(s.subject.as_deref(), Some("CN=Ignition OPC UA Client"));
-        assert_eq!(s.application_uri.as_deref(), Some("urn:gateway:ignition:client"));
+        assert_eq!(
+            s.application_uri.as_deref(),
+            Some("urn:gateway:ignition:client")
+        );
         assert_eq!(s.not_before.as_deref(), Some("2026-01-02T00:00:00.000000Z"));
         assert_eq!(s.not_after.as_deref(), Some("2028-03-04T00:00:00.000000Z"));
         assert_eq!(s.thumbprint_sha1, sha1_hex(&der));

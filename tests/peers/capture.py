@@ -29,7 +29,8 @@ The server is the only peer given --host (the client takes the URL).
 --also KIND:FILE (repeatable) records the same traffic a second (third ...) time, with capturers
 running at once with the main one, so every file holds the same session in another shape:
     pcap:FILE      tshark -i lo -F pcap (classic libpcap, microsecond timestamps)
-    any:FILE       tshark -i any (Linux cooked capture, LINUX_SLL/SLL2, in pcapng)
+    any:FILE       tshark -i any (Linux cooked capture v1, LINUX_SLL, in pcapng)
+    any2:FILE      tshark -i any -y LINUX_SLL2 (Linux cooked capture v2, in pcapng)
     tcpdump:FILE   tcpdump -i lo -w FILE (classic libpcap, Ethernet link type)
 All use the same capture filter "tcp port N". The summary line then ends with one
 also=KIND:PACKETS:FILE word per extra capture.
@@ -169,7 +170,7 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-ALSO_KINDS = ("pcap", "any", "tcpdump")
+ALSO_KINDS = ("pcap", "any", "any2", "tcpdump")
 
 
 def parse_also(text: str) -> tuple[str, Path]:
@@ -188,13 +189,14 @@ def capturer_argv(kind: str, port: int, out: Path, tshark: str, tcpdump: str) ->
     if kind == "pcap":
         return [tshark, "-i", "lo", "-f", filt, "-F", "pcap", "-w", str(out)]
     if kind == "any":
-        return [tshark, "-i", "any", "-f", filt, "-w", str(out)]
+        return [tshark, "-i", "any", "-y", "LINUX_SLL", "-f", filt, "-w", str(out)]
+    if kind == "any2":
+        return [tshark, "-i", "any", "-y", "LINUX_SLL2", "-f", filt, "-w", str(out)]
     # -Z root: as root tcpdump would drop to the tcpdump user, who may not write to out's folder.
     return [tcpdump, "-i", "lo", "-n", "-Z", "root", "-w", str(out), filt]
 
 
 def capturer_ready(line: str) -> bool:
-
     return "Capturing on" in line or "listening on" in line
 
 
@@ -222,7 +224,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, required=True, help="TCP port on --host (0: pick a free one)")
     p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1; IPv6 e.g. ::1)")
     p.add_argument("--also", type=parse_also, action="append", default=[], metavar="KIND:FILE",
-                   help="one more capture of the same traffic, KIND pcap, any or tcpdump (repeatable)")
+                   help="one more capture of the same traffic, KIND pcap, any, any2 or tcpdump (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="pcapng file to write")
     p.add_argument("--seconds", type=float, help="client run time (client default: basic 3, big 4)")
     p.add_argument("--items", type=int, help="number of Item.N variables (big mode default 2000)")

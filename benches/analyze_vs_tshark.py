@@ -1,0 +1,451 @@
+#!/usr/bin/env python3
+"""End-to-end speed of `uatap analyze --json` against tshark's OPC UA dissector.
+
+1. Builds (or reuses) a ~72 MB pcapng of Publish traffic under target/bench-data/: the
+   connection in fixtures/basic-none.pcapng (small single-item PublishResponses) replayed many
+   times, plus a few copies of fixtures/big-publish.pcapng (multi-chunk PublishResponses, 2,000
+   items). Every copy is its own TCP connection (fresh client port, and a fresh client address
+   after 40,000 ports), copies start staggered so ~100 connections overlap, and the packets of
+   all copies are merged in timestamp order. IPv4 and TCP checksums are valid (fixed up
+   incrementally from the fixture's bytes); TCP sequence numbers are the fixture's own.
+2. Times, in one run, interleaved rounds (uatap, tshark, uatap, tshark, ...):
+     target/release/uatap analyze FILE --json > /dev/null
+     tshark -r FILE -d tcp.port==48401,opcua -d tcp.port==48407,opcua -Y opcua > /dev/null
+   after an untimed warm-up round whose output is kept to check that both tools did the work
+   (uatap: number of "kind":"publish" events and summaries; tshark: number of OPC UA lines).
+3. Prints a result table and writes it to target/bench-data/analyze_vs_tshark.txt.
+
+Usage: python3 benches/analyze_vs_tshark.py [--rounds 3] [--target-mb 72] [--regen] [--no-build]
+       make bench-analyze
+Exit status: 0 when the checks pass and uatap is at least --min-ratio (10) times faster,
+1 when a check fails, 2 when the ratio bar is missed.
+"""
+
+import argparse
+import hashlib
+import heapq
+import json
+import os
+import resource
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "target" / "bench-data"
+GEN_VERSION = 1
+
+# Fixtures replayed, with their server port and what one copy holds (checked against uatap and
+# tshark 4.0.17 on the fixture itself before generating; see fixtures/*.md).
+SMALL = ("basic-none.pcapng", 48401)
+BIG = ("big-publish.pcapng", 48407)
+
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_IDB = 0x00000001
+PCAPNG_EPB = 0x00000006
+PCAPNG_SPB = 0x00000003
+LINKTYPE_ETHERNET = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# pcapng reading / writing (little-endian files as written by tshark/dumpcap on x86)
+
+
+def read_pcapng(path):
+    """Return [(ts_ns, frame_bytes)] for an Ethernet pcapng with one or more interfaces."""
+    data = path.read_bytes()
+    pos = 0
+    endian = "<"
+    ifaces = []  # (linktype, ns per tick)
+    out = []
+    while pos + 12 <= len(data):
+        btype = struct.unpack_from(endian + "I", data, pos)[0]
+        if btype == PCAPNG_SHB:
+            bom = data[pos + 8:pos + 12]
+            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+            ifaces = []
+        blen = struct.unpack_from(endian + "I", data, pos + 4)[0]
+        body = data[pos + 8:pos + blen - 4]
+        if btype == PCAPNG_IDB:
+            linktype = struct.unpack_from(endian + "H", body, 0)[0]
+            tsres = 6
+            opt = 8
+            while opt + 4 <= len(body):
+                code, olen = struct.unpack_from(endian + "HH", body, opt)
+                if code == 0:
+                    break
+                if code == 9 and olen >= 1:
+                    tsres = body[opt + 4]
+                opt += 4 + ((olen + 3) & ~3)
+            if tsres & 0x80:
+                raise SystemExit(f"{path}: power-of-two if_tsresol not supported")
+            ifaces.append((linktype, 10 ** (9 - tsres) if tsres <= 9 else None, tsres))
+        elif btype == PCAPNG_EPB:
+            iface, ts_hi, ts_lo, caplen, _origlen = struct.unpack_from(endian + "IIIII", body, 0)
+            linktype, mult, tsres = ifaces[iface]
+            if linktype != LINKTYPE_ETHERNET:
+                raise SystemExit(f"{path}: linktype {linktype}, only Ethernet is supported")
+            ticks = (ts_hi << 32) | ts_lo
+            ts_ns = ticks * mult if mult is not None else ticks // 10 ** (tsres - 9)
+            out.append((ts_ns, bytes(body[20:20 + caplen])))
+        pos += blen
+    return out
+
+
+def pcapng_header():
+    opts = b""
+    opts += struct.pack("<HH", 4, 24) + b"uatap bench generator\x00\x00\x00"  # shb_userappl
+    opts += struct.pack("<HH", 0, 0)
+    shb_body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + opts
+    shb = struct.pack("<II", PCAPNG_SHB, 12 + len(shb_body)) + shb_body
+    shb += struct.pack("<I", 12 + len(shb_body))
+    # One Ethernet interface, nanosecond timestamps (if_tsresol = 9).
+    idb_opts = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)
+    idb_body = struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0) + idb_opts
+    idb = struct.pack("<II", PCAPNG_IDB, 12 + len(idb_body)) + idb_body
+    idb += struct.pack("<I", 12 + len(idb_body))
+    return shb + idb
+
+
+def epb(ts_ns, frame):
+    pad = (-len(frame)) & 3
+    blen = 32 + len(frame) + pad
+    return b"".join((
+        struct.pack("<IIIIIII", PCAPNG_EPB, blen, 0, ts_ns >> 32, ts_ns & 0xFFFFFFFF,
+                    len(frame), len(frame)),
+        frame,
+        b"\x00" * pad,
+        struct.pack("<I", blen),
+    ))
+
+
+# ----------------------------------------------------------------------------------------------
+# Packet templates: each fixture packet with the client's port/address made rewritable
+
+
+def ones_sum(data):
+    """Ones'-complement sum of 16-bit big-endian words, as a residue mod 0xFFFF."""
+    if len(data) & 1:
+        data = data + b"\x00"
+    return int.from_bytes(data, "big") % 0xFFFF
+
+
+def finish(residue):
+    """Checksum field from a residue (0 residue means the folded sum is 0xFFFF)."""
+    return 0xFFFF - (residue if residue else 0xFFFF)
+
+
+class Template:
+    """One fixture packet. `emit(port, ip)` returns it with the client side rewritten."""
+
+    __slots__ = ("frame", "ts", "is_tcp", "port_off", "ip_off", "ipsum_off", "ip_base",
+                 "tcpsum_off", "tcp_base")
+
+    def __init__(self, ts, frame, server_port):
+        self.ts = ts
+        self.frame = bytearray(frame)
+        self.is_tcp = False
+        if len(frame) < 14 + 20 or frame[12:14] != b"\x08\x00":
+            return
+        ip = 14
+        ihl = (frame[ip] & 0x0F) * 4
+        if frame[ip] >> 4 != 4 or frame[ip + 9] != 6:
+            return
+        total_len = struct.unpack_from(">H", frame, ip + 2)[0]
+        tcp = ip + ihl
+        sport, dport = struct.unpack_from(">HH", frame, tcp)
+        if dport == server_port:
+            self.port_off, self.ip_off = tcp, ip + 12          # client is the source
+        elif sport == server_port:
+            self.port_off, self.ip_off = tcp + 2, ip + 16      # client is the destination
+        else:
+            return
+        self.is_tcp = True
+        f = self.frame
+        f[self.port_off:self.port_off + 2] = b"\x00\x00"
+        f[self.ip_off:self.ip_off + 4] = b"\x00\x00\x00\x00"
+        # IPv4 header checksum, without the client address.
+        self.ipsum_off = ip + 10
+        f[ip + 10:ip + 12] = b"\x00\x00"
+        self.ip_base = ones_sum(bytes(f[ip:ip + ihl]))
+        # TCP checksum: pseudo header + segment, without client port and address.
+        self.tcpsum_off = tcp + 16
+        f[tcp + 16:tcp + 18] = b"\x00\x00"
+        seg_len = total_len - ihl
+        if tcp + seg_len > len(f):
+            raise SystemExit("fixture packet is truncated (snaplen); cannot fix TCP checksum")
+        pseudo = bytes(f[ip + 12:ip + 20]) + struct.pack(">BBH", 0, 6, seg_len)
+        self.tcp_base = (ones_sum(pseudo) + ones_sum(bytes(f[tcp:tcp + seg_len]))) % 0xFFFF
+
+    def emit(self, port, ip):
+        if not self.is_tcp:
+            return bytes(self.frame)
+        f = bytearray(self.frame)
+        ipb = ip.to_bytes(4, "big")
+        ipw = (ip >> 16) + (ip & 0xFFFF)
+        f[self.port_off:self.port_off + 2] = port.to_bytes(2, "big")
+        f[self.ip_off:self.ip_off + 4] = ipb
+        f[self.ipsum_off:self.ipsum_off + 2] = finish((self.ip_base + ipw) % 0xFFFF).to_bytes(2, "big")
+        f[self.tcpsum_off:self.tcpsum_off + 2] = finish((self.tcp_base + ipw + port) % 0xFFFF).to_bytes(2, "big")
+        return bytes(f)
+
+
+def load_templates(name, server_port):
+    pkts = read_pcapng(ROOT / "fixtures" / name)
+    t0 = pkts[0][0]
+    return [Template(ts - t0, fr, server_port) for ts, fr in pkts]
+
+
+def client_endpoint(i):
+    """Copy i -> (client port, client IPv4 as int): 127.0.0.1:20000.. then 127.0.0.2:20000.. ..."""
+    return 20000 + i % 40000, (127 << 24) | (1 + i // 40000)
+
+
+def copy_stream(templates, start_ns, port, ip, key):
+    for t in templates:
+        yield (start_ns + t.ts, key, t, port, ip)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-copy expectations, measured on the fixtures themselves
+
+
+def uatap_counts(uatap, path):
+    out = subprocess.run([str(uatap), "analyze", str(path), "--json"], check=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+    return count_uatap(out)
+
+
+def count_uatap(out):
+    publishes = out.count(b'"kind":"publish"')
+    summaries = 0
+    messages = 0
+    for line in out.splitlines():
+        if b'"kind":"summary"' in line:
+            summaries += 1
+            messages += json.loads(line).get("messages") or 0
+    return {"publish": publishes, "summary": summaries, "messages": messages,
+            "lines": out.count(b"\n")}
+
+
+def tshark_lines(path, ports):
+    cmd = tshark_cmd(path, ports)
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+    return out.count(b"\n")
+
+
+def tshark_cmd(path, ports):
+    cmd = ["tshark", "-r", str(path)]
+    for p in sorted(ports):
+        cmd += ["-d", f"tcp.port=={p},opcua"]
+    return cmd + ["-Y", "opcua"]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def generate(args, uatap, out_path, meta_path):
+    small = load_templates(*SMALL)
+    big = load_templates(*BIG)
+    small_bytes = sum(32 + len(t.frame) + ((-len(t.frame)) & 3) for t in small)
+    big_bytes = sum(32 + len(t.frame) + ((-len(t.frame)) & 3) for t in big)
+    target = int(args.target_mb * 1e6)
+    n_big = args.big_copies
+    n_small = max(1, -(-(target - n_big * big_bytes) // small_bytes))
+
+    # Per-copy truth, from the fixtures.
+    per = {}
+    for (name, port) in (SMALL, BIG):
+        u = uatap_counts(uatap, ROOT / "fixtures" / name)
+        per[name] = {"publish": u["publish"], "messages": u["messages"],
+                     "tshark_lines": tshark_lines(ROOT / "fixtures" / name, [port]),
+                     "server_port": port}
+
+    stagger = int(args.stagger_ms * 1e6)
+    base = 1_795_000_000 * 10**9  # 2026-11-18, arbitrary
+    span = n_small * stagger
+    streams = []
+    for i in range(n_small):
+        port, ip = client_endpoint(i)
+        streams.append(copy_stream(small, base + i * stagger, port, ip, i))
+    for j in range(n_big):
+        port, ip = client_endpoint(n_small + j)
+        start = base + (j + 1) * span // (n_big + 1)
+        streams.append(copy_stream(big, start, port, ip, n_small + j))
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".part")
+    packets = 0
+    t0 = time.perf_counter()
+    with open(tmp, "wb", buffering=1 << 20) as f:
+        f.write(pcapng_header())
+        for ts, _key, t, port, ip in heapq.merge(*streams, key=lambda x: (x[0], x[1])):
+            f.write(epb(ts, t.emit(port, ip)))
+            packets += 1
+    os.replace(tmp, out_path)
+    gen_s = time.perf_counter() - t0
+
+    meta = {
+        "key": cache_key(args),
+        "copies": {SMALL[0]: n_small, BIG[0]: n_big},
+        "per_copy": per,
+        "packets": packets,
+        "connections": n_small + n_big,
+        "server_ports": [SMALL[1], BIG[1]] if n_big else [SMALL[1]],
+        "expected": {
+            "publish": n_small * per[SMALL[0]]["publish"] + n_big * per[BIG[0]]["publish"],
+            "messages": n_small * per[SMALL[0]]["messages"] + n_big * per[BIG[0]]["messages"],
+            "tshark_lines": n_small * per[SMALL[0]]["tshark_lines"]
+            + n_big * per[BIG[0]]["tshark_lines"],
+        },
+        "size": out_path.stat().st_size,
+    }
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"generated {out_path} in {gen_s:.1f} s", flush=True)
+    return meta
+
+
+def cache_key(args):
+    return {
+        "gen_version": GEN_VERSION,
+        "target_mb": args.target_mb,
+        "big_copies": args.big_copies,
+        "stagger_ms": args.stagger_ms,
+        "fixtures": {n: sha256(ROOT / "fixtures" / n) for n, _ in (SMALL, BIG)},
+    }
+
+
+def timed(cmd):
+    """Wall-clock seconds and child CPU seconds of one run with stdout to /dev/null."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise SystemExit(f"FAIL: {' '.join(cmd)} exited with {p.returncode}")
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds per tool (default 3)")
+    ap.add_argument("--target-mb", type=float, default=72.0, help="capture size (default 72 MB)")
+    ap.add_argument("--big-copies", type=int, default=4,
+                    help="copies of big-publish.pcapng in the mix (default 4, ~8 MB)")
+    ap.add_argument("--stagger-ms", type=float, default=25.0,
+                    help="start-time offset between small copies (default 25 ms: ~125 overlap)")
+    ap.add_argument("--regen", action="store_true", help="regenerate the capture")
+    ap.add_argument("--no-build", action="store_true", help="skip cargo build --release")
+    ap.add_argument("--uatap", default=str(ROOT / "target" / "release" / "uatap"))
+    ap.add_argument("--min-ratio", type=float, default=10.0, help="bar for tshark/uatap")
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+
+    uatap = Path(args.uatap)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "uatap"], cwd=ROOT,
+                       check=True)
+    if not uatap.exists():
+        raise SystemExit(f"{uatap} not found (cargo build --release)")
+
+    cap = DATA_DIR / "publish-mix.pcapng"
+    meta_path = DATA_DIR / "publish-mix.json"
+    meta = None
+    if cap.exists() and meta_path.exists() and not args.regen:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") != cache_key(args) or meta.get("size") != cap.stat().st_size:
+            meta = None
+        else:
+            print(f"reusing {cap}", flush=True)
+    if meta is None:
+        meta = generate(args, uatap, cap, meta_path)
+
+    size = cap.stat().st_size
+    mb = size / 1e6
+    ports = meta["server_ports"]
+    exp = meta["expected"]
+    u_cmd = [str(uatap), "analyze", str(cap), "--json"]
+    t_cmd = tshark_cmd(cap, ports)
+
+    # Warm-up round (page cache, untimed), its output kept for the sanity checks.
+    print("warm-up + sanity checks ...", flush=True)
+    u_out = subprocess.run(u_cmd, check=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL).stdout
+    u = count_uatap(u_out)
+    del u_out
+    t_lines = tshark_lines(cap, ports)
+    problems = []
+    if u["publish"] != exp["publish"]:
+        problems.append(f"uatap publish events {u['publish']} != expected {exp['publish']}")
+    if u["summary"] != meta["connections"]:
+        problems.append(f"uatap summaries {u['summary']} != connections {meta['connections']}")
+    if u["messages"] != exp["messages"]:
+        problems.append(f"uatap messages {u['messages']} != expected {exp['messages']}")
+    if t_lines == 0:
+        problems.append("tshark printed no OPC UA lines")
+    elif t_lines != exp["tshark_lines"]:
+        problems.append(f"tshark OPC UA lines {t_lines} != expected {exp['tshark_lines']}")
+
+    walls = {"uatap": [], "tshark": []}
+    cpus = {"uatap": [], "tshark": []}
+    for r in range(args.rounds):
+        for name, cmd in (("uatap", u_cmd), ("tshark", t_cmd)):
+            w, c = timed(cmd)
+            walls[name].append(w)
+            cpus[name].append(c)
+            print(f"  round {r + 1}: {name:6s} {w:8.3f} s", flush=True)
+
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    ratio = med["tshark"] / med["uatap"]
+    copies = ", ".join(f"{n} x {k}" for k, n in meta["copies"].items())
+    lines = [
+        "uatap analyze --json vs tshark -Y opcua (wall clock, stdout > /dev/null)",
+        f"date        {time.strftime('%Y-%m-%d %H:%M:%S %z')}   host CPUs: {os.cpu_count()}",
+        f"capture     {cap.relative_to(ROOT)}",
+        f"            {mb:.1f} MB ({size} bytes), {meta['packets']} packets, "
+        f"{meta['connections']} TCP connections ({copies})",
+        f"            {exp['messages']} OPC UA messages (uatap summaries), "
+        f"{exp['publish']} PublishResponses, {exp['tshark_lines']} tshark OPC UA frames",
+        f"checks      uatap: {u['publish']} publish events, {u['summary']} summaries, "
+        f"{u['messages']} messages, {u['lines']} lines; tshark: {t_lines} lines "
+        f"-> {'OK' if not problems else 'FAIL'}",
+        f"tshark      {' '.join(t_cmd[:1] + ['-r', 'FILE'] + t_cmd[3:])}  ({subprocess.run(['tshark', '--version'], stdout=subprocess.PIPE, text=True).stdout.splitlines()[0]})",
+        "",
+        f"{'tool':8s} {'rounds':>6s} {'median s':>9s} {'min s':>8s} {'max s':>8s} "
+        f"{'MB/s':>8s} {'msg/s':>10s} {'cpu s':>7s}",
+    ]
+    for name in ("uatap", "tshark"):
+        w = walls[name]
+        lines.append(f"{name:8s} {len(w):6d} {med[name]:9.3f} {min(w):8.3f} {max(w):8.3f} "
+                     f"{mb / med[name]:8.1f} {exp['messages'] / med[name]:10.0f} "
+                     f"{statistics.median(cpus[name]):7.2f}")
+    lines += [
+        "",
+        f"ratio tshark/uatap (medians): {ratio:.1f}x   (bar: >= {args.min_ratio:g}x -> "
+        f"{'MET' if ratio >= args.min_ratio else 'MISSED'})",
+        "rounds (s): " + "; ".join(f"{n}: " + " ".join(f"{x:.3f}" for x in walls[n])
+                                  for n in ("uatap", "tshark")),
+    ]
+    lines += [f"PROBLEM: {p}" for p in problems]
+    text = "\n".join(lines) + "\n"
+    print()
+    print(text, end="")
+    (DATA_DIR / "analyze_vs_tshark.txt").write_text(text)
+    print(f"(written to {(DATA_DIR / 'analyze_vs_tshark.txt').relative_to(ROOT)})")
+    if problems:
+        sys.exit(1)
+    if ratio < args.min_ratio:
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
