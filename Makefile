@@ -5,6 +5,7 @@
 #   make demo         release build + analyze a fixture
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
 #   make peers-big    node-opcua server + asyncua client, 2000 items: multi-chunk PublishResponses
+#   make peers-secure Basic256Sha256 Sign and SignAndEncrypt captures, OPN policy checked with tshark
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -23,7 +24,7 @@ NODE_STAMP := $(PEERS)/node_modules/.stamp
 export UATAP_PEERS_DIR := $(CURDIR)/$(PEERS)
 export UATAP_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all deps tshark test demo peers-smoke peers-big
+.PHONY: all deps tshark test demo peers-smoke peers-big peers-secure
 
 all: test
 
@@ -100,4 +101,28 @@ fuzz:
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
+
+# Secured channels: node-opcua server + asyncua client, Basic256Sha256 in mode Sign and in mode
+# SignAndEncrypt (certificates generated into $(SECURE_PKI)). Each capture passes when tshark
+# shows the Basic256Sha256 policy URI in both OPN chunks and decodes more than 20 OPC UA frames,
+# and when secure_check.py verifies every chunk's signature with the peers' keys.
+SECURE_PKI ?= $(SMOKE_DIR)/pki
+SECURE_RUNS := Sign:48423 SignAndEncrypt:48424
+B256SHA256 := http://opcfoundation.org/UA/SecurityPolicy\#Basic256Sha256
+
+peers-secure: deps
+	@mkdir -p $(SMOKE_DIR)
+	@for run in $(SECURE_RUNS); do \
+	  IFS=: read -r mode port <<< "$$run"; \
+	  out=$(SMOKE_DIR)/secure-$$mode-node-asyncua.pcapng; \
+	  $(VENV)/bin/python $(PEERS)/capture.py --server node --client asyncua --mode basic \
+	    --security Basic256Sha256:$$mode --pki $(SECURE_PKI) --port $$port --out $$out || exit 1; \
+	  n=$$(tshark -r $$out -d tcp.port==$$port,opcua -Y opcua 2>/dev/null | wc -l); \
+	  opn=$$(tshark -r $$out -d tcp.port==$$port,opcua -Y 'opcua.transport.type == "OPN"' \
+	    -T fields -e opcua.security.spu 2>/dev/null | sort | uniq -c | xargs); \
+	  echo "  $$out: $$n OPC UA frames, OPN policy: $$opn"; \
+	  if [ "$$n" -le 20 ]; then echo "FAIL: too few OPC UA frames in $$out" >&2; exit 1; fi; \
+	  if [ "$$opn" != "2 $(B256SHA256)" ]; then echo "FAIL: OPN policy is not Basic256Sha256 in $$out" >&2; exit 1; fi; \
+	  $(VENV)/bin/python $(PEERS)/secure_check.py $$out $$port --pki $(SECURE_PKI) | sed 's/^/    /' || exit 1; \
 	done

@@ -129,11 +129,13 @@ pub fn parse_time(s: &str) -> Result<Timestamp, String> {
 
 /// A TCP connection of the capture, before and after we know it carries OPC UA.
 enum Tracked {
-    /// Open seen, no payload yet.
+    /// Open seen, not yet known to be OPC UA; bytes that did not start with a UA header are
+    /// kept (bounded) in case the capture started mid-stream.
     Pending {
         client: std::net::SocketAddr,
         server: std::net::SocketAddr,
         ts: Timestamp,
+        early: Vec<(recorder::Direction, Vec<u8>)>,
     },
     /// OPC UA; `swapped` when the recorder's guessed client is really the server.
     Ua(Box<UaConn>),
@@ -175,6 +177,46 @@ fn fingerprint_complete(fp: &[u8]) -> bool {
 }
 
 const MAX_FINGERPRINT: usize = 64 * 1024;
+
+/// Bytes kept per connection while looking for OPC UA in a capture that starts mid-stream.
+const MAX_EARLY_BYTES: usize = 256 * 1024;
+
+/// In a stream met mid-way, finds two consecutive valid UA secure-conversation chunks; returns
+/// whether they were sent by the server (a response or unknown type: `true`), or `None` when
+/// no UA framing is found.
+fn mid_stream_side(stream: &[u8]) -> Option<bool> {
+    use uatap_codec::secure::{summarize_chunk, Protection};
+    use uatap_codec::tcp::Frame;
+    let max = Some(16u32 << 20);
+    for pos in 0..stream.len() {
+        let rest = stream.get(pos..).unwrap_or(&[]);
+        let Ok(Frame::Complete { header }) = frame(rest, max) else {
+            continue;
+        };
+        if !header.message_type.is_secure_conversation() {
+            continue;
+        }
+        let next = rest.get(header.message_size as usize..).unwrap_or(&[]);
+        let next_ok = match frame(next, max) {
+            Ok(Frame::Complete { header: h }) => h.message_type.is_secure_conversation(),
+            Ok(Frame::Incomplete { .. }) => !next.is_empty(),
+            Err(_) => false,
+        };
+        if !next_ok {
+            continue;
+        }
+        let type_id = summarize_chunk(rest, Protection::None)
+            .ok()
+            .and_then(|c| c.type_id);
+        return Some(match type_id {
+            Some(id) if uatap_codec::ids::service_name(id).is_some() => {
+                !uatap_codec::ids::is_request(id)
+            }
+            _ => true,
+        });
+    }
+    None
+}
 
 fn ts(t: recorder::Timestamp) -> Timestamp {
     Timestamp::from_unix_micros(t.unix_nanos.div_euclid(1000))
@@ -331,6 +373,7 @@ impl<'c> StreamAnalysis<'c> {
                         client,
                         server,
                         ts: ts(t),
+                        early: Vec::new(),
                     },
                 );
             }
@@ -342,37 +385,68 @@ impl<'c> StreamAnalysis<'c> {
                 ..
             } => {
                 let entry = self.conns.entry(conn).or_insert(Tracked::Other);
+                let mut replay = Vec::new();
                 if let Tracked::Pending {
                     client,
                     server,
                     ts: opened,
+                    early,
                 } = entry
                 {
-                    *entry = if looks_like_ua(&bytes) {
-                        // Whoever sends HEL is the client, whoever sends ACK or RHE the server.
-                        let first = bytes.get(..3).unwrap_or(&[]);
-                        let swapped = match dir {
-                            recorder::Direction::AToB => first == b"ACK" || first == b"RHE",
+                    // Whoever sends HEL is the client, whoever sends ACK or RHE the server.
+                    let first = bytes.get(..3).unwrap_or(&[]);
+                    let opening = matches!(first, b"HEL" | b"ACK" | b"RHE");
+                    let mut decision =
+                        (early.is_empty() && opening && looks_like_ua(&bytes)).then(|| match dir {
+                            recorder::Direction::AToB => first != b"HEL",
                             recorder::Direction::BToA => first == b"HEL",
-                        };
-                        let (c, s) = if swapped {
-                            (*server, *client)
-                        } else {
-                            (*client, *server)
-                        };
-                        *self.ports.entry(s.port()).or_default() += 1;
-                        Tracked::Ua(Box::new(UaConn {
-                            conn: self.analyzer.open(c.to_string(), s.to_string(), *opened),
-                            swapped,
-                            fingerprint: Vec::new(),
-                            fingerprinted: self.config.leg == Leg::Both,
-                            decided: self.config.leg == Leg::Both,
-                            shown: true,
-                            held: Vec::new(),
-                        }))
-                    } else {
-                        Tracked::Other
-                    };
+                        });
+                    if decision.is_none() {
+                        // Mid-stream: look for a run of valid UA chunks in what this direction
+                        // sent so far; a response type id tells that it is the server's side.
+                        let mut stream: Vec<u8> = early
+                            .iter()
+                            .filter(|(d, _)| *d == dir)
+                            .flat_map(|(_, b)| b.iter().copied())
+                            .collect();
+                        stream.extend_from_slice(&bytes);
+                        decision = mid_stream_side(&stream)
+                            .map(|is_server| is_server == (dir == recorder::Direction::AToB));
+                    }
+                    match decision {
+                        Some(swapped) => {
+                            let (c, s) = if swapped {
+                                (*server, *client)
+                            } else {
+                                (*client, *server)
+                            };
+                            *self.ports.entry(s.port()).or_default() += 1;
+                            replay = std::mem::take(early);
+                            *entry = Tracked::Ua(Box::new(UaConn {
+                                conn: self.analyzer.open(c.to_string(), s.to_string(), *opened),
+                                swapped,
+                                fingerprint: Vec::new(),
+                                fingerprinted: self.config.leg == Leg::Both,
+                                decided: self.config.leg == Leg::Both,
+                                shown: true,
+                                held: Vec::new(),
+                            }));
+                        }
+                        None => {
+                            let held: usize = early.iter().map(|(_, b)| b.len()).sum();
+                            if held.saturating_add(bytes.len()) > MAX_EARLY_BYTES {
+                                *entry = Tracked::Other;
+                            } else {
+                                early.push((dir, bytes.to_vec()));
+                            }
+                        }
+                    }
+                }
+                if let Tracked::Ua(u) = entry {
+                    for (d, b) in replay {
+                        let d = direction(d, u.swapped);
+                        self.analyzer.handle_input(&mut u.conn, d, &b, ts(t));
+                    }
                 }
                 if let Tracked::Ua(u) = entry {
                     let d = direction(dir, u.swapped);

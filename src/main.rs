@@ -2,6 +2,7 @@
 //! failed. One module per subcommand.
 
 mod analyze;
+mod check;
 
 use std::process::ExitCode;
 
@@ -19,12 +20,16 @@ struct Cli {
 enum Command {
     /// Analyse a capture (pcap or pcapng from tcpdump, Wireshark or uatap) and print its events.
     Analyze(analyze::Args),
+    /// Gate CI on a capture: events that must or must not occur (EXPECT.toml) and/or a golden
+    /// snapshot of the whole event stream. Exit 0 when all hold, 1 with a report when not.
+    Check(check::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze::run(&args),
+        Command::Check(args) => check::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the chunk layout of a secured OPC UA capture with the peers' own keys.
 
-Usage: secure_check.py FILE.pcapng PORT --pki DIR [--chunks]
+Usage: secure_check.py FILE.pcapng PORT --pki DIR [--chunks] [--keys]
 
 For captures recorded by capture.py with --security and --pki DIR (the private keys of both
 peers are in DIR: asyncua-*/key.pem, node-*/pki/own/private/private_key.pem). tshark extracts
@@ -18,7 +18,8 @@ the TCP payload of the first connection to 127.0.0.1:PORT; then, per direction:
   last 32 bytes, and the body (after the 24-byte header) must decode with asyncua's decoder
   (single-chunk messages) exactly up to the padding (SignAndEncrypt) or the signature (Sign).
 
-Prints one summary line per direction, plus one line per chunk with --chunks. Exit 0 when every
+Prints one summary line per direction, plus one line per chunk with --chunks and the nonces
+and derived symmetric keys (hex) with --keys. Exit 0 when every
 signature verifies and every body decodes, 1 otherwise. Supports Basic256Sha256 and
 Aes256_Sha256_RsaPss (and Aes128_Sha256_RsaOaep), Sign and SignAndEncrypt, one security token.
 """
@@ -145,6 +146,7 @@ def main() -> int:
     p.add_argument("port", type=int)
     p.add_argument("--pki", type=Path, required=True)
     p.add_argument("--chunks", action="store_true", help="one line per chunk")
+    p.add_argument("--keys", action="store_true", help="print the nonces and the derived symmetric keys")
     args = p.parse_args()
 
     keys = load_keys(args.pki)
@@ -213,6 +215,13 @@ def main() -> int:
     dirs["c2s"].keys = uacrypto.p_sha256(nonces["server"], nonces["client"], sizes)
     dirs["s2c"].keys = uacrypto.p_sha256(nonces["client"], nonces["server"], sizes)
     encrypted = mode == ua.MessageSecurityMode.SignAndEncrypt
+    if args.keys:
+        print(f"client nonce {nonces['client'].hex()}")
+        print(f"server nonce {nonces['server'].hex()}")
+        for d in dirs.values():
+            sigkey, enckey, iv = d.keys
+            print(f"{d.name} (sender {'client' if d.name == 'c2s' else 'server'}) keys: signing {sigkey.hex()} "
+                  f"encrypting {enckey.hex()} iv {iv.hex()}")
 
     # 2. MSG / CLO chunks.
     for dname, cks in streams.items():
@@ -258,7 +267,7 @@ def main() -> int:
                     d.notif_seqs.append(obj.Parameters.NotificationMessage.SequenceNumber)
                 desc = f"{name} body[:4]={body[:4].hex(' ')}"
             if args.chunks:
-                print(f"{dname} {kind}/{chr(ck[3])} size {len(ck)} seq {struct.unpack_from('<I', ck, 16)[0]}: "
+                print(f"{dname} {kind}/{chr(ck[3])} size {len(ck)} seq {struct.unpack_from('<I', plain, 16)[0]}: "
                       f"header 24, body {len(body)}, padding {npad}, hmac 32 {'ok' if mac == plain[-32:] else 'BAD'}"
                       f" {desc}")
 
