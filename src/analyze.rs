@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use uatap_analysis::{
@@ -17,7 +18,29 @@ use uatap_recorder::{self as recorder, StreamEvent, StreamReader};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The capture file (pcap or pcapng).
-    pub file: PathBuf,
+    #[arg(required_unless_present = "interface")]
+    pub file: Option<PathBuf>,
+    /// Capture live from this network interface instead of reading a file (a SPAN/mirror port
+    /// or the gateway's own NIC; Linux, needs root or CAP_NET_RAW).
+    #[arg(short = 'i', long, value_name = "IFACE", conflicts_with = "file")]
+    pub interface: Option<String>,
+    /// With -i: only TCP traffic from or to this port (the OPC UA server's).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "interface",
+        conflicts_with = "file"
+    )]
+    pub port: Option<u16>,
+    /// With -i: stop after this many seconds (default: at Ctrl-C).
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "interface",
+        conflicts_with = "file",
+        value_parser = parse_seconds
+    )]
+    pub duration: Option<Duration>,
     /// Also print one `message` event per OPC UA message.
     #[arg(long)]
     pub messages: bool,
@@ -238,10 +261,17 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         from: args.from,
         until: args.until,
     };
+    if let Some(interface) = &args.interface {
+        return run_live(args, interface, &config);
+    }
+    let file = args
+        .file
+        .as_deref()
+        .context("name a capture file, or an interface with -i")?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error: Option<io::Error> = None;
-    let report = analyze_file(&args.file, &config, |e| {
+    let report = analyze_file(file, &config, |e| {
         if write_error.is_none() {
             if let Err(err) = write_event(&mut out, e, args.json) {
                 write_error = Some(err);
@@ -263,7 +293,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // Everything read before the damage was analysed and printed; say what stopped us.
         eprintln!(
             "uatap: {}: {e}; the events above cover the capture up to that point",
-            args.file.display()
+            file.display()
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -585,4 +615,129 @@ fn write_event(out: &mut impl Write, e: &Event, json: bool) -> io::Result<()> {
     } else {
         writeln!(out, "{}", e.to_text())
     }
+}
+
+/// Parses `--duration`: seconds, fractions allowed.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("not a positive number of seconds: {s}"))
+}
+
+/// `analyze -i`: the live capture, events printed and flushed one by one as they happen.
+fn run_live(args: &Args, interface: &str, config: &Config) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    let mut write_error: Option<io::Error> = None;
+    let report = analyze_live(interface, args.port, args.duration, config, |e| {
+        if write_error.is_none() {
+            // Flushed per event so `| jq` and a person watching see it at once.
+            if let Err(err) = write_event(&mut out, e, args.json).and_then(|()| out.flush()) {
+                write_error = Some(err);
+            }
+        }
+        write_error.is_none()
+    })?;
+    if let Some(e) = write_error {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    for note in &report.notes {
+        eprintln!("uatap: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Captures live on `interface` (only TCP port `port` if given) until `duration` has passed,
+/// Ctrl-C, or `sink` returns false (its output is gone), running the same analysis as on a
+/// file; connections still open at the end are closed as at the end of a capture.
+pub fn analyze_live(
+    interface: &str,
+    port: Option<u16>,
+    duration: Option<Duration>,
+    config: &Config,
+    mut sink: impl FnMut(&Event) -> bool,
+) -> anyhow::Result<Report> {
+    use uatap_proxy::sniff;
+
+    let mut live = sniff::LiveStreams::open(interface, port)
+        .with_context(|| format!("cannot capture on {interface}"))?;
+    sniff::catch_interrupts()?;
+    let started = Instant::now();
+    let deadline = duration.map(|d| started + d);
+    eprintln!(
+        "uatap: capturing on {interface}{}{}, {}",
+        if live.sniffer().promiscuous() {
+            " (promiscuous)"
+        } else {
+            ""
+        },
+        port.map(|p| format!(", tcp port {p}")).unwrap_or_default(),
+        match duration {
+            Some(d) => format!("for {} s (Ctrl-C stops sooner)", d.as_secs_f64()),
+            None => "until Ctrl-C".to_string(),
+        }
+    );
+    let mut analysis = StreamAnalysis::new(config);
+    // Whether the output still takes events; shared with the loop, which stops when it doesn't.
+    let open = std::cell::Cell::new(true);
+    let mut out = |e: &Event| {
+        if open.get() && config.keeps(e) {
+            open.set(sink(e));
+        }
+    };
+    let mut stopped_by = "Ctrl-C";
+    let mut error = None;
+    loop {
+        let wait = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => {
+                    stopped_by = "--duration";
+                    break;
+                }
+            },
+            None => sniff::MAX_WAIT,
+        };
+        if sniff::interrupted() {
+            break;
+        }
+        if !open.get() {
+            stopped_by = "closed output";
+            break;
+        }
+        if let Err(e) = live.step(wait, |ev| analysis.handle(ev, &mut out)) {
+            // Report what was seen up to here, then the error.
+            stopped_by = "an error";
+            error = Some(e);
+            break;
+        }
+    }
+    let stats = live.finish(|ev| analysis.handle(ev, &mut out));
+    let mut notes = analysis.finish();
+    notes.push(format!(
+        "captured on {interface} for {:.1} s, stopped by {stopped_by}: {} frames, {} TCP segments{}",
+        started.elapsed().as_secs_f64(),
+        stats.frames,
+        stats.tcp_segments,
+        port.map(|p| format!(" on port {p}")).unwrap_or_default()
+    ));
+    if stats.kernel_drops > 0 {
+        notes.push(format!(
+            "the kernel dropped {} frames (uatap read too slowly): expect gaps in the analysis",
+            stats.kernel_drops
+        ));
+    }
+    if let Some(e) = error {
+        for note in &notes {
+            eprintln!("uatap: {note}");
+        }
+        return Err(anyhow::Error::new(e).context(format!("capture on {interface} failed")));
+    }
+    Ok(Report {
+        damage: None,
+        notes,
+    })
 }

@@ -666,6 +666,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         None => Spec::default(),
     };
+    // Said here in one line; the capture reader would say it twice.
+    std::fs::File::open(&args.capture)
+        .with_context(|| format!("cannot read {}", args.capture.display()))?;
     let options = Options {
         messages: args.snapshot.is_some() || spec.needs_messages(),
     };
@@ -710,16 +713,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             plural(nf as u64)
         );
     } else {
-        let _ = write!(
-            report,
-            "check failed: {failed_expects} of {ne} expectation{} not met, {failed_forbids} of {nf} forbid{} violated",
-            plural(ne as u64),
-            plural(nf as u64)
-        );
-        if snapshot_differs {
-            report.push_str(", snapshot differs");
+        let mut why = Vec::new();
+        if failed_expects > 0 {
+            why.push(format!(
+                "{failed_expects} of {ne} expectation{} not met",
+                plural(ne as u64)
+            ));
         }
-        report.push('\n');
+        if failed_forbids > 0 {
+            why.push(format!(
+                "{failed_forbids} of {nf} forbid{} violated",
+                plural(nf as u64)
+            ));
+        }
+        if snapshot_differs {
+            why.push("snapshot differs".to_string());
+        }
+        let _ = writeln!(report, "check failed: {}", why.join(", "));
     }
     let mut out = io::stdout().lock();
     if let Err(e) = out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
@@ -1086,6 +1096,61 @@ mod tests {
             let edits = ops.iter().filter(|o| !matches!(o, Op::Equal(..))).count();
             assert_eq!(edits, distance, "{old:?} -> {new:?}: {ops:?}");
         }
+    }
+
+    /// Length of a longest common subsequence, the slow way.
+    fn lcs(a: &[&str], b: &[&str]) -> usize {
+        let mut t = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for i in 0..a.len() {
+            for j in 0..b.len() {
+                t[i + 1][j + 1] = if a[i] == b[j] {
+                    t[i][j] + 1
+                } else {
+                    t[i][j + 1].max(t[i + 1][j])
+                };
+            }
+        }
+        t[a.len()][b.len()]
+    }
+
+    #[test]
+    fn line_diff_is_shortest_on_random_inputs() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let words = ["a", "b", "c", "d"];
+        for _ in 0..300 {
+            let old: Vec<&str> = (0..next(12)).map(|_| words[next(4) as usize]).collect();
+            let new: Vec<&str> = (0..next(12)).map(|_| words[next(4) as usize]).collect();
+            let ops = diff_lines(&old, &new);
+            let (a, b) = apply(&old, &new, &ops);
+            assert_eq!(
+                (a, b),
+                (
+                    old.iter().map(|s| s.to_string()).collect(),
+                    new.iter().map(|s| s.to_string()).collect()
+                )
+            );
+            let equal = ops.iter().filter(|o| matches!(o, Op::Equal(..))).count();
+            assert_eq!(equal, lcs(&old, &new), "{old:?} -> {new:?}");
+        }
+    }
+
+    #[test]
+    fn line_diff_of_unrelated_long_inputs_is_still_valid() {
+        let old: Vec<String> = (0..1500).map(|i| format!("old {i}")).collect();
+        let new: Vec<String> = (0..1500).map(|i| format!("new {i}")).collect();
+        let old: Vec<&str> = old.iter().map(String::as_str).collect();
+        let new: Vec<&str> = new.iter().map(String::as_str).collect();
+        let ops = diff_lines(&old, &new);
+        assert_eq!(ops.len(), 3000);
+        let (a, b) = apply(&old, &new, &ops);
+        assert_eq!(a, old);
+        assert_eq!(b, new);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod check;
+mod proxy;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,9 @@ enum Command {
     /// Gate CI on a capture: events that must or must not occur (EXPECT.toml) and/or a golden
     /// snapshot of the whole event stream. Exit 0 when all hold, 1 with a report when not.
     Check(check::Args),
+    /// Sit inline between an OPC UA client and server, forward every byte unchanged, and say
+    /// live what goes on (and why it fails).
+    Proxy(proxy::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Analyze(args) => analyze::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Proxy(args) => proxy::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -4,5 +4,8 @@
 mod util;
 
 mod analysis;
+mod check;
 mod crosscheck;
 mod fixtures;
+mod live;
+mod shapes;

@@ -203,6 +203,12 @@ impl Connection {
         );
     }
 
+    /// The proxy could not reach or lost the server: reported as `upstream_error`.
+    pub fn handle_upstream_error(&mut self, error: &'static str, detail: String, now: Timestamp) {
+        self.tracker.summary.rejects = self.tracker.summary.rejects.saturating_add(1);
+        self.push(now, None, EventKind::UpstreamError { error, detail });
+    }
+
     /// The next event, if any; call after each input until `None`.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

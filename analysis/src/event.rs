@@ -154,6 +154,13 @@ pub enum EventKind {
         /// Reason from the abort body.
         reason: Option<String>,
     },
+    /// The proxy could not reach, or lost, the server at TCP level.
+    UpstreamError {
+        /// `refused`, `timeout`, `unreachable`, `reset`, `dns`.
+        error: &'static str,
+        /// What the operating system said, and what the client sees instead.
+        detail: String,
+    },
     /// An OpenSecureChannel exchange ended.
     SecureChannel(Box<SecureChannelInfo>),
     /// CreateSession / ActivateSession / CloseSession.
@@ -192,6 +199,7 @@ impl EventKind {
             EventKind::TcpError { .. } => "tcp_error",
             EventKind::Abort { .. } => "abort",
             EventKind::DecodeError { .. } => "decode_error",
+            EventKind::UpstreamError { .. } => "upstream_error",
             EventKind::SecureChannel(_) => "secure_channel",
             EventKind::Session(_) => "session",
             EventKind::Subscription(_) => "subscription",
@@ -319,6 +327,10 @@ impl Event {
                 m.insert("what".into(), json!(what));
                 m.insert("hex_prefix".into(), json!(hex_prefix));
             }
+            EventKind::UpstreamError { error, detail } => {
+                m.insert("error".into(), json!(error));
+                m.insert("detail".into(), json!(detail));
+            }
             EventKind::SecureChannel(p) => merge(&mut m, p),
             EventKind::Session(p) => merge(&mut m, p),
             EventKind::Subscription(p) => merge(&mut m, p),
@@ -407,6 +419,9 @@ impl Event {
                 what,
                 hex_prefix,
             } => format!("DECODE ERROR at {offset}: {what} [{hex_prefix}]"),
+            EventKind::UpstreamError { error, detail } => {
+                format!("UPSTREAM {} {detail}", error.to_uppercase())
+            }
             EventKind::SecureChannel(p) => format!(
                 "SECURE CHANNEL {} policy={} mode={} {} {}{}{}",
                 p.request_type.unwrap_or("open"),

@@ -1,2 +1,15 @@
-//! The live inline proxy (tokio). Arrives with the live proxy issue; nothing lives here yet.
+//! Live traffic: the inline proxy (tokio; arrives with the live proxy issue) and passive live
+//! capture.
+//!
+//! - [`sniff`]: frames from a network interface (Linux `AF_PACKET`, no libpcap) turned into
+//!   the same TCP stream events a capture file gives, for `uatap analyze -i IFACE`. Other
+//!   platforms get a stub whose open fails with a message pointing to file capture.
+//!
+//! It does not decode OPC UA: the binary feeds the stream events to the analysis.
 #![deny(missing_docs)]
+
+pub mod hub;
+pub mod relay;
+pub mod sink;
+pub mod sniff;
+pub mod upstream;

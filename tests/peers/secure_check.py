@@ -19,9 +19,9 @@ the TCP payload of the first connection to 127.0.0.1:PORT; then, per direction:
   (single-chunk messages) exactly up to the padding (SignAndEncrypt) or the signature (Sign).
 
 Prints one summary line per direction, plus one line per chunk with --chunks and the nonces
-and derived symmetric keys (hex) with --keys. Exit 0 when every
-signature verifies and every body decodes, 1 otherwise. Supports Basic256Sha256 and
-Aes256_Sha256_RsaPss (and Aes128_Sha256_RsaOaep), Sign and SignAndEncrypt, one security token.
+and derived symmetric keys (hex) with --keys. Exit 0 when every signature verifies and every
+body decodes, 1 otherwise. Supports Basic256Sha256 and Aes256_Sha256_RsaPss (and
+Aes128_Sha256_RsaOaep), Sign and SignAndEncrypt, one security token.
 """
 from __future__ import annotations
 

@@ -1,0 +1,101 @@
+//! Where events go: a readable log for a person at 2 a.m. (one line per event, colour on a
+//! terminal, the important ones stand out) and JSON Lines for scripts.
+
+use std::io::{IsTerminal, Write};
+
+use uatap_analysis::{Event, EventKind};
+
+use crate::hub::EventSink;
+
+/// JSON Lines of the event contract, flushed per line.
+pub struct JsonSink<W: Write + Send> {
+    out: W,
+}
+
+impl<W: Write + Send> JsonSink<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        JsonSink { out }
+    }
+}
+
+impl<W: Write + Send> EventSink for JsonSink<W> {
+    fn event(&mut self, e: &Event) {
+        let mut line = e.to_json().to_string();
+        line.push('\n');
+        // A closed pipe (`| head`) must not stop the proxy.
+        let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
+    }
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+}
+
+/// How much a line matters to the person reading the log.
+fn weight(e: &Event) -> u8 {
+    match &e.kind {
+        EventKind::UpstreamError { .. }
+        | EventKind::TcpError { .. }
+        | EventKind::SequenceGap(_) => 2,
+        EventKind::SecureChannel(p) if p.outcome != "ok" => 2,
+        EventKind::Session(p) if p.outcome != "ok" || p.reused_on_new_channel == Some(true) => 2,
+        EventKind::ServiceFault(p) if !p.normal => 2,
+        EventKind::Abort { .. } | EventKind::DecodeError { .. } => 1,
+        EventKind::ConnOpen { .. } | EventKind::ConnClose { .. } | EventKind::Summary(_) => 1,
+        _ => 0,
+    }
+}
+
+/// One line per event; `messages` adds the per-message lines; colour when a terminal.
+pub struct TextSink<W: Write + Send> {
+    out: W,
+    color: bool,
+    messages: bool,
+}
+
+impl<W: Write + Send> TextSink<W> {
+    /// Writes to `out`; `color` adds ANSI colours.
+    pub fn new(out: W, color: bool, messages: bool) -> Self {
+        TextSink {
+            out,
+            color,
+            messages,
+        }
+    }
+}
+
+impl TextSink<std::io::Stderr> {
+    /// To standard error, coloured when it is a terminal.
+    pub fn stderr(messages: bool) -> Self {
+        let color = std::io::stderr().is_terminal();
+        TextSink::new(std::io::stderr(), color, messages)
+    }
+}
+
+impl TextSink<std::io::Stdout> {
+    /// To standard output, coloured when it is a terminal.
+    pub fn stdout(messages: bool) -> Self {
+        let color = std::io::stdout().is_terminal();
+        TextSink::new(std::io::stdout(), color, messages)
+    }
+}
+
+impl<W: Write + Send> EventSink for TextSink<W> {
+    fn event(&mut self, e: &Event) {
+        if matches!(e.kind, EventKind::Message(_)) && !self.messages {
+            return;
+        }
+        let text = e.to_text();
+        let line = match (self.color, weight(e)) {
+            (true, 2) => format!("\x1b[1;31m{text}\x1b[0m\n"),
+            (true, 1) => format!("\x1b[1m{text}\x1b[0m\n"),
+            _ => format!("{text}\n"),
+        };
+        let _ = self.out.write_all(line.as_bytes());
+        let _ = self.out.flush();
+    }
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
+}
