@@ -31,11 +31,12 @@ all: test
 deps: tshark $(VENV_STAMP) $(NODE_STAMP)
 
 # tshark's debconf question (may non-root users capture?) is preseeded so it cannot block.
+# tcpdump too: tests/shapes.rs records one session with tshark and tcpdump at once.
 tshark:
-	@if ! command -v tshark >/dev/null; then \
+	@if ! command -v tshark >/dev/null || ! command -v tcpdump >/dev/null; then \
 	  echo 'wireshark-common wireshark-common/install-setuid boolean false' | $(SUDO) debconf-set-selections; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q tshark tcpdump; \
 	fi
 
 $(VENV_STAMP): $(PEERS)/requirements.txt
@@ -126,3 +127,9 @@ peers-secure: deps
 	  if [ "$$opn" != "2 $(B256SHA256)" ]; then echo "FAIL: OPN policy is not Basic256Sha256 in $$out" >&2; exit 1; fi; \
 	  $(VENV)/bin/python $(PEERS)/secure_check.py $$out $$port --pki $(SECURE_PKI) | sed 's/^/    /' || exit 1; \
 	done
+
+# End-to-end: uatap analyze --json vs tshark on a ~72 MB synthetic Publish capture (generated once
+# under target/bench-data/). Result table: target/bench-data/analyze_vs_tshark.txt. ARGS e.g. --rounds 5.
+bench-analyze:
+	$(PYTHON) benches/analyze_vs_tshark.py $(ARGS)
+.PHONY: bench-analyze

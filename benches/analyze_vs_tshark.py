@@ -5,14 +5,19 @@
    connection in fixtures/basic-none.pcapng (small single-item PublishResponses) replayed many
    times, plus a few copies of fixtures/big-publish.pcapng (multi-chunk PublishResponses, 2,000
    items). Every copy is its own TCP connection (fresh client port, and a fresh client address
-   after 40,000 ports), copies start staggered so ~100 connections overlap, and the packets of
-   all copies are merged in timestamp order. IPv4 and TCP checksums are valid (fixed up
-   incrementally from the fixture's bytes); TCP sequence numbers are the fixture's own.
+   after 40,000 ports), copies start staggered so ~125 connections overlap, and the packets of
+   all copies are merged in timestamp order. Each copy also gets what a real server/client
+   would give it: its own AuthenticationToken, SessionId and SubscriptionId (uatap follows
+   sessions and subscriptions across connections) and an OPN RequestHeader timestamp on its own
+   clock (uatap pairs connections with identical HEL+OPN bytes as the two legs of a proxy).
+   Values keep their length, so the fixture's TCP sequence numbers stay valid; IPv4 and TCP
+   checksums are recomputed (incrementally from the fixture's bytes).
 2. Times, in one run, interleaved rounds (uatap, tshark, uatap, tshark, ...):
      target/release/uatap analyze FILE --json > /dev/null
      tshark -r FILE -d tcp.port==48401,opcua -d tcp.port==48407,opcua -Y opcua > /dev/null
    after an untimed warm-up round whose output is kept to check that both tools did the work
-   (uatap: number of "kind":"publish" events and summaries; tshark: number of OPC UA lines).
+   (uatap: "kind":"publish" events, summaries, OPC UA messages and the count of every event kind
+   must equal the fixtures' own x copies; tshark: its OPC UA lines, likewise).
 3. Prints a result table and writes it to target/bench-data/analyze_vs_tshark.txt.
 
 Usage: python3 benches/analyze_vs_tshark.py [--rounds 3] [--target-mb 72] [--regen] [--no-build]
@@ -39,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "target" / "bench-data"
-GEN_VERSION = 3
+GEN_VERSION = 4
 
 # Fixtures replayed, with their server port and what one copy holds (checked against uatap and
 # tshark 4.0.17 on the fixture itself before generating; see fixtures/*.md).
@@ -393,21 +398,12 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def generate(args, uatap, out_path, meta_path):
+def generate(args, out_path, meta_path):
     small, big = Fixture(*SMALL), Fixture(*BIG)
     target = int(args.target_mb * 1e6)
     n_big = args.big_copies
     n_small = max(1, -(-(target - n_big * big.wire_bytes()) // small.wire_bytes()))
     copies = [(small, n_small), (big, n_big)]
-
-    # Per-copy truth, from the fixtures themselves.
-    per = {}
-    for fx, _n in copies:
-        u = uatap_counts(uatap, ROOT / "fixtures" / fx.name)
-        per[fx.name] = {"kinds": u["kinds"], "publish": u["publish"], "messages": u["messages"],
-                        "tshark_lines": tshark_lines(ROOT / "fixtures" / fx.name,
-                                                     [fx.server_port]),
-                        "ids_found": fx.found, "server_port": fx.server_port}
 
     stagger = int(args.stagger_ms * 1e6)
     base = 1_795_000_000 * 10**9  # 2026-11-18, arbitrary
@@ -433,28 +429,34 @@ def generate(args, uatap, out_path, meta_path):
     os.replace(tmp, out_path)
     gen_s = time.perf_counter() - t0
 
-    kinds = Counter()
-    for fx, n in copies:
-        for kind, c in per[fx.name]["kinds"].items():
-            kinds[kind] += c * n
     meta = {
         "key": cache_key(args),
         "copies": {fx.name: n for fx, n in copies},
-        "per_copy": per,
+        "ids_found": {fx.name: fx.found for fx, _n in copies},
         "packets": packets,
         "connections": n_small + n_big,
         "server_ports": sorted({fx.server_port for fx, n in copies if n}),
-        "expected": {
-            "kinds": dict(sorted(kinds.items())),
-            "publish": sum(per[fx.name]["publish"] * n for fx, n in copies),
-            "messages": sum(per[fx.name]["messages"] * n for fx, n in copies),
-            "tshark_lines": sum(per[fx.name]["tshark_lines"] * n for fx, n in copies),
-        },
         "size": out_path.stat().st_size,
     }
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     print(f"generated {out_path} in {gen_s:.1f} s", flush=True)
     return meta
+
+
+def expectations(uatap, meta):
+    """What the generated capture must yield: each fixture's own uatap and tshark counts (run
+    now, so they follow the current uatap) times its number of copies."""
+    ports = dict((SMALL, BIG))
+    exp = {"kinds": Counter(), "publish": 0, "messages": 0, "tshark_lines": 0}
+    for name, n in meta["copies"].items():
+        u = uatap_counts(uatap, ROOT / "fixtures" / name)
+        exp["publish"] += u["publish"] * n
+        exp["messages"] += u["messages"] * n
+        exp["tshark_lines"] += tshark_lines(ROOT / "fixtures" / name, [ports[name]]) * n
+        for kind, c in u["kinds"].items():
+            exp["kinds"][kind] += c * n
+    exp["kinds"] = dict(sorted(exp["kinds"].items()))
+    return exp
 
 
 def cache_key(args):
@@ -512,12 +514,12 @@ def main():
         else:
             print(f"reusing {cap}", flush=True)
     if meta is None:
-        meta = generate(args, uatap, cap, meta_path)
+        meta = generate(args, cap, meta_path)
 
     size = cap.stat().st_size
     mb = size / 1e6
     ports = meta["server_ports"]
-    exp = meta["expected"]
+    exp = expectations(uatap, meta)
     u_cmd = [str(uatap), "analyze", str(cap), "--json"]
     t_cmd = tshark_cmd(cap, ports)
 

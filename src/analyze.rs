@@ -549,14 +549,13 @@ impl<'c> StreamAnalysis<'c> {
                     let by = match by.map(|d| direction(d, u.swapped)) {
                         Some(Direction::ClientToServer) => ClosedBy::Client,
                         Some(Direction::ServerToClient) => ClosedBy::Server,
-                        None => ClosedBy::Proxy,
+                        None => ClosedBy::Unknown,
                     };
                     let reason = match reason {
                         recorder::CloseReason::Fin => CloseReason::Fin,
                         recorder::CloseReason::Rst => CloseReason::Rst,
-                        recorder::CloseReason::Reused | recorder::CloseReason::EndOfCapture => {
-                            CloseReason::Error
-                        }
+                        recorder::CloseReason::Reused => CloseReason::Error,
+                        recorder::CloseReason::EndOfCapture => CloseReason::CaptureEnd,
                     };
                     self.analyzer.handle_close(&mut u.conn, by, reason, ts(t));
                     if let Some(fp) = self.first_legs.remove(&conn) {
@@ -610,8 +609,10 @@ fn direction(d: recorder::Direction, swapped: bool) -> Direction {
 
 fn write_event(out: &mut impl Write, e: &Event, json: bool) -> io::Result<()> {
     if json {
-        serde_json::to_writer(&mut *out, &e.to_json())?;
-        out.write_all(b"\n")
+        let mut line = String::with_capacity(512);
+        e.write_json(&mut line);
+        line.push('\n');
+        out.write_all(line.as_bytes())
     } else {
         writeln!(out, "{}", e.to_text())
     }

@@ -164,3 +164,47 @@ fn events_do_not_depend_on_segmentation() {
         }
     }
 }
+
+/// The fast JSON writer gives exactly the reference objects on every event of the fixtures.
+#[test]
+fn fast_json_matches_reference_json() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for capture in crate::util::all_fixture_captures() {
+        let (c2s, s2c) = streams(&capture);
+        let mut events = run_connection(&[
+            (Direction::ClientToServer, c2s),
+            (Direction::ServerToClient, s2c),
+        ]);
+        let mut c = Connection::new(
+            "a:1".into(),
+            "b:2".into(),
+            Options { messages: true },
+            Timestamp::from_unix_micros(0),
+        );
+        c.handle_close(
+            uatap_analysis::ClosedBy::Client,
+            uatap_analysis::CloseReason::Fin,
+            Timestamp::from_unix_micros(5),
+        );
+        events.extend(std::iter::from_fn(|| c.poll_event()));
+        for e in &events {
+            let mut line = String::new();
+            e.write_json(&mut line);
+            let fast: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+            assert_eq!(fast, e.to_json(), "{}", capture.display());
+            kinds.insert(e.kind.name());
+        }
+    }
+    for k in [
+        "message",
+        "publish",
+        "secure_channel",
+        "session",
+        "subscription",
+        "service_fault",
+        "summary",
+        "hello",
+    ] {
+        assert!(kinds.contains(k), "{k} not exercised: {kinds:?}");
+    }
+}

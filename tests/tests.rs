@@ -8,4 +8,5 @@ mod check;
 mod crosscheck;
 mod fixtures;
 mod live;
+mod proxy;
 mod shapes;

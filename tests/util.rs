@@ -10,8 +10,24 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every pcapng in fixtures/.
+/// The plain-text (security None) captures in fixtures/.
 pub fn fixture_captures() -> Vec<PathBuf> {
+    let v: Vec<PathBuf> = all_fixture_captures()
+        .into_iter()
+        .filter(|p| !is_secured(p))
+        .collect();
+    assert!(v.len() >= 3, "fixtures missing: {v:?}");
+    v
+}
+
+/// Captures of secured channels (named `sign-*` and `encrypt-*`).
+pub fn is_secured(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("sign-") || name.starts_with("encrypt-")
+}
+
+/// Every pcapng in fixtures/, secured ones included.
+pub fn all_fixture_captures() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures"))
         .expect("fixtures/ exists")
         .map(|e| e.expect("dir entry").path())

@@ -91,7 +91,7 @@ impl Analyzer {
 /// keeps its own session table; through an [`Analyzer`] it shares one with other connections.
 #[derive(Debug)]
 pub struct Connection {
-    id: String,
+    id: std::sync::Arc<str>,
     options: Options,
     c2s: Reassembler,
     s2c: Reassembler,
@@ -118,7 +118,7 @@ impl Connection {
         now: Timestamp,
         seq: u64,
     ) -> Self {
-        let id = format!("{client}->{server}");
+        let id: std::sync::Arc<str> = format!("{client}->{server}").into();
         let mut c = Connection {
             id,
             options,
@@ -498,7 +498,7 @@ impl Connection {
         match parsed {
             Ok(msg) => {
                 info.type_id = msg.type_id_numeric();
-                info.service = msg.service_name().map(str::to_string);
+                info.service = msg.service_name();
                 info.request_handle = msg.request_handle();
                 info.service_result = msg.service_result().map(|s| s.0);
                 info.notification_sequence_number = msg.notification_sequence_number();
@@ -516,10 +516,7 @@ impl Connection {
             Err(mut err) => {
                 if let Ok(s) = summarize_message(&m.payload) {
                     info.type_id = s.type_id;
-                    info.service = s
-                        .type_id
-                        .and_then(uatap_codec::ids::service_name)
-                        .map(str::to_string);
+                    info.service = s.type_id.and_then(uatap_codec::ids::service_name);
                     info.request_handle = s.request_handle;
                     info.service_result = s.service_result.map(|s| s.0);
                 }
@@ -661,7 +658,7 @@ mod tests {
         body.extend_from_slice(&[0xee; 32]); // HMAC-SHA256
         let ev = feed(&mut c, Direction::ClientToServer, &msg(2, &body));
         let m = message_infos(&ev)[0];
-        assert_eq!(m.service.as_deref(), Some("ReadRequest"));
+        assert_eq!(m.service, Some("ReadRequest"));
         assert_eq!(m.request_handle, Some(77));
         assert_eq!(m.sequence_number, Some(2));
         assert!(!m.encrypted);
@@ -672,10 +669,7 @@ mod tests {
         );
         // Confirmed: later chunks are read as Sign without guessing.
         let ev = feed(&mut c, Direction::ClientToServer, &msg(3, &body));
-        assert_eq!(
-            message_infos(&ev)[0].service.as_deref(),
-            Some("ReadRequest")
-        );
+        assert_eq!(message_infos(&ev)[0].service, Some("ReadRequest"));
     }
 
     #[test]
@@ -754,9 +748,6 @@ mod tests {
         assert!(ev.iter().any(|e| matches!(e, EventKind::DecodeError { what, .. } if what.contains("over the limit of 8192"))), "{ev:?}");
         // The other direction is unaffected.
         let ev = feed(&mut c, Direction::ClientToServer, &msg(1, &read_request()));
-        assert_eq!(
-            message_infos(&ev)[0].service.as_deref(),
-            Some("ReadRequest")
-        );
+        assert_eq!(message_infos(&ev)[0].service, Some("ReadRequest"));
     }
 }

@@ -48,6 +48,8 @@ pub enum ClosedBy {
     Server,
     /// uatap itself (a fault, or shutdown).
     Proxy,
+    /// Nobody seen: the capture ended with the connection still open (written as `null`).
+    Unknown,
 }
 
 /// How a connection ended.
@@ -61,6 +63,9 @@ pub enum CloseReason {
     Error,
     /// An injected fault.
     Fault,
+    /// The capture ended with the connection still open (`capture_end`, an addition to the
+    /// contract's values).
+    CaptureEnd,
 }
 
 /// One `message` event: a whole UA message after reassembly (EVENTS.md, kind `message`).
@@ -81,7 +86,7 @@ pub struct MessageInfo {
     /// RequestId of the last chunk.
     pub request_id: Option<u32>,
     /// Service name, e.g. `PublishResponse`.
-    pub service: Option<String>,
+    pub service: Option<&'static str>,
     /// Numeric encoding id of the body.
     pub type_id: Option<u32>,
     /// RequestHandle from the request or response header.
@@ -218,7 +223,7 @@ pub struct Event {
     /// When the bytes that caused it were seen.
     pub ts: Timestamp,
     /// Connection id `client ip:port->server ip:port`.
-    pub conn: String,
+    pub conn: std::sync::Arc<str>,
     /// Direction of the bytes, when the event comes from one direction.
     pub dir: Option<Direction>,
     /// What happened.
@@ -243,7 +248,7 @@ impl Event {
         let mut m = Map::new();
         m.insert("v".into(), json!(SCHEMA_VERSION));
         m.insert("ts".into(), json!(self.ts.to_rfc3339()));
-        m.insert("conn".into(), json!(self.conn));
+        m.insert("conn".into(), json!(&*self.conn));
         m.insert("kind".into(), json!(self.kind.name()));
         m.insert("dir".into(), opt(self.dir.map(Direction::as_str)));
         match &self.kind {
@@ -258,15 +263,17 @@ impl Event {
                 bytes_s2c,
             } => {
                 let by = match by {
-                    ClosedBy::Client => "client",
-                    ClosedBy::Server => "server",
-                    ClosedBy::Proxy => "proxy",
+                    ClosedBy::Client => Some("client"),
+                    ClosedBy::Server => Some("server"),
+                    ClosedBy::Proxy => Some("proxy"),
+                    ClosedBy::Unknown => None,
                 };
                 let reason = match reason {
                     CloseReason::Fin => "fin",
                     CloseReason::Rst => "rst",
                     CloseReason::Error => "error",
                     CloseReason::Fault => "fault",
+                    CloseReason::CaptureEnd => "capture_end",
                 };
                 m.insert("by".into(), json!(by));
                 m.insert("reason".into(), json!(reason));
@@ -281,7 +288,7 @@ impl Event {
                 m.insert("token_id".into(), opt(i.token_id));
                 m.insert("sequence_number".into(), opt(i.sequence_number));
                 m.insert("request_id".into(), opt(i.request_id));
-                m.insert("service".into(), opt(i.service.clone()));
+                m.insert("service".into(), opt(i.service));
                 m.insert("type_id".into(), opt(i.type_id));
                 m.insert("request_handle".into(), opt(i.request_handle));
                 status_fields(
@@ -353,13 +360,18 @@ impl Event {
                 reason,
                 bytes_c2s,
                 bytes_s2c,
-            } => format!(
-                "connection closed by {by:?} ({reason:?}); client sent {bytes_c2s} bytes, server {bytes_s2c}"
-            )
-            .to_lowercase(),
+            } => match (by, reason) {
+                (_, CloseReason::CaptureEnd) | (ClosedBy::Unknown, _) => format!(
+                    "capture ended with the connection open; client sent {bytes_c2s} bytes, server {bytes_s2c}"
+                ),
+                _ => format!(
+                    "connection closed by {by:?} ({reason:?}); client sent {bytes_c2s} bytes, server {bytes_s2c}"
+                )
+                .to_lowercase(),
+            },
             EventKind::Message(i) => {
                 let mut s = format!("{} ", i.msg_type);
-                s.push_str(i.service.as_deref().unwrap_or("-"));
+                s.push_str(i.service.unwrap_or("-"));
                 if let Some(c) = i.channel_id {
                     s.push_str(&format!(" ch={c}"));
                 }

@@ -10,6 +10,7 @@
 pub mod cert;
 pub mod connection;
 pub mod event;
+mod json;
 pub mod payload;
 pub mod time;
 mod tracker;

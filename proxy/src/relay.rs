@@ -233,7 +233,7 @@ impl Other for ClosedBy {
         match self {
             ClosedBy::Client => ClosedBy::Server,
             ClosedBy::Server => ClosedBy::Client,
-            ClosedBy::Proxy => ClosedBy::Proxy,
+            other => other,
         }
     }
 }

@@ -21,7 +21,8 @@ impl<W: Write + Send> JsonSink<W> {
 
 impl<W: Write + Send> EventSink for JsonSink<W> {
     fn event(&mut self, e: &Event) {
-        let mut line = e.to_json().to_string();
+        let mut line = String::with_capacity(512);
+        e.write_json(&mut line);
         line.push('\n');
         // A closed pipe (`| head`) must not stop the proxy.
         let _ = self.out.write_all(line.as_bytes());

@@ -10,6 +10,14 @@
 //! - [`StreamReader`] ties them together in one streaming pass with a visitor
 //!   ([`StreamReader::for_each_event`]); [`read_streams`] collects owned events for small files.
 //!
+//! Writing side (used by the live proxy to record what crosses it):
+//! - [`PcapngWriter`]: one pcapng section on any `Write` (SHB, IDBs with ns timestamps, EPBs
+//!   with `opt_comment`s, DSBs), each block written whole and flushed, so a killed process
+//!   leaves a readable file.
+//! - [`TcpFlowWriter`]: one proxied TCP leg synthesized into Ethernet + IPv4/IPv6 + TCP frames
+//!   (handshake, data, FIN, RST; valid sequence numbers and checksums) on a [`PacketSink`].
+//! - [`RotatingWriter`]: a recording on disk, optionally a dumpcap-style ring of files.
+//!
 //! It does not reassemble IP fragments, verify checksums, or interpret payloads.
 #![deny(missing_docs)]
 
@@ -19,6 +27,7 @@ mod read;
 mod streams;
 mod tcp;
 mod time;
+mod write;
 
 pub use decode::{decode_tcp, SkipReason, TcpFlags, TcpSegment};
 pub use error::RecorderError;
@@ -31,3 +40,8 @@ pub use tcp::{
     TcpReassembler, TcpStats, DEFAULT_MAX_PENDING_BYTES,
 };
 pub use time::Timestamp;
+pub use write::{
+    InterfaceDescription, InterfaceId, PacketSink, PcapngWriter, RotatingWriter, RotationConfig,
+    TcpFlowWriter, WriteError, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD, SECRETS_TYPE_OPCUA_KEY_LOG,
+    USER_APPLICATION,
+};

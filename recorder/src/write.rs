@@ -1,0 +1,1215 @@
+//! Writing captures: pcapng blocks, synthesized TCP connections, dumpcap-style ring buffers.
+//!
+//! A live proxy sees byte streams, not packets. To let Wireshark and this crate's own reader
+//! show what crossed the proxy, each proxied leg is recorded as a made-up TCP connection with
+//! its real addresses: [`TcpFlowWriter`] turns opens, data, FIN and RST into Ethernet + IPv4/IPv6
+//! + TCP frames with consistent sequence numbers and valid checksums, and hands them to a
+//! [`PacketSink`]: a [`PcapngWriter`] over any `Write`, or a [`RotatingWriter`] that spreads
+//! the recording over size-limited files like `dumpcap -b filesize:… -b files:…`.
+//!
+//! Every block is built in memory and written with one `write_all` followed by a flush, so a
+//! recording cut short (crash, `kill -9`, full disk) still ends on a block boundary and opens
+//! in every tool; there is nothing to finalize.
+//!
+//! Block layout: draft-ietf-opsawg-pcapng, sections 4.1 (SHB), 4.2 (IDB), 4.3 (EPB), 4.7 (DSB).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::read::LinkType;
+use crate::tcp::Direction;
+use crate::time::Timestamp;
+
+/// pcapng block type of the Section Header Block.
+const SHB_TYPE: u32 = 0x0A0D_0D0A;
+/// pcapng block type of the Interface Description Block.
+const IDB_TYPE: u32 = 0x0000_0001;
+/// pcapng block type of the Enhanced Packet Block.
+const EPB_TYPE: u32 = 0x0000_0006;
+/// pcapng block type of the Decryption Secrets Block.
+const DSB_TYPE: u32 = 0x0000_000A;
+const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
+
+const OPT_ENDOFOPT: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const SHB_OS: u16 = 3;
+const SHB_USERAPPL: u16 = 4;
+const IF_NAME: u16 = 2;
+const IF_DESCRIPTION: u16 = 3;
+const IF_TSRESOL: u16 = 9;
+
+/// Longest option value pcapng can carry (16-bit length field).
+const MAX_OPTION_LEN: usize = 0xFFFF;
+
+/// Largest frame [`PcapngWriter::write_packet`] accepts: Wireshark's standard maximum packet
+/// size; bigger blocks are refused by readers.
+pub const MAX_FRAME_LEN: usize = 262_144;
+
+/// Secrets type of an OPC UA key log in a Decryption Secrets Block ("UAKL"; Wireshark
+/// `wiretap/secrets-types.h` `SECRETS_TYPE_OPCUA`).
+pub const SECRETS_TYPE_OPCUA_KEY_LOG: u32 = 0x5541_4B4C;
+
+/// What the Section Header Block names as the writing application (`shb_userappl`).
+pub const USER_APPLICATION: &str = concat!("uatap ", env!("CARGO_PKG_VERSION"));
+
+/// Why writing a recording failed. A proxy keeps forwarding traffic and stops recording on
+/// any of the I/O variants; [`WriteError::is_disk_full`] tells a full disk apart so the
+/// message can say so.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// No space left on the device or the disk quota is exhausted (`ENOSPC`, `EDQUOT`).
+    /// The file ends with the last whole block, or with a cut block if the output could not
+    /// be trimmed (only [`RotatingWriter`] trims).
+    #[error("disk full{}: {source}", in_path(path))]
+    DiskFull {
+        /// The file being written, when known.
+        path: Option<PathBuf>,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// Creating, writing or flushing the output failed for another reason.
+    #[error("cannot write recording{}: {source}", in_path(path))]
+    Io {
+        /// The file being written, when known.
+        path: Option<PathBuf>,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// Deleting the oldest ring-buffer file failed; the new file was not started.
+    #[error("cannot delete old recording {}: {source}", path.display())]
+    Remove {
+        /// The file that should have been deleted.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// An earlier write failed, so nothing more is appended: the output may end inside a block
+    /// and more data would be unreadable.
+    #[error("recording stopped after an earlier write error")]
+    Stopped,
+    /// A packet names an interface no Interface Description Block declared.
+    #[error("unknown capture interface {id}")]
+    UnknownInterface {
+        /// The interface id given.
+        id: u32,
+    },
+    /// [`TcpFlowWriter`] cannot build frames for this link type.
+    #[error("cannot synthesize TCP packets for link type {}", link_type.0)]
+    UnsupportedLinkType {
+        /// The interface's link type.
+        link_type: LinkType,
+    },
+    /// The frame is longer than [`MAX_FRAME_LEN`].
+    #[error("frame of {len} bytes is longer than {MAX_FRAME_LEN}")]
+    FrameTooLarge {
+        /// The frame's length.
+        len: usize,
+    },
+    /// The two ends of a flow are IPv4 and IPv6 (and not an IPv4-mapped IPv6 address).
+    #[error("flow {client} -> {server} mixes IPv4 and IPv6")]
+    MixedAddressFamilies {
+        /// The client address.
+        client: SocketAddr,
+        /// The server address.
+        server: SocketAddr,
+    },
+    /// The call does not fit the flow's state (data after this side's FIN, anything after
+    /// RST, a second open); nothing was written and the writer is still usable.
+    #[error("TCP flow {client} -> {server}: {reason}")]
+    FlowState {
+        /// The flow's client address.
+        client: SocketAddr,
+        /// The flow's server address.
+        server: SocketAddr,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+fn in_path(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" in {}", p.display()))
+        .unwrap_or_default()
+}
+
+impl WriteError {
+    /// True when the disk is full or the quota exhausted: the caller may tell the user to
+    /// free space rather than report a bug.
+    #[must_use]
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, WriteError::DiskFull { .. })
+    }
+
+    /// True when the error broke the output: every later write returns
+    /// [`WriteError::Stopped`]. False for mistakes in a call (unknown interface, flow state),
+    /// after which writing can go on.
+    #[must_use]
+    pub fn stops_recording(&self) -> bool {
+        matches!(
+            self,
+            WriteError::DiskFull { .. } | WriteError::Io { .. } | WriteError::Stopped
+        )
+    }
+
+    fn from_io(source: io::Error, path: Option<PathBuf>) -> Self {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) {
+            WriteError::DiskFull { path, source }
+        } else {
+            WriteError::Io { path, source }
+        }
+    }
+
+    fn with_path(self, file: &Path) -> Self {
+        match self {
+            WriteError::DiskFull { path: None, source } => WriteError::DiskFull {
+                path: Some(file.to_path_buf()),
+                source,
+            },
+            WriteError::Io { path: None, source } => WriteError::Io {
+                path: Some(file.to_path_buf()),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Identifies an interface declared to a writer; pcapng numbers them from 0 in IDB order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InterfaceId(pub u32);
+
+/// What an Interface Description Block declares. The proxy declares one per listener so a
+/// capture shows which listener a connection came through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceDescription {
+    /// How frames on this interface start. [`TcpFlowWriter`] builds frames for
+    /// [`LinkType::ETHERNET`] (widest tool support), [`LinkType::RAW`], and
+    /// [`LinkType::IPV4`]/[`LinkType::IPV6`].
+    pub link_type: LinkType,
+    /// `if_name`, e.g. the listener's address; empty means no option.
+    pub name: String,
+    /// `if_description`, free text; empty means no option.
+    pub description: String,
+}
+
+impl InterfaceDescription {
+    /// An Ethernet interface (fake MAC addresses), the link type every tool decodes.
+    #[must_use]
+    pub fn ethernet(name: impl Into<String>, description: impl Into<String>) -> Self {
+        InterfaceDescription {
+            link_type: LinkType::ETHERNET,
+            name: name.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// Where [`TcpFlowWriter`] puts its frames: one pcapng file ([`PcapngWriter`]) or a ring of
+/// files ([`RotatingWriter`]). Flows are plain state and get the sink on every call, so any
+/// number of flows share one output.
+pub trait PacketSink {
+    /// The link type of a declared interface, or `None` if it was never declared.
+    fn link_type(&self, iface: InterfaceId) -> Option<LinkType>;
+
+    /// Number of the file the next packet goes to; it changes when a rotating writer starts a
+    /// new file, so a flow can note that it started in an earlier one. Always 0 for a single
+    /// file.
+    fn file_index(&self) -> u64;
+
+    /// Writes one frame as an Enhanced Packet Block, each of `comments` as an `opt_comment`
+    /// (cut to 65535 bytes at a character boundary). A `ts` earlier than the previous
+    /// packet's is raised to it, so times never go backwards within a file.
+    fn write_packet(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        frame: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError>;
+}
+
+impl<S: PacketSink + ?Sized> PacketSink for &mut S {
+    fn link_type(&self, iface: InterfaceId) -> Option<LinkType> {
+        (**self).link_type(iface)
+    }
+    fn file_index(&self) -> u64 {
+        (**self).file_index()
+    }
+    fn write_packet(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        frame: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        (**self).write_packet(iface, ts, frame, comments)
+    }
+}
+
+/// Appends pcapng blocks to a block under construction in `buf`.
+struct BlockBuilder<'a> {
+    buf: &'a mut Vec<u8>,
+    has_options: bool,
+}
+
+impl<'a> BlockBuilder<'a> {
+    fn new(buf: &'a mut Vec<u8>, block_type: u32) -> Self {
+        buf.clear();
+        buf.extend_from_slice(&block_type.to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        BlockBuilder {
+            buf,
+            has_options: false,
+        }
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn bytes_padded(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        let rem = self.buf.len() % 4;
+        if rem != 0 {
+            self.buf.resize(self.buf.len() + 4 - rem, 0);
+        }
+    }
+
+    /// Adds an option; values longer than 65535 bytes are cut (callers cut text first).
+    fn option(&mut self, code: u16, value: &[u8]) {
+        let value = value.get(..MAX_OPTION_LEN).unwrap_or(value);
+        self.u16(code);
+        self.u16(u16::try_from(value.len()).unwrap_or(u16::MAX));
+        self.bytes_padded(value);
+        self.has_options = true;
+    }
+
+    fn text_option(&mut self, code: u16, text: &str) {
+        if !text.is_empty() {
+            self.option(code, truncate_utf8(text, MAX_OPTION_LEN).as_bytes());
+        }
+    }
+
+    /// Ends the options and fills in both length fields.
+    fn finish(mut self) {
+        if self.has_options {
+            self.u16_pair_end();
+        }
+        let total = self.buf.len() + 4;
+        let total32 = u32::try_from(total).unwrap_or(u32::MAX);
+        if let Some(len) = self.buf.get_mut(4..8) {
+            len.copy_from_slice(&total32.to_le_bytes());
+        }
+        self.buf.extend_from_slice(&total32.to_le_bytes());
+    }
+
+    fn u16_pair_end(&mut self) {
+        self.u16(OPT_ENDOFOPT);
+        self.u16(0);
+    }
+}
+
+/// The longest prefix of `text` that fits `max` bytes without splitting a character.
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// Writes one pcapng section to any `Write`: SHB at creation, then IDBs, EPBs and DSBs, each
+/// with a single `write_all` and a flush. Dropping it without [`finish`](Self::finish) loses
+/// nothing that a write call reported as done.
+pub struct PcapngWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    interfaces: Vec<LinkType>,
+    last_ts: Timestamp,
+    bytes_written: u64,
+    packets_written: u64,
+    stopped: bool,
+}
+
+impl<W: Write> fmt::Debug for PcapngWriter<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PcapngWriter")
+            .field("interfaces", &self.interfaces)
+            .field("last_ts", &self.last_ts)
+            .field("bytes_written", &self.bytes_written)
+            .field("packets_written", &self.packets_written)
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> PcapngWriter<W> {
+    /// Starts a section on `out` by writing the Section Header Block (little-endian, version
+    /// 1.0, unknown section length, `shb_userappl` = [`USER_APPLICATION`]).
+    pub fn new(out: W) -> Result<Self, WriteError> {
+        let mut writer = PcapngWriter {
+            out,
+            buf: Vec::with_capacity(256),
+            interfaces: Vec::new(),
+            last_ts: Timestamp::default(),
+            bytes_written: 0,
+            packets_written: 0,
+            stopped: false,
+        };
+        let mut b = BlockBuilder::new(&mut writer.buf, SHB_TYPE);
+        b.u32(BYTE_ORDER_MAGIC);
+        b.u16(1);
+        b.u16(0);
+        b.buf.extend_from_slice(&(-1i64).to_le_bytes());
+        b.text_option(SHB_OS, std::env::consts::OS);
+        b.text_option(SHB_USERAPPL, USER_APPLICATION);
+        b.finish();
+        writer.write_block()?;
+        Ok(writer)
+    }
+
+    /// Declares an interface with an Interface Description Block (`if_tsresol` = 9, i.e.
+    /// nanoseconds; snap length unlimited) and returns its id for packets.
+    pub fn add_interface(
+        &mut self,
+        iface: &InterfaceDescription,
+    ) -> Result<InterfaceId, WriteError> {
+        let id = InterfaceId(u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX));
+        let mut b = BlockBuilder::new(&mut self.buf, IDB_TYPE);
+        b.u16(u16::try_from(iface.link_type.0).unwrap_or(u16::MAX));
+        b.u16(0);
+        b.u32(0);
+        b.text_option(IF_NAME, &iface.name);
+        b.text_option(IF_DESCRIPTION, &iface.description);
+        b.option(IF_TSRESOL, &[9]);
+        b.finish();
+        self.write_block()?;
+        self.interfaces.push(iface.link_type);
+        Ok(id)
+    }
+
+    /// Writes a Decryption Secrets Block, e.g. an OPC UA key log
+    /// ([`SECRETS_TYPE_OPCUA_KEY_LOG`]); it must precede the packets it decrypts.
+    pub fn write_decryption_secrets(
+        &mut self,
+        secrets_type: u32,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        let len =
+            u32::try_from(data.len()).map_err(|_| WriteError::FrameTooLarge { len: data.len() })?;
+        let mut b = BlockBuilder::new(&mut self.buf, DSB_TYPE);
+        b.u32(secrets_type);
+        b.u32(len);
+        b.bytes_padded(data);
+        b.finish();
+        self.write_block()
+    }
+
+    /// Bytes of whole blocks written so far (the file size for a fresh file).
+    #[must_use]
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Enhanced Packet Blocks written so far.
+    #[must_use]
+    pub fn packets_written(&self) -> u64 {
+        self.packets_written
+    }
+
+    /// The time of the last packet written (after clamping); the floor for the next one.
+    #[must_use]
+    pub fn last_timestamp(&self) -> Timestamp {
+        self.last_ts
+    }
+
+    /// The output, e.g. to check a `Vec<u8>` in tests.
+    #[must_use]
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// Flushes and hands the output back. Optional: every block is already flushed.
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        self.out.flush().map_err(|e| WriteError::from_io(e, None))?;
+        Ok(self.out)
+    }
+
+    fn write_block(&mut self) -> Result<(), WriteError> {
+        if self.stopped {
+            return Err(WriteError::Stopped);
+        }
+        let result = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush());
+        match result {
+            Ok(()) => {
+                self.bytes_written += self.buf.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.stopped = true;
+                Err(WriteError::from_io(e, None))
+            }
+        }
+    }
+}
+
+impl<W: Write> PacketSink for PcapngWriter<W> {
+    fn link_type(&self, iface: InterfaceId) -> Option<LinkType> {
+        self.interfaces.get(iface.0 as usize).copied()
+    }
+
+    fn file_index(&self) -> u64 {
+        0
+    }
+
+    fn write_packet(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        frame: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        if self.link_type(iface).is_none() {
+            return Err(WriteError::UnknownInterface { id: iface.0 });
+        }
+        if frame.len() > MAX_FRAME_LEN {
+            return Err(WriteError::FrameTooLarge { len: frame.len() });
+        }
+        let ts = ts.max(self.last_ts);
+        let units = u64::try_from(ts.unix_nanos).unwrap_or(0);
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        let mut b = BlockBuilder::new(&mut self.buf, EPB_TYPE);
+        b.u32(iface.0);
+        b.u32((units >> 32) as u32);
+        b.u32(units as u32);
+        b.u32(len);
+        b.u32(len);
+        b.bytes_padded(frame);
+        for comment in comments {
+            b.text_option(OPT_COMMENT, comment);
+        }
+        b.finish();
+        self.write_block()?;
+        self.last_ts = ts;
+        self.packets_written += 1;
+        Ok(())
+    }
+}
+
+/// TCP flag bits (RFC 9293 section 3.1).
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+/// Most payload bytes per synthesized segment: keeps IPv4's 16-bit total length (and IPv6's
+/// payload length) in range with room to spare.
+pub const MAX_SEGMENT_PAYLOAD: usize = 65_000;
+
+/// The receive window every synthesized segment advertises (no window scaling); a side with
+/// this much unacknowledged data first gets an ACK from its peer, so Wireshark reports no
+/// "window full".
+const WINDOW: u16 = 65_535;
+
+/// Fake MAC addresses (locally administered) of the client and the server side.
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// One TCP connection turned into packets: the proxy calls [`open`](Self::open) when a
+/// connection is set up, [`data`](Self::data) for the bytes each way, and [`fin`](Self::fin)
+/// or [`rst`](Self::rst) when a side closes; each call writes frames with correct sequence and
+/// acknowledgment numbers and checksums to the sink passed in.
+///
+/// Direction [`Direction::AToB`] is client → server, as this crate's reader reports it for a
+/// connection whose SYN it saw.
+#[derive(Clone, Debug)]
+pub struct TcpFlowWriter {
+    iface: InterfaceId,
+    client: SocketAddr,
+    server: SocketAddr,
+    /// Sequence number of the next byte each side sends; index 0 = client.
+    next_seq: [u32; 2],
+    /// The last acknowledgment each side received for its data.
+    acked: [u32; 2],
+    ip_id: [u16; 2],
+    /// Some packet was written (handshake or not).
+    started: bool,
+    fin_sent: [bool; 2],
+    reset: bool,
+    /// File index of the last packet written, to notice a rotation.
+    file_index: Option<u64>,
+}
+
+const fn side(dir: Direction) -> usize {
+    match dir {
+        Direction::AToB => 0,
+        Direction::BToA => 1,
+    }
+}
+
+impl TcpFlowWriter {
+    /// A flow between `client` and `server` on interface `iface`, with initial sequence
+    /// numbers derived from the addresses (the same connection always gets the same ones).
+    /// IPv4-mapped IPv6 addresses pair with IPv4 ones as IPv4.
+    pub fn new(
+        iface: InterfaceId,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Result<Self, WriteError> {
+        let h = fnv1a(&[addr_bytes(&client), addr_bytes(&server)].concat());
+        Self::with_isn(iface, client, server, h as u32, (h >> 32) as u32)
+    }
+
+    /// Like [`new`](Self::new) with chosen initial sequence numbers (client's, server's).
+    pub fn with_isn(
+        iface: InterfaceId,
+        client: SocketAddr,
+        server: SocketAddr,
+        client_isn: u32,
+        server_isn: u32,
+    ) -> Result<Self, WriteError> {
+        let (client, server) = same_family(client, server)?;
+        Ok(TcpFlowWriter {
+            iface,
+            client,
+            server,
+            next_seq: [client_isn, server_isn],
+            acked: [client_isn, server_isn],
+            ip_id: [1, 1],
+            started: false,
+            fin_sent: [false; 2],
+            reset: false,
+            file_index: None,
+        })
+    }
+
+    /// The client address (after IPv4-mapped normalization).
+    #[must_use]
+    pub fn client(&self) -> SocketAddr {
+        self.client
+    }
+
+    /// The server address (after IPv4-mapped normalization).
+    #[must_use]
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    /// The interface the flow's packets are written on.
+    #[must_use]
+    pub fn interface(&self) -> InterfaceId {
+        self.iface
+    }
+
+    /// Sequence number of the next byte `dir`'s sender will send.
+    #[must_use]
+    pub fn next_seq(&self, dir: Direction) -> u32 {
+        self.next_seq[side(dir)]
+    }
+
+    /// True after [`rst`](Self::rst) or after both sides sent FIN: nothing more can be written.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.reset || self.fin_sent == [true, true]
+    }
+
+    /// Writes the three-way handshake (SYN, SYN+ACK, ACK) at `ts`; `comment` goes on the SYN.
+    /// Optional: a flow whose first call is [`data`](Self::data) starts mid-stream, which
+    /// readers accept.
+    pub fn open(
+        &mut self,
+        sink: &mut impl PacketSink,
+        ts: Timestamp,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        if self.started {
+            return Err(self.state_error("open after packets were written"));
+        }
+        self.segment(sink, Direction::AToB, ts, SYN, &[], comment)?;
+        self.segment(sink, Direction::BToA, ts, SYN | ACK, &[], None)?;
+        self.segment(sink, Direction::AToB, ts, ACK, &[], None)
+    }
+
+    /// Writes `bytes` sent by `dir`'s sender as PSH+ACK segments of at most
+    /// [`MAX_SEGMENT_PAYLOAD`] bytes; `comment` goes on the first. Empty `bytes` with a comment
+    /// write a bare ACK carrying it (an event not tied to data); without, nothing.
+    pub fn data(
+        &mut self,
+        sink: &mut impl PacketSink,
+        dir: Direction,
+        ts: Timestamp,
+        bytes: &[u8],
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        self.check_can_send(dir)?;
+        if bytes.is_empty() {
+            if comment.is_some() {
+                self.segment(sink, dir, ts, ACK, &[], comment)?;
+            }
+            return Ok(());
+        }
+        let mut comment = comment;
+        for chunk in bytes.chunks(MAX_SEGMENT_PAYLOAD) {
+            let me = side(dir);
+            let in_flight = self.next_seq[me].wrapping_sub(self.acked[me]) as usize;
+            if in_flight + chunk.len() >= usize::from(WINDOW) && in_flight > 0 {
+                self.segment(sink, dir.reverse(), ts, ACK, &[], None)?;
+            }
+            self.segment(sink, dir, ts, PSH | ACK, chunk, comment.take())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a FIN+ACK from `dir`'s sender (it will send no more). When this is the second
+    /// FIN, the peer's final ACK follows, so the connection closes cleanly.
+    pub fn fin(
+        &mut self,
+        sink: &mut impl PacketSink,
+        dir: Direction,
+        ts: Timestamp,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        self.check_can_send(dir)?;
+        self.segment(sink, dir, ts, FIN | ACK, &[], comment)?;
+        self.fin_sent[side(dir)] = true;
+        if self.fin_sent[side(dir.reverse())] {
+            self.segment(sink, dir.reverse(), ts, ACK, &[], None)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an RST+ACK from `dir`'s sender (connection reset); the flow is closed afterwards.
+    pub fn rst(
+        &mut self,
+        sink: &mut impl PacketSink,
+        dir: Direction,
+        ts: Timestamp,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        if self.reset {
+            return Err(self.state_error("already reset"));
+        }
+        self.segment(sink, dir, ts, RST | ACK, &[], comment)?;
+        self.reset = true;
+        Ok(())
+    }
+
+    fn check_can_send(&self, dir: Direction) -> Result<(), WriteError> {
+        if self.reset {
+            Err(self.state_error("packet after RST"))
+        } else if self.fin_sent[side(dir)] {
+            Err(self.state_error("packet from a side after its FIN"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn state_error(&self, reason: &'static str) -> WriteError {
+        WriteError::FlowState {
+            client: self.client,
+            server: self.server,
+            reason,
+        }
+    }
+
+    /// Builds and writes one segment, then advances the sequence state.
+    fn segment(
+        &mut self,
+        sink: &mut impl PacketSink,
+        dir: Direction,
+        ts: Timestamp,
+        flags: u8,
+        payload: &[u8],
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        let link_type = sink
+            .link_type(self.iface)
+            .ok_or(WriteError::UnknownInterface { id: self.iface.0 })?;
+        let (me, peer) = (side(dir), side(dir.reverse()));
+        let (src, dst, src_mac, dst_mac) = match dir {
+            Direction::AToB => (self.client, self.server, CLIENT_MAC, SERVER_MAC),
+            Direction::BToA => (self.server, self.client, SERVER_MAC, CLIENT_MAC),
+        };
+        let header = SegmentHeader {
+            src,
+            dst,
+            ip_id: self.ip_id[me],
+            seq: self.next_seq[me],
+            ack: if flags & ACK != 0 {
+                self.next_seq[peer]
+            } else {
+                0
+            },
+            flags,
+        };
+        let frame = match link_type {
+            LinkType::ETHERNET => {
+                let ethertype: u16 = if src.is_ipv4() { 0x0800 } else { 0x86DD };
+                let mut frame = Vec::with_capacity(14 + 60 + payload.len());
+                frame.extend_from_slice(&dst_mac);
+                frame.extend_from_slice(&src_mac);
+                frame.extend_from_slice(&ethertype.to_be_bytes());
+                header.write_ip_tcp(&mut frame, payload);
+                frame
+            }
+            LinkType::RAW => ip_tcp_frame(&header, payload),
+            LinkType::IPV4 if src.is_ipv4() => ip_tcp_frame(&header, payload),
+            LinkType::IPV6 if src.is_ipv6() => ip_tcp_frame(&header, payload),
+            link_type => return Err(WriteError::UnsupportedLinkType { link_type }),
+        };
+
+        let file_index = sink.file_index();
+        let continued = self.file_index.is_some_and(|f| f != file_index);
+        let note;
+        let mut comments: Vec<&str> = Vec::with_capacity(2);
+        if continued {
+            note = format!(
+                "uatap: TCP connection {} -> {} started in an earlier file of this recording",
+                self.client, self.server
+            );
+            comments.push(&note);
+        }
+        comments.extend(comment);
+        sink.write_packet(self.iface, ts, &frame, &comments)?;
+
+        self.file_index = Some(file_index);
+        self.started = true;
+        self.ip_id[me] = self.ip_id[me].wrapping_add(1);
+        let consumed = payload.len() + usize::from(flags & (SYN | FIN) != 0);
+        self.next_seq[me] = self.next_seq[me].wrapping_add(consumed as u32);
+        if flags & ACK != 0 {
+            self.acked[peer] = header.ack;
+        }
+        Ok(())
+    }
+}
+
+/// Pairs the two ends in one address family, turning IPv4-mapped IPv6 into IPv4 if needed.
+fn same_family(
+    client: SocketAddr,
+    server: SocketAddr,
+) -> Result<(SocketAddr, SocketAddr), WriteError> {
+    let unmap = |a: SocketAddr| match a.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(|v4| SocketAddr::new(IpAddr::V4(v4), a.port())),
+        IpAddr::V4(_) => Some(a),
+    };
+    match (client.is_ipv4(), server.is_ipv4()) {
+        (true, true) | (false, false) => Ok((client, server)),
+        _ => match (unmap(client), unmap(server)) {
+            (Some(c), Some(s)) => Ok((c, s)),
+            _ => Err(WriteError::MixedAddressFamilies { client, server }),
+        },
+    }
+}
+
+fn addr_bytes(a: &SocketAddr) -> Vec<u8> {
+    let mut v = match a.ip() {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    v.extend_from_slice(&a.port().to_be_bytes());
+    v
+}
+
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The fields that differ between synthesized segments.
+struct SegmentHeader {
+    src: SocketAddr,
+    dst: SocketAddr,
+    ip_id: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+}
+
+fn ip_tcp_frame(header: &SegmentHeader, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(60 + payload.len());
+    header.write_ip_tcp(&mut frame, payload);
+    frame
+}
+
+impl SegmentHeader {
+    /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header, the 20-byte TCP header (RFC 9293)
+    /// and the payload, with both checksums.
+    fn write_ip_tcp(&self, out: &mut Vec<u8>, payload: &[u8]) {
+        const TCP_HEADER_LEN: usize = 20;
+        let tcp_len = TCP_HEADER_LEN + payload.len();
+        // Pseudo-header sum (RFC 9293 section 3.1; RFC 8200 section 8.1): addresses, protocol,
+        // TCP length.
+        let mut pseudo = 6 + tcp_len as u64;
+        match (self.src.ip(), self.dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let total_len = u16::try_from(20 + tcp_len).unwrap_or(u16::MAX);
+                let start = out.len();
+                out.extend_from_slice(&[0x45, 0]);
+                out.extend_from_slice(&total_len.to_be_bytes());
+                out.extend_from_slice(&self.ip_id.to_be_bytes());
+                out.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+                out.extend_from_slice(&s.octets());
+                out.extend_from_slice(&d.octets());
+                let checksum = internet_checksum(sum_words(&out[start..], 0));
+                out[start + 10..start + 12].copy_from_slice(&checksum.to_be_bytes());
+                pseudo = sum_words(&s.octets(), pseudo);
+                pseudo = sum_words(&d.octets(), pseudo);
+            }
+            (s, d) => {
+                let to_v6 = |a: IpAddr| match a {
+                    IpAddr::V6(v6) => v6,
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                };
+                let (s, d) = (to_v6(s), to_v6(d));
+                let payload_len = u16::try_from(tcp_len).unwrap_or(u16::MAX);
+                out.extend_from_slice(&[0x60, 0, 0, 0]);
+                out.extend_from_slice(&payload_len.to_be_bytes());
+                out.extend_from_slice(&[6, 64]);
+                out.extend_from_slice(&s.octets());
+                out.extend_from_slice(&d.octets());
+                pseudo = sum_words(&s.octets(), pseudo);
+                pseudo = sum_words(&d.octets(), pseudo);
+            }
+        }
+        let start = out.len();
+        out.extend_from_slice(&self.src.port().to_be_bytes());
+        out.extend_from_slice(&self.dst.port().to_be_bytes());
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.ack.to_be_bytes());
+        out.extend_from_slice(&[0x50, self.flags]);
+        out.extend_from_slice(&WINDOW.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(payload);
+        let checksum = internet_checksum(sum_words(&out[start..], pseudo));
+        out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
+    }
+}
+
+/// Adds `data` as big-endian 16-bit words (a last odd byte padded with zero) to `acc`
+/// (RFC 1071); the u64 cannot overflow for any frame size.
+fn sum_words(data: &[u8], acc: u64) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    let mut acc = chunks
+        .by_ref()
+        .fold(acc, |a, w| a + u64::from(u16::from_be_bytes([w[0], w[1]])));
+    if let [last] = chunks.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    acc
+}
+
+/// Folds a sum to 16 bits and complements it: the Internet checksum (RFC 1071).
+fn internet_checksum(mut acc: u64) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Ring-buffer limits, like dumpcap's `-b filesize:` and `-b files:` (uatap's
+/// `--record-max-size` and `--record-files`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RotationConfig {
+    /// Start a new file once the current one reaches this many bytes (checked after each
+    /// packet, so a file exceeds it by at most one packet). `None`: one file, named exactly as
+    /// given.
+    pub max_size_bytes: Option<u64>,
+    /// Keep at most this many files, deleting the oldest before starting a new one. `None`:
+    /// keep all. Only with `max_size_bytes`.
+    pub max_files: Option<NonZeroUsize>,
+}
+
+/// Secrets kept for replay into new files are bounded; the oldest are dropped first.
+const MAX_REPLAYED_SECRETS_BYTES: usize = 1 << 20;
+
+/// A recording on disk: one file, or with [`RotationConfig::max_size_bytes`] a ring of files
+/// named like dumpcap's, `<stem>_<NNNNN>_<YYYYmmddHHMMSS>[.<ext>]` (number from 00001, time
+/// in UTC when the file is started). Every file starts with the Section Header Block, all
+/// interfaces and the retained decryption secrets, so each opens on its own; flows continue
+/// into the next file without a new handshake.
+///
+/// After an I/O error the current file is trimmed back to its last whole block (best effort)
+/// and every later write returns [`WriteError::Stopped`].
+#[derive(Debug)]
+pub struct RotatingWriter {
+    base: PathBuf,
+    config: RotationConfig,
+    interfaces: Vec<InterfaceDescription>,
+    secrets: VecDeque<(u32, Vec<u8>)>,
+    secrets_bytes: usize,
+    current: PcapngWriter<File>,
+    current_path: PathBuf,
+    /// Files kept on disk, oldest first; the last is the current one.
+    files: VecDeque<PathBuf>,
+    /// Number of the current file, from 1.
+    number: u64,
+    rotate_pending: bool,
+    stopped: bool,
+}
+
+impl RotatingWriter {
+    /// Creates the first file (truncating an existing one of the same name) and writes its
+    /// Section Header Block.
+    pub fn create(base: impl Into<PathBuf>, config: RotationConfig) -> Result<Self, WriteError> {
+        let base = base.into();
+        let path = file_name(&base, &config, 1, SystemTime::now());
+        let current = open_file(&path, Timestamp::default())?;
+        Ok(RotatingWriter {
+            base,
+            config,
+            interfaces: Vec::new(),
+            secrets: VecDeque::new(),
+            secrets_bytes: 0,
+            current,
+            current_path: path.clone(),
+            files: VecDeque::from([path]),
+            number: 1,
+            rotate_pending: false,
+            stopped: false,
+        })
+    }
+
+    /// Declares an interface in the current file and in every later one.
+    pub fn add_interface(
+        &mut self,
+        iface: InterfaceDescription,
+    ) -> Result<InterfaceId, WriteError> {
+        self.check_running()?;
+        let result = self.current.add_interface(&iface);
+        let id = self.checked(result)?;
+        self.interfaces.push(iface);
+        Ok(id)
+    }
+
+    /// Writes a Decryption Secrets Block into the current file and repeats it at the start of
+    /// later files (the most recent 1 MiB of secrets), so packets in any file can be decrypted.
+    pub fn write_decryption_secrets(
+        &mut self,
+        secrets_type: u32,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        self.check_running()?;
+        let result = self.current.write_decryption_secrets(secrets_type, data);
+        self.checked(result)?;
+        self.secrets.push_back((secrets_type, data.to_vec()));
+        self.secrets_bytes += data.len();
+        while self.secrets_bytes > MAX_REPLAYED_SECRETS_BYTES {
+            match self.secrets.pop_front() {
+                Some((_, old)) => self.secrets_bytes -= old.len(),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The file being written.
+    #[must_use]
+    pub fn current_path(&self) -> &Path {
+        &self.current_path
+    }
+
+    /// The files of this recording still on disk, oldest first (the last is the current one).
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(PathBuf::as_path)
+    }
+
+    /// Flushes the current file. Optional: every block is already written.
+    pub fn finish(self) -> Result<(), WriteError> {
+        let path = self.current_path;
+        self.current
+            .finish()
+            .map(drop)
+            .map_err(|e| e.with_path(&path))
+    }
+
+    fn check_running(&self) -> Result<(), WriteError> {
+        if self.stopped {
+            Err(WriteError::Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Passes a result of the current file through, stopping and trimming on I/O errors.
+    fn checked<T>(&mut self, result: Result<T, WriteError>) -> Result<T, WriteError> {
+        result.map_err(|e| {
+            if e.stops_recording() {
+                self.stopped = true;
+                // Cut a partly written block so the file still ends cleanly.
+                let _ = self.current.out.set_len(self.current.bytes_written());
+            }
+            e.with_path(&self.current_path)
+        })
+    }
+
+    /// Deletes the oldest files over the limit, then starts the next file.
+    fn rotate(&mut self) -> Result<(), WriteError> {
+        if let Some(max) = self.config.max_files {
+            while self.files.len() >= max.get() {
+                let Some(oldest) = self.files.pop_front() else {
+                    break;
+                };
+                match fs::remove_file(&oldest) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(source) => {
+                        return Err(WriteError::Remove {
+                            path: oldest,
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        let number = self.number + 1;
+        let path = file_name(&self.base, &self.config, number, SystemTime::now());
+        let mut next = open_file(&path, self.current.last_timestamp())?;
+        let headers = self
+            .interfaces
+            .iter()
+            .try_for_each(|iface| next.add_interface(iface).map(drop))
+            .and_then(|()| {
+                self.secrets
+                    .iter()
+                    .try_for_each(|(ty, data)| next.write_decryption_secrets(*ty, data))
+            });
+        if let Err(e) = headers {
+            // A file without its interfaces is useless.
+            drop(next);
+            let _ = fs::remove_file(&path);
+            return Err(e.with_path(&path));
+        }
+        self.current = next;
+        self.current_path = path.clone();
+        self.files.push_back(path);
+        self.number = number;
+        self.rotate_pending = false;
+        Ok(())
+    }
+}
+
+impl PacketSink for RotatingWriter {
+    fn link_type(&self, iface: InterfaceId) -> Option<LinkType> {
+        self.current.link_type(iface)
+    }
+
+    fn file_index(&self) -> u64 {
+        self.number + u64::from(self.rotate_pending)
+    }
+
+    fn write_packet(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        frame: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        self.check_running()?;
+        if self.rotate_pending {
+            if let Err(e) = self.rotate() {
+                if e.stops_recording() {
+                    self.stopped = true;
+                }
+                return Err(e);
+            }
+        }
+        let result = self.current.write_packet(iface, ts, frame, comments);
+        self.checked(result)?;
+        if self
+            .config
+            .max_size_bytes
+            .is_some_and(|max| self.current.bytes_written() >= max)
+        {
+            self.rotate_pending = true;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `path` and writes the Section Header Block; `last_ts` carries the time floor over
+/// from the previous file.
+fn open_file(path: &Path, last_ts: Timestamp) -> Result<PcapngWriter<File>, WriteError> {
+    let file = File::create(path).map_err(|e| WriteError::from_io(e, Some(path.to_path_buf())))?;
+    let mut writer = PcapngWriter::new(file).map_err(|e| e.with_path(path))?;
+    writer.last_ts = last_ts;
+    Ok(writer)
+}
+
+/// The name of file `number`: `base` itself without rotation, else dumpcap's pattern.
+fn file_name(base: &Path, config: &RotationConfig, number: u64, now: SystemTime) -> PathBuf {
+    if config.max_size_bytes.is_none() {
+        return base.to_path_buf();
+    }
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stem = base
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut name = format!("{stem}_{number:05}_{}", utc_compact(secs));
+    if let Some(ext) = base.extension() {
+        name.push('.');
+        name.push_str(&ext.to_string_lossy());
+    }
+    base.with_file_name(name)
+}
+
+/// `YYYYmmddHHMMSS` in UTC for seconds since the epoch (days to civil date: H. Hinnant,
+/// "chrono-Compatible Low-Level Date Algorithms").
+fn utc_compact(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;

@@ -1,0 +1,393 @@
+use super::*;
+use etherparse::{Ipv4Header, Ipv6Header, TcpHeader};
+
+fn flow_sink() -> PcapngWriter<Vec<u8>> {
+    let mut w = PcapngWriter::new(Vec::new()).unwrap();
+    w.add_interface(&InterfaceDescription::ethernet("lo", "test"))
+        .unwrap();
+    w
+}
+
+/// Splits a pcapng byte string into (type, whole block) pairs, checking both lengths.
+fn blocks(bytes: &[u8]) -> Vec<(u32, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let ty = u32::from_le_bytes(rest[0..4].try_into().unwrap());
+        let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+        assert_eq!(len % 4, 0);
+        let trailer = u32::from_le_bytes(rest[len - 4..len].try_into().unwrap()) as usize;
+        assert_eq!(len, trailer);
+        out.push((ty, &rest[..len]));
+        rest = &rest[len..];
+    }
+    out
+}
+
+/// The frames of all EPBs (Ethernet stripped).
+fn ip_packets(bytes: &[u8]) -> Vec<Vec<u8>> {
+    blocks(bytes)
+        .into_iter()
+        .filter(|(ty, _)| *ty == EPB_TYPE)
+        .map(|(_, b)| {
+            let caplen = u32::from_le_bytes(b[20..24].try_into().unwrap()) as usize;
+            b[28 + 14..28 + caplen].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn section_header_layout() {
+    let w = PcapngWriter::new(Vec::new()).unwrap();
+    let bytes = w.finish().unwrap();
+    let b = blocks(&bytes);
+    assert_eq!(b.len(), 1);
+    let shb = b[0].1;
+    assert_eq!(&shb[0..4], &[0x0A, 0x0D, 0x0D, 0x0A]);
+    assert_eq!(&shb[8..12], &[0x4D, 0x3C, 0x2B, 0x1A]);
+    assert_eq!(&shb[12..16], &[1, 0, 0, 0]);
+    assert_eq!(&shb[16..24], &[0xFF; 8]);
+    let appl = USER_APPLICATION.as_bytes();
+    assert!(shb.windows(appl.len()).any(|w| w == appl));
+    assert!(USER_APPLICATION.starts_with("uatap "));
+}
+
+#[test]
+fn interface_and_packet_layout() {
+    let mut w = PcapngWriter::new(Vec::new()).unwrap();
+    let id = w
+        .add_interface(&InterfaceDescription::ethernet("eth0", "listener"))
+        .unwrap();
+    assert_eq!(id, InterfaceId(0));
+    let ts = Timestamp::from_unix_nanos(0x1234_5678_9ABC_DEF0);
+    w.write_packet(id, ts, &[1, 2, 3], &["hé"]).unwrap();
+    let bytes = w.finish().unwrap();
+    let b = blocks(&bytes);
+    assert_eq!(b.len(), 3);
+    let (ty, idb) = b[1];
+    assert_eq!(ty, IDB_TYPE);
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        1, 0, 0, 0, 52, 0, 0, 0,
+        1, 0, 0, 0, 0, 0, 0, 0,
+        2, 0, 4, 0, b'e', b't', b'h', b'0',
+        3, 0, 8, 0, b'l', b'i', b's', b't', b'e', b'n', b'e', b'r',
+        9, 0, 1, 0, 9, 0, 0, 0,
+        0, 0, 0, 0,
+        52, 0, 0, 0,
+    ];
+    assert_eq!(idb, expected);
+    let (ty, epb) = b[2];
+    assert_eq!(ty, EPB_TYPE);
+    #[rustfmt::skip]
+    let expected: &[u8] = &[
+        6, 0, 0, 0, 48, 0, 0, 0,
+        0, 0, 0, 0,
+        0x78, 0x56, 0x34, 0x12, 0xF0, 0xDE, 0xBC, 0x9A,
+        3, 0, 0, 0, 3, 0, 0, 0,
+        1, 2, 3, 0,
+        1, 0, 3, 0, b'h', 0xC3, 0xA9, 0,
+        0, 0, 0, 0,
+        48, 0, 0, 0,
+    ];
+    assert_eq!(epb, expected);
+}
+
+#[test]
+fn decryption_secrets_layout() {
+    let mut w = PcapngWriter::new(Vec::new()).unwrap();
+    w.write_decryption_secrets(SECRETS_TYPE_OPCUA_KEY_LOG, b"abcde")
+        .unwrap();
+    let bytes = w.finish().unwrap();
+    let (ty, dsb) = blocks(&bytes)[1];
+    assert_eq!(ty, DSB_TYPE);
+    assert_eq!(&dsb[8..12], b"LKAU");
+    assert_eq!(&dsb[12..16], &[5, 0, 0, 0]);
+    assert_eq!(&dsb[16..24], b"abcde\0\0\0");
+    assert_eq!(dsb.len(), 28);
+}
+
+#[test]
+fn timestamps_never_go_back() {
+    let mut w = flow_sink();
+    let t = |n| Timestamp::from_unix_nanos(n);
+    w.write_packet(InterfaceId(0), t(1_000), &[0], &[]).unwrap();
+    w.write_packet(InterfaceId(0), t(500), &[0], &[]).unwrap();
+    assert_eq!(w.last_timestamp(), t(1_000));
+    w.write_packet(InterfaceId(0), t(2_000), &[0], &[]).unwrap();
+    w.write_packet(InterfaceId(0), t(-5), &[0], &[]).unwrap();
+    let bytes = w.finish().unwrap();
+    let times: Vec<u64> = blocks(&bytes)
+        .into_iter()
+        .filter(|(ty, _)| *ty == EPB_TYPE)
+        .map(|(_, b)| {
+            let hi = u32::from_le_bytes(b[12..16].try_into().unwrap());
+            let lo = u32::from_le_bytes(b[16..20].try_into().unwrap());
+            (u64::from(hi) << 32) | u64::from(lo)
+        })
+        .collect();
+    assert_eq!(times, [1_000, 1_000, 2_000, 2_000]);
+}
+
+#[test]
+fn long_comment_is_cut_at_a_character_boundary() {
+    let text = "é".repeat(40_000);
+    let cut = truncate_utf8(&text, MAX_OPTION_LEN);
+    assert_eq!(cut.len(), 65_534);
+    let mut w = flow_sink();
+    w.write_packet(InterfaceId(0), Timestamp::default(), &[0], &[&text])
+        .unwrap();
+    let bytes = w.finish().unwrap();
+    let (_, epb) = *blocks(&bytes).last().unwrap();
+    assert_eq!(&epb[32..36], &[1, 0, 0xFE, 0xFF]);
+}
+
+#[test]
+fn bad_calls_are_refused() {
+    let mut w = flow_sink();
+    assert!(matches!(
+        w.write_packet(InterfaceId(1), Timestamp::default(), &[0], &[]),
+        Err(WriteError::UnknownInterface { id: 1 })
+    ));
+    let big = vec![0; MAX_FRAME_LEN + 1];
+    let err = w
+        .write_packet(InterfaceId(0), Timestamp::default(), &big, &[])
+        .unwrap_err();
+    assert!(matches!(err, WriteError::FrameTooLarge { .. }));
+    assert!(!err.stops_recording());
+    // Still usable.
+    w.write_packet(InterfaceId(0), Timestamp::default(), &[0], &[])
+        .unwrap();
+
+    let v4: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let v6: SocketAddr = "[2001:db8::1]:4840".parse().unwrap();
+    assert!(matches!(
+        TcpFlowWriter::new(InterfaceId(0), v4, v6),
+        Err(WriteError::MixedAddressFamilies { .. })
+    ));
+    let mapped: SocketAddr = "[::ffff:10.0.0.2]:4840".parse().unwrap();
+    let f = TcpFlowWriter::new(InterfaceId(0), v4, mapped).unwrap();
+    assert_eq!(f.server().to_string(), "10.0.0.2:4840");
+
+    let mut f = TcpFlowWriter::new(InterfaceId(0), v4, "10.0.0.2:4840".parse().unwrap()).unwrap();
+    let ts = Timestamp::default();
+    f.open(&mut w, ts, None).unwrap();
+    assert!(matches!(
+        f.open(&mut w, ts, None),
+        Err(WriteError::FlowState { .. })
+    ));
+    f.fin(&mut w, Direction::AToB, ts, None).unwrap();
+    assert!(f
+        .data(&mut w, Direction::AToB, ts, b"x", None)
+        .is_err_and(|e| !e.stops_recording()));
+    f.data(&mut w, Direction::BToA, ts, b"late reply", None)
+        .unwrap();
+    f.rst(&mut w, Direction::BToA, ts, None).unwrap();
+    assert!(f.is_closed());
+    assert!(f.data(&mut w, Direction::BToA, ts, b"x", None).is_err());
+
+    let mut raw_only = PcapngWriter::new(Vec::new()).unwrap();
+    raw_only
+        .add_interface(&InterfaceDescription {
+            link_type: LinkType::LINUX_SLL,
+            name: String::new(),
+            description: String::new(),
+        })
+        .unwrap();
+    assert!(matches!(
+        f.clone().open(&mut raw_only, ts, None),
+        Err(WriteError::FlowState { .. })
+    ));
+    let mut g = TcpFlowWriter::new(InterfaceId(0), v4, mapped).unwrap();
+    assert!(matches!(
+        g.open(&mut raw_only, ts, None),
+        Err(WriteError::UnsupportedLinkType { .. })
+    ));
+}
+
+/// Checks every packet's checksums with etherparse, returning (flags, seq, ack, payload len).
+fn check_packets(bytes: &[u8]) -> Vec<(u8, u32, u32, usize)> {
+    ip_packets(bytes)
+        .iter()
+        .map(|ip| {
+            let (tcp, payload, flags_byte) = if ip[0] >> 4 == 4 {
+                let (h, rest) = Ipv4Header::from_slice(ip).unwrap();
+                assert_eq!(h.header_checksum, h.calc_header_checksum());
+                assert_eq!(usize::from(h.total_len), ip.len());
+                let (tcp, payload) = TcpHeader::from_slice(rest).unwrap();
+                assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(&h, payload).unwrap());
+                (tcp, payload.len(), rest[13])
+            } else {
+                let (h, rest) = Ipv6Header::from_slice(ip).unwrap();
+                assert_eq!(usize::from(h.payload_length), rest.len());
+                let (tcp, payload) = TcpHeader::from_slice(rest).unwrap();
+                assert_eq!(tcp.checksum, tcp.calc_checksum_ipv6(&h, payload).unwrap());
+                (tcp, payload.len(), rest[13])
+            };
+            (
+                flags_byte,
+                tcp.sequence_number,
+                tcp.acknowledgment_number,
+                payload,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sequence_numbers_and_checksums() {
+    for (client, server) in [
+        ("192.168.1.10:50000", "192.168.1.20:4840"),
+        ("[fe80::1]:50001", "[2001:db8::20]:4840"),
+    ] {
+        let mut w = flow_sink();
+        let mut f = TcpFlowWriter::with_isn(
+            InterfaceId(0),
+            client.parse().unwrap(),
+            server.parse().unwrap(),
+            0xFFFF_FFF0,
+            1000,
+        )
+        .unwrap();
+        let ts = Timestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        f.open(&mut w, ts, Some("open")).unwrap();
+        f.data(&mut w, Direction::AToB, ts, &[7; 33], None).unwrap();
+        f.data(&mut w, Direction::BToA, ts, &[8; 140_001], None)
+            .unwrap();
+        f.fin(&mut w, Direction::BToA, ts, None).unwrap();
+        f.fin(&mut w, Direction::AToB, ts, None).unwrap();
+        let c = 0xFFFF_FFF0u32;
+        let got = check_packets(&w.finish().unwrap());
+        let expected = vec![
+            (SYN, c, 0, 0),
+            (SYN | ACK, 1000, c + 1, 0),
+            (ACK, c + 1, 1001, 0),
+            (PSH | ACK, c + 1, 1001, 33),
+            (PSH | ACK, 1001, c.wrapping_add(34), 65_000),
+            // The client acknowledges before the server exceeds the 64 KiB window.
+            (ACK, c.wrapping_add(34), 66_001, 0),
+            (PSH | ACK, 66_001, c.wrapping_add(34), 65_000),
+            (ACK, c.wrapping_add(34), 131_001, 0),
+            (PSH | ACK, 131_001, c.wrapping_add(34), 10_001),
+            (FIN | ACK, 141_002, c.wrapping_add(34), 0),
+            (FIN | ACK, c.wrapping_add(34), 141_003, 0),
+            (ACK, 141_003, c.wrapping_add(35), 0),
+        ];
+        assert_eq!(got, expected, "{client}");
+        assert_eq!(f.next_seq(Direction::AToB), c.wrapping_add(35));
+        assert!(f.is_closed());
+    }
+}
+
+#[test]
+fn checksum_matches_rfc1071_example() {
+    // RFC 1071 section 3: words 0001 f203 f4f5 f6f7 sum to ddf2 (folded), checksum 220d.
+    let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+    assert_eq!(internet_checksum(sum_words(&data, 0)), !0xddf2);
+    // Odd length: the last byte is the high half of a word.
+    assert_eq!(sum_words(&[0x12, 0x34, 0x56], 0), 0x1234 + 0x5600);
+}
+
+#[test]
+fn raw_link_type_has_no_ethernet_header() {
+    let mut w = PcapngWriter::new(Vec::new()).unwrap();
+    let id = w
+        .add_interface(&InterfaceDescription {
+            link_type: LinkType::RAW,
+            name: "raw".into(),
+            description: String::new(),
+        })
+        .unwrap();
+    let mut f = TcpFlowWriter::new(
+        id,
+        "[::1]:50000".parse().unwrap(),
+        "[::1]:4840".parse().unwrap(),
+    )
+    .unwrap();
+    f.data(&mut w, Direction::AToB, Timestamp::default(), b"x", None)
+        .unwrap();
+    let bytes = w.finish().unwrap();
+    let (_, epb) = *blocks(&bytes).last().unwrap();
+    assert_eq!(epb[28] >> 4, 6);
+    assert_eq!(&epb[20..24], &[61, 0, 0, 0]);
+}
+
+/// Accepts `limit` bytes, then fails like a full disk.
+struct FullDisk {
+    data: Vec<u8>,
+    limit: usize,
+}
+
+impl Write for FullDisk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = self.limit - self.data.len();
+        if room == 0 {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        let n = room.min(buf.len());
+        self.data.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn full_disk_is_reported_and_stops_writing() {
+    let mut w = PcapngWriter::new(FullDisk {
+        data: Vec::new(),
+        limit: 200,
+    })
+    .unwrap();
+    w.add_interface(&InterfaceDescription::ethernet("lo", ""))
+        .unwrap();
+    let before = w.bytes_written();
+    let err = w
+        .write_packet(InterfaceId(0), Timestamp::default(), &[0; 300], &[])
+        .unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    assert!(err.stops_recording());
+    assert!(err.to_string().starts_with("disk full"), "{err}");
+    assert_eq!(w.bytes_written(), before);
+    assert!(matches!(
+        w.write_packet(InterfaceId(0), Timestamp::default(), &[0], &[]),
+        Err(WriteError::Stopped)
+    ));
+}
+
+#[test]
+fn dev_full_is_disk_full() {
+    let file = File::options().write(true).open("/dev/full").unwrap();
+    let err = PcapngWriter::new(file).unwrap_err();
+    assert!(err.is_disk_full(), "{err:?}");
+}
+
+#[test]
+fn dumpcap_file_names() {
+    let cfg = RotationConfig {
+        max_size_bytes: Some(1000),
+        max_files: None,
+    };
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    assert_eq!(
+        file_name(Path::new("/tmp/rec.pcapng"), &cfg, 7, t),
+        Path::new("/tmp/rec_00007_20231114221320.pcapng")
+    );
+    assert_eq!(
+        file_name(Path::new("out"), &cfg, 123_456, t),
+        Path::new("out_123456_20231114221320")
+    );
+    assert_eq!(
+        file_name(
+            Path::new("/tmp/rec.pcapng"),
+            &RotationConfig::default(),
+            1,
+            t
+        ),
+        Path::new("/tmp/rec.pcapng")
+    );
+    assert_eq!(utc_compact(0), "19700101000000");
+    assert_eq!(utc_compact(951_782_400), "20000229000000");
+    assert_eq!(utc_compact(4_102_444_799), "20991231235959");
+}
