@@ -271,9 +271,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error: Option<io::Error> = None;
+    let mut line = String::with_capacity(1024);
     let report = analyze_file(file, &config, |e| {
         if write_error.is_none() {
-            if let Err(err) = write_event(&mut out, e, args.json) {
+            if let Err(err) = write_event(&mut out, &mut line, e, args.json) {
                 write_error = Some(err);
             }
         }
@@ -360,11 +361,32 @@ fn emit(u: &mut UaConn, out: &mut dyn FnMut(&Event)) {
     }
 }
 
+/// Hashes connection numbers cheaply (they are small sequential integers, not attacker-chosen
+/// keys): the connection map is consulted for every packet.
+#[derive(Default)]
+struct ConnIdHasher(u64);
+
+impl std::hash::Hasher for ConnIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ConnMap<V> = HashMap<recorder::ConnId, V, std::hash::BuildHasherDefault<ConnIdHasher>>;
+
 /// The OPC UA analysis of a capture's TCP streams, fed one stream event at a time: a file or
 /// a live interface drive it the same way.
 pub struct StreamAnalysis<'c> {
     config: &'c Config,
-    conns: HashMap<recorder::ConnId, Tracked>,
+    conns: ConnMap<Tracked>,
     /// Opening bytes -> the first connection that had them, and whether a second leg followed.
     fingerprints: HashMap<Vec<u8>, (String, bool)>,
     first_legs: HashMap<recorder::ConnId, Vec<u8>>,
@@ -378,7 +400,7 @@ impl<'c> StreamAnalysis<'c> {
     pub fn new(config: &'c Config) -> Self {
         StreamAnalysis {
             config,
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             fingerprints: HashMap::new(),
             first_legs: HashMap::new(),
             ports: Default::default(),
@@ -607,10 +629,10 @@ fn direction(d: recorder::Direction, swapped: bool) -> Direction {
     }
 }
 
-fn write_event(out: &mut impl Write, e: &Event, json: bool) -> io::Result<()> {
+fn write_event(out: &mut impl Write, line: &mut String, e: &Event, json: bool) -> io::Result<()> {
     if json {
-        let mut line = String::with_capacity(512);
-        e.write_json(&mut line);
+        line.clear();
+        e.write_json(line);
         line.push('\n');
         out.write_all(line.as_bytes())
     } else {
@@ -631,10 +653,13 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 fn run_live(args: &Args, interface: &str, config: &Config) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     let mut write_error: Option<io::Error> = None;
+    let mut line = String::new();
     let report = analyze_live(interface, args.port, args.duration, config, |e| {
         if write_error.is_none() {
             // Flushed per event so `| jq` and a person watching see it at once.
-            if let Err(err) = write_event(&mut out, e, args.json).and_then(|()| out.flush()) {
+            if let Err(err) =
+                write_event(&mut out, &mut line, e, args.json).and_then(|()| out.flush())
+            {
                 write_error = Some(err);
             }
         }
@@ -689,7 +714,7 @@ pub fn analyze_live(
             open.set(sink(e));
         }
     };
-    let mut stopped_by = "Ctrl-C";
+    let mut stopped_by = "Ctrl-C (SIGINT/SIGTERM)";
     let mut error = None;
     loop {
         let wait = match deadline {

@@ -11,20 +11,34 @@ use crate::event::{CloseReason, ClosedBy, Event, EventKind, SCHEMA_VERSION};
 /// Appends `s` as a JSON string.
 fn push_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Most strings need no escaping: copy runs of plain bytes at once.
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(start..i).unwrap_or(""));
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{b:04x}");
+        } else {
+            out.push_str(esc);
         }
+        start = i + 1;
     }
+    out.push_str(s.get(start..).unwrap_or(""));
     out.push('"');
+}
+
+/// Appends an integer.
+fn push_int<T: itoa::Integer>(out: &mut String, v: T) {
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// One object being written: tracks the commas.
@@ -55,11 +69,11 @@ impl Obj<'_> {
         self.key(k);
         self.out.push_str("null");
     }
-    fn num<T: std::fmt::Display>(&mut self, k: &str, v: T) {
+    fn num<T: itoa::Integer>(&mut self, k: &str, v: T) {
         self.key(k);
-        let _ = write!(self.out, "{v}");
+        push_int(self.out, v);
     }
-    fn opt_num<T: std::fmt::Display>(&mut self, k: &str, v: Option<T>) {
+    fn opt_num<T: itoa::Integer>(&mut self, k: &str, v: Option<T>) {
         match v {
             Some(v) => self.num(k, v),
             None => self.null(k),
@@ -67,11 +81,10 @@ impl Obj<'_> {
     }
     fn float(&mut self, k: &str, v: Option<f64>) {
         match v {
-            // serde_json writes floats with `ryu`; `{:?}` of f64 gives the same shortest form
-            // for the finite values we produce (always with a fraction part).
+            // The same shortest form serde_json writes (it uses ryu too).
             Some(f) if f.is_finite() => {
                 self.key(k);
-                let _ = write!(self.out, "{f:?}");
+                self.out.push_str(ryu::Buffer::new().format_finite(f));
             }
             _ => self.null(k),
         }
@@ -114,7 +127,7 @@ impl Event {
         o.num("v", SCHEMA_VERSION);
         o.key("ts");
         o.out.push('"');
-        let _ = write!(o.out, "{}", self.ts);
+        self.ts.write_rfc3339(o.out);
         o.out.push('"');
         o.str("conn", &self.conn);
         o.str("kind", self.kind.name());
@@ -149,8 +162,8 @@ impl Event {
                         CloseReason::CaptureEnd => "capture_end",
                     },
                 );
-                o.num("bytes_c2s", bytes_c2s);
-                o.num("bytes_s2c", bytes_s2c);
+                o.num("bytes_c2s", *bytes_c2s);
+                o.num("bytes_s2c", *bytes_s2c);
             }
             EventKind::Message(i) => {
                 o.str("msg_type", i.msg_type);
@@ -197,7 +210,7 @@ impl Event {
                 what,
                 hex_prefix,
             } => {
-                o.num("offset", offset);
+                o.num("offset", *offset);
                 o.str("what", what);
                 o.str("hex_prefix", hex_prefix);
             }
@@ -217,7 +230,7 @@ impl Event {
                     if i > 0 {
                         o.out.push(',');
                     }
-                    let _ = write!(o.out, "{n}");
+                    push_int(o.out, *n);
                 }
                 o.out.push(']');
                 o.key("acks");
@@ -226,7 +239,11 @@ impl Event {
                     if i > 0 {
                         o.out.push(',');
                     }
-                    let _ = write!(o.out, "[{s},{n}]");
+                    o.out.push('[');
+                    push_int(o.out, *s);
+                    o.out.push(',');
+                    push_int(o.out, *n);
+                    o.out.push(']');
                 }
                 o.out.push(']');
                 o.key("ack_results");
@@ -235,7 +252,7 @@ impl Event {
                     if i > 0 {
                         o.out.push(',');
                     }
-                    push_str(o.out, r);
+                    push_str(o.out, &r.to_string());
                 }
                 o.out.push(']');
                 o.opt_str("status", p.status.status.as_deref());
@@ -305,7 +322,7 @@ mod tests {
             more_notifications: true,
             available_sequence_numbers: vec![6, 7],
             acks: vec![[5, 6]],
-            ack_results: vec!["Good".into()],
+            ack_results: vec![StatusCode(0), StatusCode(0x807A_0000)],
             status: Status::of(0),
             latency_ms: Some(0.25),
         }));

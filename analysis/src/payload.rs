@@ -6,6 +6,10 @@ use uatap_codec::status::StatusCode;
 
 use crate::cert::CertSummary;
 
+fn status_names<S: serde::Serializer>(v: &[StatusCode], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|c| c.to_string()))
+}
+
 /// `status` + `status_name`, flattened into an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Status {
@@ -130,8 +134,9 @@ pub struct PublishInfo {
     pub available_sequence_numbers: Vec<u32>,
     /// `[subscription_id, sequence_number]` acknowledged by the matching request.
     pub acks: Vec<[u32; 2]>,
-    /// Per-acknowledgement results.
-    pub ack_results: Vec<String>,
+    /// Per-acknowledgement results (written as status names, hex when unknown).
+    #[serde(serialize_with = "status_names")]
+    pub ack_results: Vec<StatusCode>,
     /// ServiceResult.
     #[serde(flatten)]
     pub status: Status,

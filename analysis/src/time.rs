@@ -33,7 +33,53 @@ impl Timestamp {
 
     /// RFC 3339 UTC with microseconds, e.g. `2026-11-23T19:31:56.041123Z`.
     pub fn to_rfc3339(self) -> String {
-        self.to_string()
+        let mut s = String::with_capacity(27);
+        self.write_rfc3339(&mut s);
+        s
+    }
+
+    /// Appends the RFC 3339 form to `out` (the event writer's hot path: no formatter).
+    pub fn write_rfc3339(self, out: &mut String) {
+        let secs = self.unix_micros.div_euclid(1_000_000);
+        let micros = self.unix_micros.rem_euclid(1_000_000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        let mut b = [0u8; 27];
+        let mut put = |at: usize, v: i64, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                if let Some(slot) = b.get_mut(at + i) {
+                    *slot = b'0' + (v % 10) as u8;
+                }
+                v /= 10;
+            }
+        };
+        put(0, y, 4);
+        put(5, i64::from(m), 2);
+        put(8, i64::from(d), 2);
+        put(11, sod / 3600, 2);
+        put(14, (sod / 60) % 60, 2);
+        put(17, sod % 60, 2);
+        put(20, micros, 6);
+        for (at, c) in [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (26, b'Z'),
+        ] {
+            if let Some(slot) = b.get_mut(at) {
+                *slot = c;
+            }
+        }
+        if (0..=9999).contains(&y) {
+            out.push_str(std::str::from_utf8(&b).unwrap_or(""));
+        } else {
+            use std::fmt::Write;
+            let _ = write!(out, "{self}");
+        }
     }
 }
 
@@ -71,6 +117,21 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_and_formatter_forms_agree() {
+        for us in [
+            0,
+            1,
+            951_782_400_000_001,
+            1_795_462_316_041_123,
+            -1,
+            253_402_300_799_999_999,
+        ] {
+            let t = Timestamp::from_unix_micros(us);
+            assert_eq!(t.to_rfc3339(), t.to_string(), "{us}");
+        }
+    }
 
     #[test]
     fn formats_rfc3339_with_micros() {

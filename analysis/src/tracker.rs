@@ -31,7 +31,36 @@ const EARLY_WRAP_FLOOR: u32 = 0xFFFF_FBFF;
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     sessions: HashMap<String, SessionState>,
-    subscriptions: HashMap<(String, u32), SubscriptionState>,
+    /// Subscriptions by (server number, SubscriptionId): looked up on every PublishResponse.
+    subscriptions:
+        HashMap<(u32, u32), SubscriptionState, std::hash::BuildHasherDefault<PairHasher>>,
+    /// Server address -> its number in `subscriptions`.
+    servers: HashMap<String, u32>,
+}
+
+impl Shared {
+    fn server_number(&mut self, server: &str) -> u32 {
+        let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
+        *self.servers.entry(server.to_string()).or_insert(next)
+    }
+}
+
+/// A cheap hasher for pairs of small integers (server number, SubscriptionId).
+#[derive(Default)]
+pub(crate) struct PairHasher(u64);
+
+impl std::hash::Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x517C_C1B7_2722_0A95);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x517C_C1B7_2722_0A95);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +128,8 @@ struct PendingOpen {
 pub(crate) struct Tracker {
     conn_seq: u64,
     server: String,
+    /// Number of the server in [`Shared`], once known.
+    server_number: Option<u32>,
     pending: BTreeMap<u32, Pending>,
     open: Option<PendingOpen>,
     /// A secure_channel event held back until the first message tells the mode.
@@ -163,6 +194,7 @@ impl Tracker {
         Tracker {
             conn_seq,
             server,
+            server_number: None,
             pending: BTreeMap::new(),
             open: None,
             held_channel: None,
@@ -220,6 +252,17 @@ impl Tracker {
                     // until the first message on the channel shows the mode.
                     self.held_channel = Some(p.info);
                 }
+            }
+        }
+    }
+
+    fn server_key(&mut self, shared: &mut Shared) -> u32 {
+        match self.server_number {
+            Some(n) => n,
+            None => {
+                let n = shared.server_number(&self.server);
+                self.server_number = Some(n);
+                n
             }
         }
     }
@@ -560,8 +603,9 @@ impl Tracker {
             ServiceBody::CreateSubscriptionResponse(r) => {
                 if ok {
                     self.summary.subscriptions = self.summary.subscriptions.saturating_add(1);
+                    let key = (self.server_key(shared), r.subscription_id);
                     shared.subscriptions.insert(
-                        (self.server.clone(), r.subscription_id),
+                        key,
                         SubscriptionState {
                             last_data: None,
                             created_here: true,
@@ -618,7 +662,10 @@ impl Tracker {
                 for (i, id) in ids.iter().enumerate() {
                     let st = results.get(i).map_or(status.clone(), |s| Status::of(s.0));
                     if action == "delete" && results.get(i).is_some_and(|s| s.is_good()) {
-                        shared.subscriptions.remove(&(self.server.clone(), *id));
+                        {
+                            let key = (self.server_key(shared), *id);
+                            shared.subscriptions.remove(&key);
+                        }
                     }
                     out.push((
                         d,
@@ -649,10 +696,8 @@ impl Tracker {
                     let res = results.get(i);
                     if res.is_some_and(|t| t.status_code.is_good()) {
                         self.summary.subscriptions = self.summary.subscriptions.saturating_add(1);
-                        shared
-                            .subscriptions
-                            .entry((self.server.clone(), *id))
-                            .or_default();
+                        let key = (self.server_key(shared), *id);
+                        shared.subscriptions.entry(key).or_default();
                     }
                     out.push((
                         d,
@@ -695,13 +740,13 @@ impl Tracker {
                             .clone()
                             .unwrap_or_default(),
                         acks,
-                        ack_results: r.results.iter().flatten().map(|s| s.to_string()).collect(),
+                        ack_results: r.results.clone().unwrap_or_default(),
                         status,
                         latency_ms: latency,
                     }),
                 ));
                 if r.subscription_id != 0 {
-                    let key = (self.server.clone(), r.subscription_id);
+                    let key = (self.server_key(shared), r.subscription_id);
                     let sub = shared.subscriptions.entry(key).or_default();
                     if let Some(gap) =
                         track_sequence(sub, r.subscription_id, nm.sequence_number, keep_alive)
@@ -750,7 +795,8 @@ impl Tracker {
     ) {
         let for_service = pending.and_then(|p| p.service);
         let code = StatusCode(result);
-        let session_has_subscriptions = shared.subscriptions.keys().any(|(s, _)| *s == self.server);
+        let server = self.server_key(shared);
+        let session_has_subscriptions = shared.subscriptions.keys().any(|(s, _)| *s == server);
         let (normal, note) = match (for_service, code) {
             (Some("PublishRequest"), StatusCode::BAD_NO_SUBSCRIPTION) if self.teardown || !session_has_subscriptions => (
                 true,

@@ -1,5 +1,4 @@
-//! Live traffic: the inline proxy (tokio; arrives with the live proxy issue) and passive live
-//! capture.
+//! Live traffic: the inline proxy (tokio) and passive live capture.
 //!
 //! - [`sniff`]: frames from a network interface (Linux `AF_PACKET`, no libpcap) turned into
 //!   the same TCP stream events a capture file gives, for `uatap analyze -i IFACE`. Other

@@ -273,8 +273,12 @@ impl<R: Read> CaptureReader<R> {
             _ => return Err(this.truncated("capture file header", 4, avail)),
         };
         if u32::from_le_bytes(magic) == SHB_MAGIC {
-            // pcapng: the section header is handled like every other block.
-            return Ok(this);
+            // pcapng: the section header is handled like every other block, but read now, so
+            // a file that cannot yield even that fails to open like a cut pcap header does.
+            return match this.next_pcapng_block()? {
+                Some(_) => Ok(this),
+                None => Err(this.truncated("pcapng section header block", 12, avail)),
+            };
         }
         let avail = this.fill(PCAP_HEADER_LEN)?;
         let header = match this.available().get(..PCAP_HEADER_LEN) {
@@ -409,168 +413,168 @@ impl<R: Read> CaptureReader<R> {
     }
 
     fn find_pcapng_packet(&mut self) -> Result<Option<Found>, RecorderError> {
-        loop {
-            let avail = self.fill(12)?;
-            if avail == 0 {
-                return Ok(None);
-            }
-            let head = match self.available().get(..12) {
-                Some(&[t0, t1, t2, t3, l0, l1, l2, l3, b0, b1, b2, b3]) => {
-                    ([t0, t1, t2, t3], [l0, l1, l2, l3], [b0, b1, b2, b3])
-                }
-                // The smallest block is 12 bytes.
-                _ => return Err(self.truncated("pcapng block header", 12, avail)),
-            };
-            let (type_bytes, len_bytes, bom) = head;
-            let section_big_endian = match &self.format {
-                Format::PcapNg { big_endian, .. } => *big_endian,
-                Format::Pcap { .. } => false,
-            };
-            let block_type_le = u32::from_le_bytes(type_bytes);
-            let big_endian = if block_type_le == SHB_MAGIC {
-                match u32::from_le_bytes(bom) {
-                    0x1A2B_3C4D => false,
-                    0x4D3C_2B1A => true,
-                    _ => {
-                        return Err(
-                            self.invalid("pcapng section header block", "unknown byte-order magic")
-                        )
-                    }
-                }
-            } else {
-                section_big_endian
-            };
-            let (block_type, block_len) = if big_endian {
-                (
-                    u32::from_be_bytes(type_bytes),
-                    u32::from_be_bytes(len_bytes),
-                )
-            } else {
-                (block_type_le, u32::from_le_bytes(len_bytes))
-            };
-            let block_len = usize::try_from(block_len).unwrap_or(usize::MAX);
-            if block_len < 12 || block_len % 4 != 0 {
-                return Err(self.invalid(
-                    "pcapng block",
-                    "block length is below 12 or not a multiple of 4",
-                ));
-            }
-            if block_len > self.max_block_len {
-                return Err(self.invalid("pcapng block", "block larger than the size limit"));
-            }
-            let avail = self.fill(block_len)?;
-            let file_offset = self.offset();
-            let found = {
-                let block_end = self.start.saturating_add(block_len);
-                let block = match self.buf.get(self.start..block_end) {
-                    Some(block) if block_end <= self.end => block,
-                    _ => return Err(self.truncated("pcapng block", block_len, avail)),
-                };
-                match block_type {
-                    SHB_MAGIC => match parse_sectionheaderblock(block) {
-                        Ok((_, shb)) => {
-                            let big_endian = shb.big_endian();
-                            self.format = Format::PcapNg {
-                                big_endian,
-                                interfaces: Vec::new(),
-                            };
-                            None
-                        }
-                        Err(e) => return Err(self.nom_invalid("pcapng section header block", &e)),
-                    },
-                    IDB_MAGIC => {
-                        let parsed = if big_endian {
-                            parse_interfacedescriptionblock_be(block)
-                        } else {
-                            parse_interfacedescriptionblock_le(block)
-                        };
-                        let interface = match parsed {
-                            Ok((_, idb)) => interface_from_idb(&idb, big_endian),
-                            Err(e) => {
-                                return Err(
-                                    self.nom_invalid("pcapng interface description block", &e)
-                                )
-                            }
-                        };
-                        match interface {
-                            Some(interface) => {
-                                if let Format::PcapNg { interfaces, .. } = &mut self.format {
-                                    interfaces.push(interface);
-                                }
-                                None
-                            }
-                            None => {
-                                return Err(self.invalid(
-                                    "pcapng interface description block",
-                                    "if_tsresol out of range",
-                                ))
-                            }
-                        }
-                    }
-                    EPB_MAGIC => {
-                        let parsed = if big_endian {
-                            parse_enhancedpacketblock_be(block)
-                        } else {
-                            parse_enhancedpacketblock_le(block)
-                        };
-                        match parsed {
-                            Ok((_, epb)) => {
-                                let data = epb.packet_data();
-                                let data_start = offset_in(&self.buf, data);
-                                let data_len = data.len();
-                                let ts_units =
-                                    (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                let (if_id, orig_len) = (epb.if_id, epb.origlen);
-                                self.packet_on_interface(
-                                    if_id,
-                                    Some(ts_units),
-                                    orig_len,
-                                    file_offset,
-                                    data_start,
-                                    data_len,
-                                )
-                            }
-                            Err(e) => {
-                                return Err(self.nom_invalid("pcapng enhanced packet block", &e))
-                            }
-                        }
-                    }
-                    SPB_MAGIC => {
-                        let parsed = if big_endian {
-                            parse_simplepacketblock_be(block)
-                        } else {
-                            parse_simplepacketblock_le(block)
-                        };
-                        match parsed {
-                            Ok((_, spb)) => {
-                                let data = spb.packet_data();
-                                let data_start = offset_in(&self.buf, data);
-                                let (data_len, orig_len) = (data.len(), spb.origlen);
-                                self.packet_on_interface(
-                                    0,
-                                    None,
-                                    orig_len,
-                                    file_offset,
-                                    data_start,
-                                    data_len,
-                                )
-                            }
-                            Err(e) => {
-                                return Err(self.nom_invalid("pcapng simple packet block", &e))
-                            }
-                        }
-                    }
-                    _ => {
-                        self.stats.other_blocks += 1;
-                        None
-                    }
-                }
-            };
-            self.consume(block_len);
+        while let Some(found) = self.next_pcapng_block()? {
             if found.is_some() {
                 return Ok(found);
             }
         }
+        Ok(None)
+    }
+
+    /// Reads and consumes one pcapng block: `None` at the clean end of the input, else the
+    /// packet it holds, if any.
+    fn next_pcapng_block(&mut self) -> Result<Option<Option<Found>>, RecorderError> {
+        let avail = self.fill(12)?;
+        if avail == 0 {
+            return Ok(None);
+        }
+        let head = match self.available().get(..12) {
+            Some(&[t0, t1, t2, t3, l0, l1, l2, l3, b0, b1, b2, b3]) => {
+                ([t0, t1, t2, t3], [l0, l1, l2, l3], [b0, b1, b2, b3])
+            }
+            // The smallest block is 12 bytes.
+            _ => return Err(self.truncated("pcapng block header", 12, avail)),
+        };
+        let (type_bytes, len_bytes, bom) = head;
+        let section_big_endian = match &self.format {
+            Format::PcapNg { big_endian, .. } => *big_endian,
+            Format::Pcap { .. } => false,
+        };
+        let block_type_le = u32::from_le_bytes(type_bytes);
+        let big_endian = if block_type_le == SHB_MAGIC {
+            match u32::from_le_bytes(bom) {
+                0x1A2B_3C4D => false,
+                0x4D3C_2B1A => true,
+                _ => {
+                    return Err(
+                        self.invalid("pcapng section header block", "unknown byte-order magic")
+                    )
+                }
+            }
+        } else {
+            section_big_endian
+        };
+        let (block_type, block_len) = if big_endian {
+            (
+                u32::from_be_bytes(type_bytes),
+                u32::from_be_bytes(len_bytes),
+            )
+        } else {
+            (block_type_le, u32::from_le_bytes(len_bytes))
+        };
+        let block_len = usize::try_from(block_len).unwrap_or(usize::MAX);
+        if block_len < 12 || block_len % 4 != 0 {
+            return Err(self.invalid(
+                "pcapng block",
+                "block length is below 12 or not a multiple of 4",
+            ));
+        }
+        if block_len > self.max_block_len {
+            return Err(self.invalid("pcapng block", "block larger than the size limit"));
+        }
+        let avail = self.fill(block_len)?;
+        let file_offset = self.offset();
+        let found = {
+            let block_end = self.start.saturating_add(block_len);
+            let block = match self.buf.get(self.start..block_end) {
+                Some(block) if block_end <= self.end => block,
+                _ => return Err(self.truncated("pcapng block", block_len, avail)),
+            };
+            match block_type {
+                SHB_MAGIC => match parse_sectionheaderblock(block) {
+                    Ok((_, shb)) => {
+                        let big_endian = shb.big_endian();
+                        self.format = Format::PcapNg {
+                            big_endian,
+                            interfaces: Vec::new(),
+                        };
+                        None
+                    }
+                    Err(e) => return Err(self.nom_invalid("pcapng section header block", &e)),
+                },
+                IDB_MAGIC => {
+                    let parsed = if big_endian {
+                        parse_interfacedescriptionblock_be(block)
+                    } else {
+                        parse_interfacedescriptionblock_le(block)
+                    };
+                    let interface = match parsed {
+                        Ok((_, idb)) => interface_from_idb(&idb, big_endian),
+                        Err(e) => {
+                            return Err(self.nom_invalid("pcapng interface description block", &e))
+                        }
+                    };
+                    match interface {
+                        Some(interface) => {
+                            if let Format::PcapNg { interfaces, .. } = &mut self.format {
+                                interfaces.push(interface);
+                            }
+                            None
+                        }
+                        None => {
+                            return Err(self.invalid(
+                                "pcapng interface description block",
+                                "if_tsresol out of range",
+                            ))
+                        }
+                    }
+                }
+                EPB_MAGIC => {
+                    let parsed = if big_endian {
+                        parse_enhancedpacketblock_be(block)
+                    } else {
+                        parse_enhancedpacketblock_le(block)
+                    };
+                    match parsed {
+                        Ok((_, epb)) => {
+                            let data = epb.packet_data();
+                            let data_start = offset_in(&self.buf, data);
+                            let data_len = data.len();
+                            let ts_units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                            let (if_id, orig_len) = (epb.if_id, epb.origlen);
+                            self.packet_on_interface(
+                                if_id,
+                                Some(ts_units),
+                                orig_len,
+                                file_offset,
+                                data_start,
+                                data_len,
+                            )
+                        }
+                        Err(e) => return Err(self.nom_invalid("pcapng enhanced packet block", &e)),
+                    }
+                }
+                SPB_MAGIC => {
+                    let parsed = if big_endian {
+                        parse_simplepacketblock_be(block)
+                    } else {
+                        parse_simplepacketblock_le(block)
+                    };
+                    match parsed {
+                        Ok((_, spb)) => {
+                            let data = spb.packet_data();
+                            let data_start = offset_in(&self.buf, data);
+                            let (data_len, orig_len) = (data.len(), spb.origlen);
+                            self.packet_on_interface(
+                                0,
+                                None,
+                                orig_len,
+                                file_offset,
+                                data_start,
+                                data_len,
+                            )
+                        }
+                        Err(e) => return Err(self.nom_invalid("pcapng simple packet block", &e)),
+                    }
+                }
+                _ => {
+                    self.stats.other_blocks += 1;
+                    None
+                }
+            }
+        };
+        self.consume(block_len);
+        Ok(Some(found))
     }
 
     /// Resolves a pcapng packet's interface and timestamp; `None` (and a count) when the
@@ -852,13 +856,12 @@ mod tests {
         // SHB claiming 13 bytes.
         let mut bytes = vec![0x0A, 0x0D, 0x0D, 0x0A, 13, 0, 0, 0, 0x4D, 0x3C, 0x2B, 0x1A];
         bytes.extend_from_slice(&[0; 16]);
-        let mut r = CaptureReader::new(&bytes[..]).unwrap();
-        let err = r.next_packet().unwrap_err();
+        // The section header is read at open: no reader to get packets from.
+        let err = CaptureReader::new(&bytes[..]).unwrap_err();
         assert!(
             matches!(err, RecorderError::Invalid { offset: 0, .. }),
             "{err}"
         );
-        assert!(r.next_packet().unwrap().is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! stream ends.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
@@ -117,7 +118,10 @@ pub enum StreamEvent<'a> {
         conn: ConnId,
         /// Which way the bytes flowed.
         dir: Direction,
-        /// Time of the segment that completed them.
+        /// When the bytes were complete: the later of the time of the segment that carried
+        /// them and of the one that brought them in order (filled the hole before them), and
+        /// never earlier than a previous `Data` event of the connection, so a connection's
+        /// `Data` times never decrease even when the capture's timestamps do.
         ts: Timestamp,
         /// Position of the first byte in this direction's stream (bytes and gaps before it).
         offset_in_stream: u64,
@@ -338,6 +342,8 @@ struct Conn {
     halves: [Half; 2],
     closed: bool,
     first_fin: Option<Direction>,
+    /// Time of the latest `Data` event so far, the floor for the next ones.
+    data_ts: Cell<Option<Timestamp>>,
 }
 
 impl Conn {
@@ -346,15 +352,6 @@ impl Conn {
             Direction::AToB
         } else {
             Direction::BToA
-        }
-    }
-
-    /// (sending half, receiving half) for bytes flowing in `dir`.
-    fn halves_mut(&mut self, dir: Direction) -> (&mut Half, &mut Half) {
-        let [ab, ba] = &mut self.halves;
-        match dir {
-            Direction::AToB => (ab, ba),
-            Direction::BToA => (ba, ab),
         }
     }
 
@@ -378,6 +375,16 @@ impl Conn {
     }
 }
 
+/// (sending half, receiving half) for bytes flowing in `dir`; a free function so the rest of
+/// the connection stays borrowable.
+fn halves_mut(halves: &mut [Half; 2], dir: Direction) -> (&mut Half, &mut Half) {
+    let [ab, ba] = halves;
+    match dir {
+        Direction::AToB => (ab, ba),
+        Direction::BToA => (ba, ab),
+    }
+}
+
 /// Where events go, plus the counters they update.
 struct Out<'s> {
     sink: &'s mut dyn FnMut(StreamEvent<'_>),
@@ -386,10 +393,31 @@ struct Out<'s> {
 
 /// What every event of one call shares.
 #[derive(Clone, Copy)]
-struct At {
+struct At<'c> {
     conn: ConnId,
     dir: Direction,
+    /// Time of the segment being handled.
     ts: Timestamp,
+    /// The connection's latest `Data` time ([`Conn::data_ts`]).
+    data_ts: &'c Cell<Option<Timestamp>>,
+}
+
+impl At<'_> {
+    /// The time of the segment being handled, raised to `carried` (when the bytes came
+    /// earlier in the file but later on the clock) and to the connection's previous `Data`.
+    fn data_time(self, carried: Timestamp) -> Timestamp {
+        let ts = self.ts.max(carried);
+        let ts = self.data_ts.get().map_or(ts, |prev| ts.max(prev));
+        self.data_ts.set(Some(ts));
+        ts
+    }
+}
+
+/// Out-of-order bytes waiting for the hole before them.
+struct Pending {
+    /// Time of the segment that carried them.
+    ts: Timestamp,
+    bytes: Vec<u8>,
 }
 
 /// One direction of a connection.
@@ -402,7 +430,7 @@ struct Half {
     /// Stream offset of `next_seq`: bytes handed over or declared missing so far.
     offset: u64,
     /// Out-of-order data by stream offset.
-    pending: BTreeMap<u64, Vec<u8>>,
+    pending: BTreeMap<u64, Pending>,
     pending_bytes: usize,
     /// Stream offset where this side's FIN sits, once seen.
     fin_at: Option<u64>,
@@ -434,7 +462,7 @@ impl Half {
         i64::try_from(self.offset).unwrap_or(i64::MAX)
     }
 
-    fn accept(&mut self, seq: u32, payload: &[u8], max_pending: usize, at: At, out: &mut Out) {
+    fn accept(&mut self, seq: u32, payload: &[u8], max_pending: usize, at: At<'_>, out: &mut Out) {
         let len = i64::try_from(payload.len()).unwrap_or(i64::MAX);
         let start = self.rel(seq);
         let cur = self.offset_i64();
@@ -445,7 +473,7 @@ impl Half {
         if start <= cur {
             let skip = usize::try_from(cur - start).unwrap_or(usize::MAX);
             out.stats.retransmitted_bytes += skip as u64;
-            self.deliver(payload.get(skip..).unwrap_or_default(), at, out);
+            self.deliver(payload.get(skip..).unwrap_or_default(), at.ts, at, out);
             self.flush(at, out);
         } else if start - cur > MAX_AHEAD {
             out.stats.ignored_segments += 1;
@@ -453,18 +481,21 @@ impl Half {
             out.stats.out_of_order_segments += 1;
             let key = start.unsigned_abs();
             match self.pending.get_mut(&key) {
-                Some(existing) if existing.len() >= payload.len() => {
+                Some(existing) if existing.bytes.len() >= payload.len() => {
                     out.stats.retransmitted_bytes += payload.len() as u64;
                 }
                 Some(existing) => {
-                    out.stats.retransmitted_bytes += existing.len() as u64;
-                    self.pending_bytes = self.pending_bytes - existing.len() + payload.len();
-                    existing.clear();
-                    existing.extend_from_slice(payload);
+                    let old_len = existing.bytes.len();
+                    out.stats.retransmitted_bytes += old_len as u64;
+                    self.pending_bytes = self.pending_bytes - old_len + payload.len();
+                    existing.bytes.clear();
+                    existing.bytes.extend_from_slice(payload);
+                    existing.ts = at.ts;
                 }
                 None => {
                     self.pending_bytes += payload.len();
-                    self.pending.insert(key, payload.to_vec());
+                    let bytes = payload.to_vec();
+                    self.pending.insert(key, Pending { ts: at.ts, bytes });
                 }
             }
             while self.pending_bytes > max_pending {
@@ -477,14 +508,15 @@ impl Half {
         self.try_fin(at, out);
     }
 
-    fn deliver(&mut self, bytes: &[u8], at: At, out: &mut Out) {
+    /// Hands over in-order bytes carried by a segment of time `carried`.
+    fn deliver(&mut self, bytes: &[u8], carried: Timestamp, at: At<'_>, out: &mut Out) {
         if bytes.is_empty() {
             return;
         }
         (out.sink)(StreamEvent::Data {
             conn: at.conn,
             dir: at.dir,
-            ts: at.ts,
+            ts: at.data_time(carried),
             offset_in_stream: self.offset,
             bytes: Cow::Borrowed(bytes),
         });
@@ -493,28 +525,28 @@ impl Half {
     }
 
     /// Hands over buffered segments that are now in order.
-    fn flush(&mut self, at: At, out: &mut Out) {
+    fn flush(&mut self, at: At<'_>, out: &mut Out) {
         while let Some(entry) = self.pending.first_entry() {
             let start = *entry.key();
             if start > self.offset {
                 break;
             }
-            let data = entry.remove();
-            self.pending_bytes = self.pending_bytes.saturating_sub(data.len());
+            let Pending { ts, bytes } = entry.remove();
+            self.pending_bytes = self.pending_bytes.saturating_sub(bytes.len());
             let skip = usize::try_from(self.offset - start).unwrap_or(usize::MAX);
-            match data.get(skip..) {
+            match bytes.get(skip..) {
                 Some(rest) if !rest.is_empty() => {
                     out.stats.retransmitted_bytes += skip as u64;
-                    self.deliver(rest, at, out);
+                    self.deliver(rest, ts, at, out);
                 }
-                _ => out.stats.retransmitted_bytes += data.len() as u64,
+                _ => out.stats.retransmitted_bytes += bytes.len() as u64,
             }
         }
     }
 
     /// Declares every hole before stream offset `target` missing, handing over buffered data
     /// in between.
-    fn skip_to(&mut self, target: u64, at: At, out: &mut Out) {
+    fn skip_to(&mut self, target: u64, at: At<'_>, out: &mut Out) {
         while self.offset < target {
             let hole_end = match self.pending.keys().next() {
                 Some(&first) if first <= self.offset => {
@@ -539,7 +571,7 @@ impl Half {
         self.flush(at, out);
     }
 
-    fn note_fin(&mut self, fin_seq: u32, at: At, out: &mut Out) {
+    fn note_fin(&mut self, fin_seq: u32, at: At<'_>, out: &mut Out) {
         if self.fin_done || self.fin_at.is_some() {
             return;
         }
@@ -554,7 +586,7 @@ impl Half {
     }
 
     /// Emits `Fin` once every byte before the FIN was handed over or declared missing.
-    fn try_fin(&mut self, at: At, out: &mut Out) {
+    fn try_fin(&mut self, at: At<'_>, out: &mut Out) {
         if let Some(fin_at) = self.fin_at {
             if !self.fin_done && self.offset >= fin_at {
                 self.fin_done = true;
@@ -568,7 +600,7 @@ impl Half {
     }
 
     /// The peer acknowledged up to `ack`: bytes before it that we never saw are missing.
-    fn acked(&mut self, ack: u32, at: At, out: &mut Out) {
+    fn acked(&mut self, ack: u32, at: At<'_>, out: &mut Out) {
         if !self.init || self.fin_done {
             return;
         }
@@ -586,11 +618,11 @@ impl Half {
     }
 
     /// Nothing more will come: declare the remaining holes missing and hand everything over.
-    fn drain(&mut self, at: At, out: &mut Out) {
+    fn drain(&mut self, at: At<'_>, out: &mut Out) {
         let pending_end = self
             .pending
             .iter()
-            .map(|(start, data)| start.saturating_add(data.len() as u64))
+            .map(|(start, data)| start.saturating_add(data.bytes.len() as u64))
             .max();
         let target = match (self.fin_at, pending_end) {
             (Some(fin_at), _) => fin_at,
@@ -718,6 +750,7 @@ impl TcpReassembler {
                     halves: Default::default(),
                     closed: false,
                     first_fin: None,
+                    data_ts: Cell::new(None),
                 },
             );
         }
@@ -735,13 +768,14 @@ impl TcpReassembler {
             conn: conn.id,
             dir,
             ts,
+            data_ts: &conn.data_ts,
         };
         let back = At {
             dir: dir.reverse(),
             ..at
         };
         let max_pending = self.config.max_pending_bytes;
-        let (this, other) = conn.halves_mut(dir);
+        let (this, other) = halves_mut(&mut conn.halves, dir);
 
         // The acknowledgment is about bytes sent before this segment: settle them first so a
         // request (or its gap) comes out before the response that acknowledges it.
@@ -802,6 +836,7 @@ fn close(
             conn: conn.id,
             dir,
             ts,
+            data_ts: &conn.data_ts,
         };
         if let Some(half) = conn.halves.get_mut(dir.index()) {
             half.drain(at, out);

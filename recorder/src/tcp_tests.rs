@@ -122,6 +122,37 @@ impl Sim {
             .collect()
     }
 
+    /// Like [`Sim::send`], stamped `micros` instead of the next tick (captures whose
+    /// timestamps go backwards, e.g. two packets swapped in the file).
+    #[allow(clippy::too_many_arguments)]
+    fn send_at(
+        &mut self,
+        micros: i64,
+        src: &str,
+        dst: &str,
+        seq: u32,
+        ack: Option<u32>,
+        flags: u8,
+        payload: &[u8],
+    ) {
+        self.t = micros - 1;
+        self.send(src, dst, seq, ack, flags, payload);
+    }
+
+    /// (direction:bytes, time in µs) of every `Data` event, in order.
+    fn data_times(&self) -> Vec<(String, i64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Data { dir, bytes, ts, .. } => Some((
+                    format!("{dir:?}:{}", String::from_utf8_lossy(bytes)),
+                    ts.unix_micros(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Event kinds in order, to check interleaving.
     fn kinds(&self) -> Vec<String> {
         self.events
@@ -232,6 +263,61 @@ fn out_of_order_waits_for_the_hole() {
     assert_eq!(sim.stream(0, Direction::AToB), b"123456789");
     assert!(sim.gaps().is_empty());
     assert_eq!(sim.r.stats().out_of_order_segments, 2);
+}
+
+#[test]
+fn buffered_bytes_keep_the_time_of_their_own_packet() {
+    // Two server packets swapped in the file, each with its own timestamp: "BBBB" (t=30) is
+    // read first and waits; "AAAA" (t=20) fills the hole. Each comes out at its own time, not
+    // "BBBB" at 20, before the packet that carried it.
+    let mut sim = Sim::new();
+    handshake(&mut sim);
+    sim.send_at(10, C, S, 1001, Some(5001), NONE, b"REQ");
+    sim.send_at(30, S, C, 5005, Some(1004), NONE, b"BBBB");
+    sim.send_at(20, S, C, 5001, Some(1004), NONE, b"AAAA");
+    assert_eq!(
+        sim.data_times(),
+        [
+            ("AToB:REQ".to_string(), 10),
+            ("BToA:AAAA".to_string(), 20),
+            ("BToA:BBBB".to_string(), 30),
+        ]
+    );
+
+    // In a file in time order the filler is the later packet: its time, as before.
+    let mut sim = Sim::new();
+    handshake(&mut sim);
+    sim.send_at(10, C, S, 1005, Some(5001), NONE, b"5678");
+    sim.send_at(20, C, S, 1001, Some(5001), NONE, b"1234");
+    assert_eq!(
+        sim.data_times(),
+        [("AToB:1234".to_string(), 20), ("AToB:5678".to_string(), 20)]
+    );
+}
+
+#[test]
+fn data_times_never_decrease_within_a_connection() {
+    let mut sim = Sim::new();
+    handshake(&mut sim);
+    sim.send_at(50, C, S, 1003, Some(5001), NONE, b"22");
+    sim.send_at(40, C, S, 1005, Some(5001), NONE, b"33");
+    sim.send_at(30, C, S, 1001, Some(5001), NONE, b"11");
+    // The other direction, stamped earlier still, comes after: not dated before the request.
+    sim.send_at(25, S, C, 5001, Some(1007), NONE, b"RESP");
+    sim.send_at(60, S, C, 5005, Some(1007), NONE, b"MORE");
+    assert_eq!(
+        sim.data_times(),
+        [
+            ("AToB:11".to_string(), 30),
+            ("AToB:22".to_string(), 50),
+            ("AToB:33".to_string(), 50),
+            ("BToA:RESP".to_string(), 50),
+            ("BToA:MORE".to_string(), 60),
+        ]
+    );
+    sim.finish();
+    assert_eq!(sim.stream(0, Direction::AToB), b"112233");
+    assert!(sim.gaps().is_empty());
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! A live proxy sees byte streams, not packets. To let Wireshark and this crate's own reader
 //! show what crossed the proxy, each proxied leg is recorded as a made-up TCP connection with
-//! its real addresses: [`TcpFlowWriter`] turns opens, data, FIN and RST into Ethernet + IPv4/IPv6
-//! + TCP frames with consistent sequence numbers and valid checksums, and hands them to a
+//! its real addresses: [`TcpFlowWriter`] turns opens, data, FIN and RST into Ethernet, IPv4/IPv6
+//! and TCP frames with consistent sequence numbers and valid checksums, and hands them to a
 //! [`PacketSink`]: a [`PcapngWriter`] over any `Write`, or a [`RotatingWriter`] that spreads
 //! the recording over size-limited files like `dumpcap -b filesize:… -b files:…`.
 //!
@@ -646,7 +646,7 @@ impl TcpFlowWriter {
     /// readers accept.
     pub fn open(
         &mut self,
-        sink: &mut impl PacketSink,
+        sink: &mut (impl PacketSink + ?Sized),
         ts: Timestamp,
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
@@ -663,7 +663,7 @@ impl TcpFlowWriter {
     /// write a bare ACK carrying it (an event not tied to data); without, nothing.
     pub fn data(
         &mut self,
-        sink: &mut impl PacketSink,
+        sink: &mut (impl PacketSink + ?Sized),
         dir: Direction,
         ts: Timestamp,
         bytes: &[u8],
@@ -692,7 +692,7 @@ impl TcpFlowWriter {
     /// FIN, the peer's final ACK follows, so the connection closes cleanly.
     pub fn fin(
         &mut self,
-        sink: &mut impl PacketSink,
+        sink: &mut (impl PacketSink + ?Sized),
         dir: Direction,
         ts: Timestamp,
         comment: Option<&str>,
@@ -709,7 +709,7 @@ impl TcpFlowWriter {
     /// Writes an RST+ACK from `dir`'s sender (connection reset); the flow is closed afterwards.
     pub fn rst(
         &mut self,
-        sink: &mut impl PacketSink,
+        sink: &mut (impl PacketSink + ?Sized),
         dir: Direction,
         ts: Timestamp,
         comment: Option<&str>,
@@ -743,7 +743,7 @@ impl TcpFlowWriter {
     /// Builds and writes one segment, then advances the sequence state.
     fn segment(
         &mut self,
-        sink: &mut impl PacketSink,
+        sink: &mut (impl PacketSink + ?Sized),
         dir: Direction,
         ts: Timestamp,
         flags: u8,

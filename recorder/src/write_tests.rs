@@ -391,3 +391,19 @@ fn dumpcap_file_names() {
     assert_eq!(utc_compact(951_782_400), "20000229000000");
     assert_eq!(utc_compact(4_102_444_799), "20991231235959");
 }
+
+#[test]
+fn flows_write_through_a_trait_object() {
+    let mut w = flow_sink();
+    let sink: &mut dyn PacketSink = &mut w;
+    let mut f = TcpFlowWriter::new(
+        InterfaceId(0),
+        "10.0.0.1:50000".parse().unwrap(),
+        "10.0.0.2:4840".parse().unwrap(),
+    )
+    .unwrap();
+    f.open(sink, Timestamp::default(), None).unwrap();
+    f.data(sink, Direction::AToB, Timestamp::default(), b"abc", None)
+        .unwrap();
+    assert_eq!(w.packets_written(), 4);
+}

@@ -401,6 +401,41 @@ fn truncated_files_keep_earlier_data() {
 }
 
 #[test]
+fn file_cut_inside_its_header_fails_to_open() {
+    let conv = conversation(CLI, SRV);
+    let f = frames(conv.iter().map(|p| ethernet(p)).collect());
+    let shb_len = Section::new(false).bytes().len();
+    for (bytes, header_len) in [
+        (pcapng(1, None, &f), shb_len),
+        (pcap(1, false, false, &f), 24),
+        (pcap(1, true, true, &f), 24),
+    ] {
+        // Every cut before the end of the file header (pcap) or the section header block
+        // (pcapng, e.g. inside its 12-byte block header) holds nothing: an error at open.
+        for len in 0..header_len {
+            let cut = &bytes[..len];
+            match StreamReader::new(cut) {
+                Err(RecorderError::Truncated {
+                    offset: 0,
+                    available,
+                    ..
+                }) => assert_eq!(available, len as u64),
+                other => panic!("cut at {len}: {other:?}"),
+            }
+            assert!(CaptureReader::new(cut).is_err(), "cut at {len}");
+            let path = temp_file(&format!("header-cut-{len}-{header_len}.cap"), cut);
+            let err = StreamReader::open(&path).unwrap_err();
+            assert!(err.to_string().contains("truncated at byte 0"), "{err}");
+            assert!(read_streams(&path).is_err(), "cut at {len}");
+        }
+        // The header alone is a valid, empty capture.
+        let (events, result) = run(&bytes[..header_len]);
+        assert!(events.is_empty());
+        result.unwrap();
+    }
+}
+
+#[test]
 fn every_truncation_point_and_byte_flip_is_handled() {
     let conv = conversation(CLI, SRV);
     let f = frames(conv.iter().map(|p| ethernet(p)).collect());
