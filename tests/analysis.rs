@@ -315,3 +315,83 @@ fn session_and_subscription_followed_across_connections() {
     assert_eq!(closes[0]["reason"], "rst");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Basic256Sha256 in mode Sign (node-opcua server, asyncua client): the mode is inferred from
+/// the first body, and every message after the encrypted OPNs is decoded in full.
+#[test]
+fn sign_only_channel_is_decoded_in_full() {
+    let evs = events(&fixture("sign-b256sha256.pcapng"), true);
+    let ch = of_kind(&evs, "secure_channel");
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0]["policy"], "Basic256Sha256");
+    assert_eq!(ch[0]["mode"], "Sign");
+    assert_eq!(
+        ch[0]["client_cert"]["application_uri"],
+        "urn:uatap:test-client:asyncua"
+    );
+    assert_eq!(
+        ch[0]["server_cert"]["application_uri"],
+        "urn:uatap:test-server:node-opcua"
+    );
+    assert!(ch[0]["client_cert"]["thumbprint_sha1"]
+        .as_str()
+        .unwrap()
+        .starts_with("34041D8D"));
+    assert!(ch[0]["server_cert"]["thumbprint_sha1"]
+        .as_str()
+        .unwrap()
+        .starts_with("2C700A50"));
+    // The client encrypted its OPN to the server's certificate.
+    assert_eq!(
+        ch[0]["receiver_thumbprint"],
+        ch[0]["server_cert"]["thumbprint_sha1"]
+    );
+    assert_publish_sequence(&evs, 31, 1);
+    let msgs = of_kind(&evs, "message");
+    let encrypted: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["encrypted"] == true)
+        .map(|m| m["msg_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(encrypted, ["OPN", "OPN"], "only the OPNs are unreadable");
+    let decoded = msgs
+        .iter()
+        .filter(|m| m["msg_type"] == "MSG" && !m["service"].is_null())
+        .count();
+    assert_eq!(decoded, 86, "every MSG decoded");
+    assert!(of_kind(&evs, "decode_error").is_empty());
+}
+
+/// Basic256Sha256 SignAndEncrypt: every clear-text header field is reported, the bodies are
+/// marked encrypted, and nothing is an error.
+#[test]
+fn sign_and_encrypt_channel_reports_clear_headers() {
+    let evs = events(&fixture("encrypt-b256sha256.pcapng"), true);
+    let ch = of_kind(&evs, "secure_channel");
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0]["mode"], "SignAndEncrypt");
+    assert_eq!(ch[0]["channel_id"], 1);
+    assert_eq!(
+        ch[0]["client_cert"]["subject"],
+        "CN=urn:uatap:test-client:asyncua, O=uatap"
+    );
+    let msgs: Vec<&Value> = of_kind(&evs, "message")
+        .into_iter()
+        .filter(|m| m["msg_type"] == "MSG" || m["msg_type"] == "CLO")
+        .collect();
+    assert_eq!(msgs.len(), 87);
+    for m in &msgs {
+        assert_eq!(m["encrypted"], true, "{m}");
+        assert_eq!(m["channel_id"], 1);
+        assert_eq!(m["token_id"], 1);
+        assert!(
+            m["service"].is_null() && m["sequence_number"].is_null(),
+            "{m}"
+        );
+    }
+    assert!(of_kind(&evs, "decode_error").is_empty());
+    assert!(
+        of_kind(&evs, "publish").is_empty(),
+        "nothing invented from ciphertext"
+    );
+}
