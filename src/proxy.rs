@@ -11,10 +11,11 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use uatap_analysis::Options;
-use uatap_proxy::hub::{run_hub, EventSink};
+use uatap_proxy::hub::{run_hub, EventSink, Recording};
 use uatap_proxy::relay::{run_listener, shutdown_signal, Ids, ListenerConfig};
 use uatap_proxy::sink::{JsonSink, TextSink};
 use uatap_proxy::upstream::Upstream;
+use uatap_recorder::RotationConfig;
 
 /// Options of `uatap proxy`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +38,15 @@ pub struct Args {
     /// How long to wait for the server to accept a connection, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub connect_timeout: f64,
+    /// Record what crosses the proxy to this pcapng file (both legs, events as comments).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Start a new recording file when the current one reaches this many megabytes.
+    #[arg(long, value_name = "MB")]
+    pub record_max_size: Option<u64>,
+    /// Keep at most this many recording files (the oldest are deleted), with --record-max-size.
+    #[arg(long, value_name = "N")]
+    pub record_files: Option<std::num::NonZeroUsize>,
     /// Stop by itself after this many seconds (for demos and tests).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -77,7 +87,25 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let options = Options {
         messages: args.verbose || args.json || args.json_file.is_some(),
     };
-    let hub = std::thread::spawn(move || run_hub(rx, options, sinks));
+    let recording = match &args.record {
+        None => None,
+        Some(path) => {
+            let rotation = RotationConfig {
+                max_size_bytes: args.record_max_size.map(|mb| mb.saturating_mul(1 << 20)),
+                max_files: args.record_files,
+            };
+            let description = format!("uatap {listen} -> {}", args.upstream);
+            let r = Recording::create(path, rotation, &description)
+                .with_context(|| format!("cannot record to {}", path.display()))?;
+            eprintln!(
+                "uatap: recording to {}; {}",
+                path.display(),
+                open_hint(path, listen.port(), args.upstream.port)
+            );
+            Some(r)
+        }
+    };
+    let hub = std::thread::spawn(move || run_hub(rx, options, sinks, recording));
     let (stop, stopped) = watch::channel(false);
     let config = ListenerConfig {
         listen,
@@ -101,4 +129,24 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     // Every tap sender is gone once the listener and its connections ended.
     let _ = tokio::task::spawn_blocking(move || hub.join()).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to open the recording in Wireshark: its OPC UA dissector knows only port 4840.
+fn open_hint(path: &std::path::Path, listen: u16, upstream: u16) -> String {
+    let mut ports: Vec<u16> = vec![listen, upstream];
+    ports.retain(|p| *p != 4840);
+    ports.dedup();
+    if ports.is_empty() {
+        format!("open it with: tshark -r {}", path.display())
+    } else {
+        let opts: Vec<String> = ports
+            .iter()
+            .map(|p| format!("-d tcp.port=={p},opcua"))
+            .collect();
+        format!(
+            "open it with: tshark -r {} {} (Wireshark: Decode As... OPC UA on those ports)",
+            path.display(),
+            opts.join(" ")
+        )
+    }
 }

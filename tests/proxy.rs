@@ -285,6 +285,8 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         ])
         .arg("--json-file")
         .arg(&json)
+        .arg("--record")
+        .arg(dir.join("recording.pcapng"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -364,6 +366,48 @@ fn real_peers_through_proxy(server: &str, client: &str) {
     assert!(!live
         .iter()
         .any(|e| e["kind"] == "sequence_gap" || e["kind"] == "decode_error"));
+
+    // The proxy's own recording: the same events offline as live, to the microsecond, and
+    // tshark decodes both legs without a malformed packet.
+    let recording = dir.join("recording.pcapng");
+    let offline = crate::util::run(
+        Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .args(["analyze", "--json", "--messages"])
+            .arg(&recording),
+    );
+    let live_text = std::fs::read_to_string(&json).expect("events");
+    assert_eq!(
+        offline, live_text,
+        "analyze on the recording == the live events"
+    );
+    let ports = [
+        "-d".to_string(),
+        format!("tcp.port=={sport},opcua"),
+        "-d".to_string(),
+        format!("tcp.port=={},opcua", sport + 1),
+    ];
+    let expert = crate::util::run(
+        Command::new("tshark")
+            .arg("-r")
+            .arg(&recording)
+            .args(&ports)
+            .args(["-z", "expert,warn", "-q"]),
+    );
+    assert!(
+        !expert.contains("Malformed") && !expert.contains("Error"),
+        "{expert}"
+    );
+    // tshark's OPC UA messages (several can share a frame), both legs.
+    let frames = crate::util::run(
+        Command::new(python())
+            .arg(peers_dir().join("tshark_messages.py"))
+            .arg(&recording)
+            .args([sport.to_string(), (sport + 1).to_string()]),
+    )
+    .lines()
+    .count();
+    let messages = live.iter().filter(|e| e["kind"] == "message").count();
+    assert_eq!(frames, 2 * messages, "every message on both legs");
     let _ = std::fs::remove_dir_all(dir);
 }
 

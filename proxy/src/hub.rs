@@ -10,6 +10,10 @@ use tokio::sync::mpsc;
 use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
 };
+use uatap_recorder::{
+    Direction as RDir, InterfaceDescription, InterfaceId, RotatingWriter, RotationConfig,
+    TcpFlowWriter, WriteError,
+};
 
 /// What a relay reports about one proxied connection.
 #[derive(Debug)]
@@ -22,6 +26,17 @@ pub enum Tap {
         client: SocketAddr,
         /// The server the client thinks it talks to (the listen address it reached).
         server: SocketAddr,
+        /// When.
+        ts: Timestamp,
+    },
+    /// The proxy reached the server: the addresses of the second leg.
+    Connected {
+        /// Connection number.
+        id: u64,
+        /// The proxy's own address on the server leg.
+        local: SocketAddr,
+        /// The server's address.
+        upstream: SocketAddr,
         /// When.
         ts: Timestamp,
     },
@@ -79,6 +94,133 @@ pub fn now() -> Timestamp {
     Timestamp::from_unix_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// Writes what crosses the proxy to pcapng: per proxied connection two TCP flows (client to
+/// proxy, proxy to server) with the real addresses, the events as packet comments.
+pub struct Recording {
+    writer: RotatingWriter,
+    interface: InterfaceId,
+    flows: HashMap<u64, (TcpFlowWriter, Option<TcpFlowWriter>)>,
+    stopped: bool,
+}
+
+impl Recording {
+    /// Starts a recording (one interface block for the listener).
+    pub fn create(
+        path: &std::path::Path,
+        rotation: RotationConfig,
+        description: &str,
+    ) -> Result<Self, WriteError> {
+        let mut writer = RotatingWriter::create(path, rotation)?;
+        let interface =
+            writer.add_interface(InterfaceDescription::ethernet("uatap", description))?;
+        Ok(Recording {
+            writer,
+            interface,
+            flows: HashMap::new(),
+            stopped: false,
+        })
+    }
+
+    fn guard(&mut self, r: Result<(), WriteError>) {
+        if let Err(e) = r {
+            if e.stops_recording() && !self.stopped {
+                self.stopped = true;
+                eprintln!("uatap: recording stopped ({e}); forwarding goes on");
+            }
+        }
+    }
+
+    fn open(&mut self, id: u64, client: SocketAddr, server: SocketAddr, ts: Timestamp, note: &str) {
+        if self.stopped {
+            return;
+        }
+        let Ok(mut flow) = TcpFlowWriter::new(self.interface, client, server) else {
+            return;
+        };
+        let r = flow.open(&mut self.writer, rts(ts), Some(note));
+        self.guard(r);
+        self.flows.insert(id, (flow, None));
+    }
+
+    fn connected(&mut self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
+        if self.stopped {
+            return;
+        }
+        let Ok(mut flow) = TcpFlowWriter::new(self.interface, local, upstream) else {
+            return;
+        };
+        let r = flow.open(&mut self.writer, rts(ts), None);
+        self.guard(r);
+        if let Some(f) = self.flows.get_mut(&id) {
+            f.1 = Some(flow);
+        }
+    }
+
+    fn data(&mut self, id: u64, dir: Direction, bytes: &[u8], ts: Timestamp, comments: &str) {
+        if self.stopped {
+            return;
+        }
+        let d = rdir(dir);
+        let comment = (!comments.is_empty()).then_some(comments);
+        let Some((client_leg, server_leg)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        // What the sender sent is on its own leg first, then on the other: the bytes are the
+        // same on both, and the comments go with the client's view.
+        let mut r = client_leg.data(&mut self.writer, d, rts(ts), bytes, comment);
+        if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
+            r = s.data(&mut self.writer, d, rts(ts), bytes, None);
+        }
+        self.guard(r);
+    }
+
+    fn close(&mut self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: &str) {
+        let Some((mut client_leg, server_leg)) = self.flows.remove(&id) else {
+            return;
+        };
+        if self.stopped {
+            return;
+        }
+        let comment = (!comments.is_empty()).then_some(comments);
+        let dir = match by {
+            ClosedBy::Server => RDir::BToA,
+            _ => RDir::AToB,
+        };
+        let t = rts(ts);
+        let mut legs = vec![(&mut client_leg, comment)];
+        let mut server_leg = server_leg;
+        if let Some(s) = server_leg.as_mut() {
+            legs.push((s, None));
+        }
+        for (leg, c) in legs {
+            let r = match reason {
+                CloseReason::Rst => leg.rst(&mut self.writer, dir, t, c),
+                _ => leg
+                    .fin(&mut self.writer, dir, t, c)
+                    .and_then(|()| leg.fin(&mut self.writer, dir.reverse(), t, None)),
+            };
+            self.guard(r);
+        }
+    }
+
+    fn finish(self) {
+        if let Err(e) = self.writer.finish() {
+            eprintln!("uatap: recording: {e}");
+        }
+    }
+}
+
+fn rts(t: Timestamp) -> uatap_recorder::Timestamp {
+    uatap_recorder::Timestamp::from_unix_micros(t.unix_micros)
+}
+
+fn rdir(d: Direction) -> RDir {
+    match d {
+        Direction::ClientToServer => RDir::AToB,
+        Direction::ServerToClient => RDir::BToA,
+    }
+}
+
 /// Receives events from the hub.
 pub trait EventSink: Send {
     /// One event, in order.
@@ -87,21 +229,34 @@ pub trait EventSink: Send {
     fn flush(&mut self) {}
 }
 
-/// Runs the analysis until every sender of `rx` is gone; returns the sinks (flushed).
+/// Runs the analysis until every sender of `rx` is gone; returns the sinks (flushed). With a
+/// recording, every tapped byte is written to it, with the events it caused as comments.
 pub fn run_hub(
     mut rx: mpsc::Receiver<Tap>,
     options: Options,
     mut sinks: Vec<Box<dyn EventSink>>,
+    mut recording: Option<Recording>,
 ) -> Vec<Box<dyn EventSink>> {
     let mut analyzer = Analyzer::new(options);
     let mut conns: HashMap<u64, Connection> = HashMap::new();
-    let emit = |c: &mut Connection, sinks: &mut Vec<Box<dyn EventSink>>| {
+    // Drains a connection's events to the sinks; returns their text for packet comments.
+    let emit = |c: &mut Connection, sinks: &mut Vec<Box<dyn EventSink>>, comments: bool| {
+        let mut text = String::new();
         while let Some(e) = c.poll_event() {
             for s in sinks.iter_mut() {
                 s.event(&e);
             }
+            if comments && !matches!(e.kind, uatap_analysis::EventKind::Message(_)) {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str("uatap: ");
+                text.push_str(&e.to_text());
+            }
         }
+        text
     };
+    let rec = recording.is_some();
     while let Some(tap) = rx.blocking_recv() {
         match tap {
             Tap::Open {
@@ -111,19 +266,35 @@ pub fn run_hub(
                 ts,
             } => {
                 let mut c = analyzer.open(client.to_string(), server.to_string(), ts);
-                emit(&mut c, &mut sinks);
+                let text = emit(&mut c, &mut sinks, rec);
+                if let Some(r) = recording.as_mut() {
+                    r.open(id, client, server, ts, &text);
+                }
                 conns.insert(id, c);
+            }
+            Tap::Connected {
+                id,
+                local,
+                upstream,
+                ts,
+            } => {
+                if let Some(r) = recording.as_mut() {
+                    r.connected(id, local, upstream, ts);
+                }
             }
             Tap::Data { id, dir, bytes, ts } => {
                 if let Some(c) = conns.get_mut(&id) {
                     analyzer.handle_input(c, dir, &bytes, ts);
-                    emit(c, &mut sinks);
+                    let text = emit(c, &mut sinks, rec);
+                    if let Some(r) = recording.as_mut() {
+                        r.data(id, dir, &bytes, ts, &text);
+                    }
                 }
             }
             Tap::Lost { id, dir, bytes, ts } => {
                 if let Some(c) = conns.get_mut(&id) {
                     analyzer.handle_gap(c, dir, bytes, ts);
-                    emit(c, &mut sinks);
+                    emit(c, &mut sinks, false);
                 }
             }
             Tap::UpstreamError {
@@ -134,22 +305,31 @@ pub fn run_hub(
             } => {
                 if let Some(c) = conns.get_mut(&id) {
                     c.handle_upstream_error(error, detail, ts);
-                    emit(c, &mut sinks);
+                    emit(c, &mut sinks, false);
                 }
             }
             Tap::Close { id, by, reason, ts } => {
                 if let Some(mut c) = conns.remove(&id) {
                     analyzer.handle_close(&mut c, by, reason, ts);
-                    emit(&mut c, &mut sinks);
+                    let text = emit(&mut c, &mut sinks, rec);
+                    if let Some(r) = recording.as_mut() {
+                        r.close(id, by, reason, ts, &text);
+                    }
                 }
             }
         }
     }
     // Shutting down: close what is still open so summaries and recordings are complete.
     let ts = now();
-    for (_, mut c) in conns.drain() {
+    for (id, mut c) in conns.drain() {
         analyzer.handle_close(&mut c, ClosedBy::Proxy, CloseReason::Error, ts);
-        emit(&mut c, &mut sinks);
+        let text = emit(&mut c, &mut sinks, rec);
+        if let Some(r) = recording.as_mut() {
+            r.close(id, ClosedBy::Proxy, CloseReason::Fin, ts, &text);
+        }
+    }
+    if let Some(r) = recording {
+        r.finish();
     }
     for s in sinks.iter_mut() {
         s.flush();

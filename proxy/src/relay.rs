@@ -161,6 +161,16 @@ async fn proxy_connection(
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
+    if let (Ok(local), Ok(remote)) = (upstream.local_addr(), upstream.peer_addr()) {
+        let _ = tap
+            .send(Tap::Connected {
+                id,
+                local,
+                upstream: remote,
+                ts: now(),
+            })
+            .await;
+    }
     let (cr, cw) = client.into_split();
     let (sr, sw) = upstream.into_split();
     let c2s = pump(cr, sw, Direction::ClientToServer, id, tap.clone());
