@@ -56,9 +56,9 @@ $(NODE_STAMP): $(PEERS)/package.json $(wildcard $(PEERS)/package-lock.json)
 test: deps
 	$(CARGO) test --workspace
 
-demo:
+demo: deps
 	$(CARGO) build --release
-	target/release/uatap analyze fixtures/basic-none.pcapng --messages
+	scripts/demo.sh
 
 # Each pair: server:client:port. A capture passes when tshark decodes more than 20 OPC UA frames.
 SMOKE_DIR ?= /tmp/uatap-peers-smoke
