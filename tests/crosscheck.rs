@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::util::{fixture_captures, fixture_port, peers_dir, python, run};
 
 /// The fields compared, as named in the event contract.
-const FIELDS: &[&str] = &[
+pub const FIELDS: &[&str] = &[
     "msg_type",
     "chunks",
     "channel_id",
@@ -23,9 +23,10 @@ const FIELDS: &[&str] = &[
     "notification_sequence_number",
 ];
 
-fn uatap_messages(capture: &Path) -> Vec<Value> {
+fn uatap_messages(capture: &Path, extra: &[&str]) -> Vec<Value> {
     let out = run(Command::new(env!("CARGO_BIN_EXE_uatap"))
         .args(["analyze", "--messages", "--json"])
+        .args(extra)
         .arg(capture));
     let events: Vec<Value> = out
         .lines()
@@ -42,11 +43,11 @@ fn uatap_messages(capture: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn tshark_messages(capture: &Path, port: u16) -> Vec<Value> {
+fn tshark_messages(capture: &Path, ports: &[u16]) -> Vec<Value> {
     let out = run(Command::new(python())
         .arg(peers_dir().join("tshark_messages.py"))
         .arg(capture)
-        .arg(port.to_string()));
+        .args(ports.iter().map(u16::to_string)));
     out.lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect()
@@ -61,8 +62,18 @@ fn crosscheck(capture: &Path, port: u16) -> usize {
 /// channel their sequence header and body are RSA-encrypted: tshark shows noise there, uatap
 /// `null`).
 fn crosscheck_fields(capture: &Path, port: u16, opn_fields: &[&str]) -> usize {
-    let ours = uatap_messages(capture);
-    let theirs = tshark_messages(capture, port);
+    crosscheck_with(capture, &[port], &[], opn_fields)
+}
+
+/// The general form: several server ports, extra `uatap analyze` options.
+pub fn crosscheck_with(
+    capture: &Path,
+    ports: &[u16],
+    extra: &[&str],
+    opn_fields: &[&str],
+) -> usize {
+    let ours = uatap_messages(capture, extra);
+    let theirs = tshark_messages(capture, ports);
     assert!(
         !ours.is_empty(),
         "{}: uatap found no message",

@@ -397,17 +397,15 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         !expert.contains("Malformed") && !expert.contains("Error"),
         "{expert}"
     );
-    // tshark's OPC UA messages (several can share a frame), both legs.
-    let frames = crate::util::run(
-        Command::new(python())
-            .arg(peers_dir().join("tshark_messages.py"))
-            .arg(&recording)
-            .args([sport.to_string(), (sport + 1).to_string()]),
-    )
-    .lines()
-    .count();
+    // tshark's OPC UA fields agree with uatap's message events, message by message, on both legs.
+    let compared = crate::crosscheck::crosscheck_with(
+        &recording,
+        &[sport, sport + 1],
+        &["--leg", "both"],
+        crate::crosscheck::FIELDS,
+    );
     let messages = live.iter().filter(|e| e["kind"] == "message").count();
-    assert_eq!(frames, 2 * messages, "every message on both legs");
+    assert_eq!(compared, 2 * messages, "every message on both legs");
     let _ = std::fs::remove_dir_all(dir);
 }
 
