@@ -174,6 +174,85 @@ fn forwards_every_byte_unchanged_under_random_splits() {
     assert!(events.iter().any(|e| e["kind"] == "decode_error"));
 }
 
+/// A client that vanishes in the middle of a message (reset) is reported, and another client
+/// on the same proxy at the same time is served byte for byte.
+#[test]
+fn client_vanishing_mid_message_does_not_disturb_others() {
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = server.local_addr().expect("addr").to_string();
+    let dir = temp_dir("vanish");
+    let proxy = Proxy::start(&upstream, &dir);
+    let capture = &crate::util::fixture_captures()[0];
+    let (c2s, s2c) = streams(capture);
+    let reply = s2c.clone();
+    let server_side = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let (s, _) = server.accept().expect("accept");
+            let reply = reply.clone();
+            got.push(std::thread::spawn(move || {
+                let w = s.try_clone().expect("clone");
+                let mut first = [0u8; 1];
+                let mut r = s;
+                // The vanishing client sends a partial HEL only; the good one sends everything.
+                let n = r.read(&mut first).unwrap_or(0);
+                let mut rest = Vec::new();
+                let _ = r.read_to_end(&mut rest);
+                let mut all = first[..n].to_vec();
+                all.extend(rest);
+                if all.len() > 100 {
+                    write_randomly(w, reply, 11);
+                }
+                all
+            }));
+        }
+        got.into_iter()
+            .map(|h| h.join().expect("server conn"))
+            .collect::<Vec<_>>()
+    });
+    // Client A: half a HEL, then a reset.
+    let a = TcpStream::connect(proxy.listen).expect("connect");
+    (&a).write_all(&c2s[..20]).expect("partial HEL");
+    std::thread::sleep(Duration::from_millis(200));
+    socket2::SockRef::from(&a)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(a);
+    // Client B: a whole conversation.
+    let b = TcpStream::connect(proxy.listen).expect("connect");
+    let w = b.try_clone().expect("clone");
+    let sent = c2s.clone();
+    let writer = std::thread::spawn(move || write_randomly(w, sent, 5));
+    let b_got = read_all(b);
+    writer.join().expect("writer");
+    let server_got = server_side.join().expect("server");
+    assert!(b_got == s2c, "the other client got other bytes");
+    assert!(
+        server_got.iter().any(|g| *g == c2s),
+        "the server got the whole conversation"
+    );
+    assert!(
+        server_got
+            .iter()
+            .any(|g| g.len() == 20 && g[..] == c2s[..20]),
+        "and the partial HEL"
+    );
+    let events = proxy.stop();
+    let closes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "conn_close")
+        .collect();
+    assert_eq!(closes.len(), 2);
+    let vanished = closes
+        .iter()
+        .find(|e| e["bytes_c2s"] == 20)
+        .expect("the vanished client");
+    assert_eq!(vanished["by"], "client");
+    assert_eq!(vanished["reason"], "rst");
+    assert!(events.iter().filter(|e| e["kind"] == "publish").count() >= 30);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A server that refuses: the client's connection is reset at once and the event says what
 /// the client sees instead of a refusal.
 #[test]
