@@ -228,7 +228,7 @@ fn client_vanishing_mid_message_does_not_disturb_others() {
     let server_got = server_side.join().expect("server");
     assert!(b_got == s2c, "the other client got other bytes");
     assert!(
-        server_got.iter().any(|g| *g == c2s),
+        server_got.contains(&c2s),
         "the server got the whole conversation"
     );
     assert!(
