@@ -77,13 +77,6 @@ fn signal(child: &Child, sig: &str) {
     run(Command::new("kill").args([sig, &child.id().to_string()]));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 fn tool(env: &str, default: &str) -> String {
     std::env::var(env).unwrap_or_else(|_| default.to_string())
 }
@@ -127,7 +120,7 @@ fn start_live(args: &[&str]) -> (Reaped, mpsc::Receiver<(Instant, String)>, Vec<
 
 #[test]
 fn live_capture_of_asyncua_and_node_opcua_matches_tshark() {
-    let port = free_port();
+    let port = crate::util::free_port();
     let p = port.to_string();
     let url = format!("opc.tcp://127.0.0.1:{port}/UA/Test");
     let dir = temp_dir("live");
@@ -325,7 +318,7 @@ fn file_events(capture: &Path) -> Vec<Value> {
 
 #[test]
 fn live_capture_stops_cleanly_on_ctrl_c() {
-    let port = free_port().to_string();
+    let port = crate::util::free_port().to_string();
     let (mut uatap, stderr, mut notes) = start_live(&["--port", &port, "--json"]);
     thread::sleep(Duration::from_millis(300));
     let asked = Instant::now();

@@ -257,11 +257,18 @@ fn client_vanishing_mid_message_does_not_disturb_others() {
 /// the client sees instead of a refusal.
 #[test]
 fn upstream_refusal_is_reported() {
-    // A port nobody listens on: bind, learn it, close.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
+    // A port bound but not listening: connections to it are refused, and no other test can
+    // take it while this socket lives.
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    reserved
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let port = reserved
         .local_addr()
         .expect("addr")
+        .as_socket()
+        .expect("inet")
         .port();
     let dir = temp_dir("refused");
     let proxy = Proxy::start(&format!("127.0.0.1:{port}"), &dir);
@@ -311,19 +318,11 @@ fn wait_ready(child: &mut Child) -> String {
     panic!("server never printed READY");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Real stacks through the proxy, both legs captured with tshark: what each side received is
 /// exactly what the other sent, and the proxy's live events tell the same story.
 fn real_peers_through_proxy(server: &str, client: &str) {
     let dir = temp_dir(&format!("peers-{server}-{client}"));
-    let (sport, pcap) = (free_port(), dir.join("legs.pcapng"));
+    let (sport, pcap) = (crate::util::free_port(), dir.join("legs.pcapng"));
     let mut tshark = Command::new("tshark")
         .args(["-i", "lo", "-w"])
         .arg(&pcap)
