@@ -11,7 +11,9 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use uatap_analysis::Options;
+use uatap_proxy::config::{self, ListenerEntry, ProxyConfig};
 use uatap_proxy::hub::{run_hub, EventSink, Recording};
+use uatap_proxy::metrics::{self, Metrics, MetricsSink};
 use uatap_proxy::relay::{run_listener, shutdown_signal, Ids, ListenerConfig};
 use uatap_proxy::sink::{JsonSink, TextSink};
 use uatap_proxy::upstream::Upstream;
@@ -21,11 +23,27 @@ use uatap_recorder::RotationConfig;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to accept OPC UA clients on, e.g. 0.0.0.0:4841.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub listen: Option<SocketAddr>,
     /// The server: host:port or opc.tcp://host:port/path.
-    #[arg(long, value_name = "SERVER")]
-    pub upstream: Upstream,
+    #[arg(
+        long,
+        value_name = "SERVER",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub upstream: Option<Upstream>,
+    /// Many listeners from a TOML file ([[listener]] tables with listen, upstream, optional
+    /// name, connect_timeout, rewrite_endpoint_urls, mirror_refusal; top-level json_file,
+    /// metrics, record), served by one process with one event stream. Instead of --listen/--upstream; options given on the command line
+    /// win over the file's.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
     /// JSON Lines of the events on standard output (the readable log then goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -47,9 +65,80 @@ pub struct Args {
     /// Keep at most this many recording files (the oldest are deleted), with --record-max-size.
     #[arg(long, value_name = "N")]
     pub record_files: Option<std::num::NonZeroUsize>,
+    /// Serve Prometheus metrics on GET http://ADDR/metrics (default 127.0.0.1:9464; a bare
+    /// port means 127.0.0.1:PORT; port 0 picks one and prints it).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9464",
+        value_parser = metrics::parse_addr
+    )]
+    pub metrics: Option<SocketAddr>,
+    /// Allow --metrics on an address other hosts can reach (the endpoint has no authentication).
+    #[arg(long)]
+    pub metrics_allow_remote: bool,
     /// Stop by itself after this many seconds (for demos and tests).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// CHANGES BYTES: rewrite the host:port of the endpoint URLs the server advertises
+    /// (GetEndpoints, FindServers, CreateSession) to the address the client dialed, so that a
+    /// client that dials the advertised URL (Ignition) stays on the proxy. Security None
+    /// channels only; each rewrite is reported as a fault_injected event.
+    #[arg(long)]
+    pub rewrite_endpoint_urls: bool,
+    /// When the server refuses a connection, stop listening until it accepts again (checked
+    /// every second), so that clients see the refusal (Bad_ConnectionRejected) themselves.
+    #[arg(long)]
+    pub mirror_refusal: bool,
+}
+
+/// What to serve, from the command line or a config file.
+struct Plan {
+    listeners: Vec<ListenerEntry>,
+    json_file: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
+    metrics_allow_remote: bool,
+    record: Option<PathBuf>,
+    record_max_size: Option<u64>,
+    record_files: Option<std::num::NonZeroUsize>,
+}
+
+impl Plan {
+    fn new(args: &Args) -> anyhow::Result<Plan> {
+        let file = match &args.config {
+            Some(path) => config::load(path).map_err(anyhow::Error::msg)?,
+            None => {
+                let (Some(listen), Some(upstream)) = (args.listen, args.upstream.clone()) else {
+                    anyhow::bail!("--listen and --upstream are needed (or --config FILE.toml)");
+                };
+                ProxyConfig {
+                    listeners: vec![ListenerEntry {
+                        name: None,
+                        listen,
+                        upstream,
+                        connect_timeout: None,
+                        rewrite_endpoint_urls: None,
+                        mirror_refusal: None,
+                    }],
+                    ..ProxyConfig::default()
+                }
+            }
+        };
+        let plan = Plan {
+            listeners: file.listeners,
+            json_file: args.json_file.clone().or(file.json_file),
+            metrics: args.metrics.or(file.metrics),
+            metrics_allow_remote: args.metrics_allow_remote || file.metrics_allow_remote,
+            record: args.record.clone().or(file.record),
+            record_max_size: args.record_max_size.or(file.record_max_size),
+            record_files: args.record_files.or(file.record_files),
+        };
+        if let Some(addr) = plan.metrics {
+            metrics::check_addr(addr, plan.metrics_allow_remote).map_err(anyhow::Error::msg)?;
+        }
+        Ok(plan)
+    }
 }
 
 /// Runs the proxy until Ctrl-C, SIGTERM or `--duration`.
@@ -62,10 +151,34 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let listen = listener.local_addr().unwrap_or(args.listen);
+    let plan = Plan::new(args)?;
+    let default_timeout = Duration::from_secs_f64(args.connect_timeout.max(0.001));
+    // Bind everything first: a busy port stops the proxy before it says it is proxying.
+    let mut bound = Vec::with_capacity(plan.listeners.len());
+    for l in &plan.listeners {
+        let listener = TcpListener::bind(l.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", l.listen))?;
+        let listen = listener.local_addr().unwrap_or(l.listen);
+        let config = ListenerConfig {
+            listen,
+            upstream: l.upstream.clone(),
+            connect_timeout: l.connect_timeout.unwrap_or(default_timeout),
+            rewrite_endpoint_urls: l
+                .rewrite_endpoint_urls
+                .unwrap_or(args.rewrite_endpoint_urls),
+            mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
+        };
+        bound.push((listener, config, l.name.clone()));
+    }
+    let metrics_listener = match plan.metrics {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+    };
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     let messages = args.verbose;
     if args.json {
@@ -74,67 +187,112 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         sinks.push(Box::new(TextSink::stdout(messages)));
     }
-    if let Some(path) = &args.json_file {
+    if let Some(path) = &plan.json_file {
         let f = std::fs::File::create(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
         sinks.push(Box::new(JsonSink::new(std::io::BufWriter::new(f))));
     }
-    eprintln!(
-        "uatap: proxying opc.tcp://{listen} -> {}; every byte is forwarded unchanged",
-        args.upstream
-    );
+    let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
+    if let Some(m) = &metrics {
+        sinks.push(Box::new(MetricsSink::new(m.clone())));
+    }
+    for (_, config, name) in &bound {
+        let name = name
+            .as_deref()
+            .map(|n| format!("[{n}] "))
+            .unwrap_or_default();
+        let promise = if config.rewrite_endpoint_urls {
+            "endpoint URLs in discovery and CreateSession responses are rewritten, every other byte is forwarded unchanged"
+        } else {
+            "every byte is forwarded unchanged"
+        };
+        eprintln!(
+            "uatap: {name}proxying opc.tcp://{} -> {}; {promise}",
+            config.listen, config.upstream
+        );
+    }
     let (tap, rx) = mpsc::channel(8192);
     let options = Options {
-        messages: args.verbose || args.json || args.json_file.is_some(),
+        // Metrics count messages by service, so they need the message events.
+        messages: args.verbose || args.json || plan.json_file.is_some() || metrics.is_some(),
     };
-    let recording = match &args.record {
+    let recording = match &plan.record {
         None => None,
         Some(path) => {
             let rotation = RotationConfig {
-                max_size_bytes: args.record_max_size.map(|mb| mb.saturating_mul(1 << 20)),
-                max_files: args.record_files,
+                max_size_bytes: plan.record_max_size.map(|mb| mb.saturating_mul(1 << 20)),
+                max_files: plan.record_files,
             };
-            let description = format!("uatap {listen} -> {}", args.upstream);
-            let r = Recording::create(path, rotation, &description)
+            let description = bound
+                .iter()
+                .map(|(_, c, _)| format!("{} -> {}", c.listen, c.upstream))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let r = Recording::create(path, rotation, &format!("uatap {description}"))
                 .with_context(|| format!("cannot record to {}", path.display()))?;
+            let ports: Vec<u16> = bound
+                .iter()
+                .flat_map(|(_, c, _)| [c.listen.port(), c.upstream.port])
+                .collect();
             eprintln!(
                 "uatap: recording to {}; {}",
                 path.display(),
-                open_hint(path, listen.port(), args.upstream.port)
+                open_hint(path, &ports)
             );
             Some(r)
         }
     };
-    let hub = std::thread::spawn(move || run_hub(rx, options, sinks, recording));
     let (stop, stopped) = watch::channel(false);
-    let config = ListenerConfig {
-        listen,
-        upstream: args.upstream.clone(),
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout.max(0.001)),
+    let metrics_server = match (metrics_listener, &metrics) {
+        (Some(listener), Some(m)) => {
+            let addr = listener
+                .local_addr()
+                .with_context(|| "the metrics address")?;
+            eprintln!("uatap: metrics on http://{addr}/metrics");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                m.clone(),
+                stopped.clone(),
+            )))
+        }
+        _ => None,
     };
-    let server = tokio::spawn(run_listener(
-        listener,
-        config,
-        tap,
-        Arc::new(Ids::default()),
-        stopped,
-    ));
+    let hub = std::thread::spawn(move || run_hub(rx, options, sinks, recording));
+    let ids = Arc::new(Ids::default());
+    let mut servers = Vec::with_capacity(bound.len());
+    for (listener, config, _) in bound {
+        servers.push(tokio::spawn(run_listener(
+            listener,
+            config,
+            tap.clone(),
+            ids.clone(),
+            stopped.clone(),
+        )));
+    }
+    // The listeners hold the only senders now: the hub ends when they have.
+    drop(tap);
     let duration = args.duration.map(Duration::from_secs_f64);
     tokio::select! {
         _ = shutdown_signal() => {}
         _ = async { match duration { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
     }
     let _ = stop.send(true);
-    let _ = server.await;
-    // Every tap sender is gone once the listener and its connections ended.
+    for s in servers {
+        let _ = s.await;
+    }
+    if let Some(m) = metrics_server {
+        let _ = m.await;
+    }
+    // Every tap sender is gone once the listeners and their connections ended.
     let _ = tokio::task::spawn_blocking(move || hub.join()).await;
     Ok(ExitCode::SUCCESS)
 }
 
 /// How to open the recording in Wireshark: its OPC UA dissector knows only port 4840.
-fn open_hint(path: &std::path::Path, listen: u16, upstream: u16) -> String {
-    let mut ports: Vec<u16> = vec![listen, upstream];
+fn open_hint(path: &std::path::Path, ports: &[u16]) -> String {
+    let mut ports: Vec<u16> = ports.to_vec();
     ports.retain(|p| *p != 4840);
+    ports.sort_unstable();
     ports.dedup();
     if ports.is_empty() {
         format!("open it with: tshark -r {}", path.display())

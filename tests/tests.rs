@@ -8,5 +8,7 @@ mod check;
 mod crosscheck;
 mod fixtures;
 mod live;
+mod metrics;
 mod proxy;
+mod rewrite;
 mod shapes;

@@ -182,6 +182,14 @@ pub enum EventKind {
     ServiceFault(ServiceFaultInfo),
     /// What happened on a connection, at its end.
     Summary(SummaryInfo),
+    /// The proxy changed what it forwards because the user asked it to (a configured fault,
+    /// `--rewrite-endpoint-urls`), or explains why it could not.
+    FaultInjected {
+        /// Name of the fault, e.g. `rewrite_endpoint_urls`.
+        fault: String,
+        /// What was changed, or why nothing was.
+        detail: String,
+    },
     /// Bytes that could not be decoded.
     DecodeError {
         /// Offset in that direction's stream.
@@ -205,6 +213,7 @@ impl EventKind {
             EventKind::Abort { .. } => "abort",
             EventKind::DecodeError { .. } => "decode_error",
             EventKind::UpstreamError { .. } => "upstream_error",
+            EventKind::FaultInjected { .. } => "fault_injected",
             EventKind::SecureChannel(_) => "secure_channel",
             EventKind::Session(_) => "session",
             EventKind::Subscription(_) => "subscription",
@@ -338,6 +347,10 @@ impl Event {
                 m.insert("error".into(), json!(error));
                 m.insert("detail".into(), json!(detail));
             }
+            EventKind::FaultInjected { fault, detail } => {
+                m.insert("fault".into(), json!(fault));
+                m.insert("detail".into(), json!(detail));
+            }
             EventKind::SecureChannel(p) => merge(&mut m, p),
             EventKind::Session(p) => merge(&mut m, p),
             EventKind::Subscription(p) => merge(&mut m, p),
@@ -433,6 +446,9 @@ impl Event {
             } => format!("DECODE ERROR at {offset}: {what} [{hex_prefix}]"),
             EventKind::UpstreamError { error, detail } => {
                 format!("UPSTREAM {} {detail}", error.to_uppercase())
+            }
+            EventKind::FaultInjected { fault, detail } => {
+                format!("FAULT INJECTED {fault}: {detail}")
             }
             EventKind::SecureChannel(p) => format!(
                 "SECURE CHANNEL {} policy={} mode={} {} {}{}{}",

@@ -218,6 +218,10 @@ impl Event {
                 o.str("error", error);
                 o.str("detail", detail);
             }
+            EventKind::FaultInjected { fault, detail } => {
+                o.str("fault", fault);
+                o.str("detail", detail);
+            }
             EventKind::Publish(p) => {
                 o.num("subscription_id", p.subscription_id);
                 o.num("sequence_number", p.sequence_number);
@@ -326,6 +330,10 @@ mod tests {
             status: Status::of(0),
             latency_ms: Some(0.25),
         }));
+        check(EventKind::FaultInjected {
+            fault: "rewrite_endpoint_urls".into(),
+            detail: "opc.tcp://kepware:49320 -> opc.tcp://proxy:4841 (3 endpoints)".into(),
+        });
         check(EventKind::ConnClose {
             by: ClosedBy::Unknown,
             reason: CloseReason::CaptureEnd,

@@ -73,6 +73,20 @@ pub enum Tap {
         /// When.
         ts: Timestamp,
     },
+    /// The relay changed (or declined to change) forwarded bytes on the user's request, e.g.
+    /// `--rewrite-endpoint-urls`: reported as a `fault_injected` event.
+    FaultInjected {
+        /// Connection number.
+        id: u64,
+        /// Which way the changed bytes went.
+        dir: Option<Direction>,
+        /// Name of the fault.
+        fault: &'static str,
+        /// What was changed, or why not.
+        detail: String,
+        /// When.
+        ts: Timestamp,
+    },
     /// The connection ended.
     Close {
         /// Connection number.
@@ -257,6 +271,8 @@ pub fn run_hub(
         text
     };
     let rec = recording.is_some();
+    // Text of `fault_injected` events waiting for the next bytes of their connection.
+    let mut pending_notes: HashMap<u64, String> = HashMap::new();
     while let Some(tap) = rx.blocking_recv() {
         match tap {
             Tap::Open {
@@ -285,7 +301,14 @@ pub fn run_hub(
             Tap::Data { id, dir, bytes, ts } => {
                 if let Some(c) = conns.get_mut(&id) {
                     analyzer.handle_input(c, dir, &bytes, ts);
-                    let text = emit(c, &mut sinks, rec);
+                    let mut text = emit(c, &mut sinks, rec);
+                    if let Some(mut note) = pending_notes.remove(&id) {
+                        if !text.is_empty() {
+                            note.push('\n');
+                            note.push_str(&text);
+                        }
+                        text = note;
+                    }
                     if let Some(r) = recording.as_mut() {
                         r.data(id, dir, &bytes, ts, &text);
                     }
@@ -308,7 +331,39 @@ pub fn run_hub(
                     emit(c, &mut sinks, false);
                 }
             }
+            Tap::FaultInjected {
+                id,
+                dir,
+                fault,
+                detail,
+                ts,
+            } => {
+                if let Some(c) = conns.get(&id) {
+                    let e = Event {
+                        ts,
+                        conn: c.id().into(),
+                        dir,
+                        kind: uatap_analysis::EventKind::FaultInjected {
+                            fault: fault.to_string(),
+                            detail,
+                        },
+                    };
+                    for s in sinks.iter_mut() {
+                        s.event(&e);
+                    }
+                    if rec {
+                        // Goes into the recording with the next bytes of the connection.
+                        let note = pending_notes.entry(id).or_default();
+                        if !note.is_empty() {
+                            note.push('\n');
+                        }
+                        note.push_str("uatap: ");
+                        note.push_str(&e.to_text());
+                    }
+                }
+            }
             Tap::Close { id, by, reason, ts } => {
+                pending_notes.remove(&id);
                 if let Some(mut c) = conns.remove(&id) {
                     analyzer.handle_close(&mut c, by, reason, ts);
                     let text = emit(&mut c, &mut sinks, rec);

@@ -7,8 +7,11 @@
 //! It does not decode OPC UA: the binary feeds the stream events to the analysis.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod hub;
+pub mod metrics;
 pub mod relay;
+pub mod rewrite;
 pub mod sink;
 pub mod sniff;
 pub mod upstream;

@@ -2,21 +2,30 @@
 //! once, mirror half-closes and resets, and tap a copy of every byte for the analysis.
 //!
 //! Nothing here waits for the analysis: a copy that does not fit in the tap channel is counted
-//! as lost for the analysis (reported as a gap), never held back from the peer.
+//! as lost for the analysis (reported as a gap), never held back from the peer. Only opening,
+//! closing, upstream errors and the reports of changed bytes (rare) are always delivered.
+//!
+//! Two options, off by default, go beyond copying:
+//! - `rewrite_endpoint_urls`: the server→client direction is framed and the endpoint URLs of
+//!   GetEndpoints, FindServers and CreateSession responses are rewritten to the address the
+//!   client dialed (see [`crate::rewrite`]); every change is reported as `fault_injected`.
+//! - `mirror_refusal`: when the server refuses a connection, the listening socket is closed
+//!   until the server accepts again, so that new clients see the refusal themselves.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
 use uatap_analysis::{CloseReason, ClosedBy, Direction};
 
 use crate::hub::{now, Tap};
+use crate::rewrite::{self, ClientHello, EndpointRewriter, HelloSniffer};
 use crate::upstream::{classify_io_error, client_view, Upstream};
 
 /// Bytes read per system call and direction; with two directions this bounds the buffer
@@ -32,7 +41,18 @@ pub struct ListenerConfig {
     pub upstream: Upstream,
     /// How long to wait for the server to accept.
     pub connect_timeout: Duration,
+    /// Rewrite the endpoint URLs the server advertises to the address the client dialed
+    /// (security None channels only). Changes bytes.
+    pub rewrite_endpoint_urls: bool,
+    /// When the server refuses a connection, stop accepting until it accepts again.
+    pub mirror_refusal: bool,
 }
+
+/// How often a closed listener (`mirror_refusal`) checks whether the server accepts again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A connection's report that the server refused it; answered once the listener is closed.
+type Refusal = oneshot::Sender<()>;
 
 /// Counts connection numbers across listeners.
 #[derive(Debug, Default)]
@@ -53,28 +73,94 @@ pub async fn run_listener(
     mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let config = Arc::new(config);
+    if config.rewrite_endpoint_urls {
+        eprintln!(
+            "uatap: --rewrite-endpoint-urls: bytes WILL be changed on {}: the endpoint URLs in GetEndpoints, FindServers and CreateSession responses are rewritten to the address the client dialed (security None channels only); each rewrite is reported as fault_injected",
+            config.listen
+        );
+    }
+    let (refusals, mut refused) = mpsc::channel::<Refusal>(16);
+    let mut listener = Some(listener);
+    // A failed re-bind is said once, not every second.
+    let mut rebind_failed = false;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (client, peer) = match accepted {
-                    Ok(a) => a,
-                    // Out of file descriptors and the like: keep serving the others.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+        match &listener {
+            Some(l) => tokio::select! {
+                accepted = l.accept() => {
+                    let (client, peer) = match accepted {
+                        Ok(a) => a,
+                        // Out of file descriptors and the like: keep serving the others.
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let id = ids.next();
+                    let refusals = config.mirror_refusal.then(|| refusals.clone());
+                    tasks.spawn(proxy_connection(client, peer, config.clone(), tap.clone(), id, shutdown.clone(), refusals));
+                }
+                Some(done) = refused.recv() => {
+                    // Closing the socket makes the kernel refuse new clients, as the server does.
+                    listener = None;
+                    let _ = done.send(());
+                    eprintln!(
+                        "uatap: {} refused a connection: the listener on {} is closed until it accepts again (--mirror-refusal; checked every {}s)",
+                        config.upstream,
+                        config.listen,
+                        PROBE_INTERVAL.as_secs()
+                    );
+                }
+                _ = shutdown.changed() => break,
+            },
+            None => tokio::select! {
+                Some(done) = refused.recv() => { let _ = done.send(()); }
+                _ = tokio::time::sleep(PROBE_INTERVAL) => {
+                    if dial(&config).await.is_ok() {
+                        match bind(config.listen) {
+                            Ok(l) => {
+                                listener = Some(l);
+                                rebind_failed = false;
+                                eprintln!(
+                                    "uatap: {} accepts connections again: listening on {} again",
+                                    config.upstream, config.listen
+                                );
+                            }
+                            Err(e) if !rebind_failed => {
+                                rebind_failed = true;
+                                eprintln!(
+                                    "uatap: {} accepts again but {} cannot be listened on again: {e}; retrying every {}s",
+                                    config.upstream,
+                                    config.listen,
+                                    PROBE_INTERVAL.as_secs()
+                                );
+                            }
+                            Err(_) => {}
+                        }
                     }
-                };
-                let id = ids.next();
-                tasks.spawn(proxy_connection(client, peer, config.clone(), tap.clone(), id, shutdown.clone()));
-            }
-            _ = shutdown.changed() => break,
+                }
+                _ = shutdown.changed() => break,
+            },
         }
         while tasks.try_join_next().is_some() {}
     }
     // Let open connections end (they stop on the same signal).
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Listens on `addr` again (address reuse on, so a reopened listener does not wait for old
+/// connections in TIME_WAIT).
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Resolves the upstream, trying each address.
@@ -123,6 +209,7 @@ async fn proxy_connection(
     tap: mpsc::Sender<Tap>,
     id: u64,
     mut shutdown: watch::Receiver<bool>,
+    refusals: Option<mpsc::Sender<Refusal>>,
 ) {
     let server_addr = client.local_addr().unwrap_or(config.listen);
     // Opening and closing are always delivered (awaited); only data copies may be dropped.
@@ -137,7 +224,22 @@ async fn proxy_connection(
     let upstream = match dial(&config).await {
         Ok(s) => s,
         Err((error, detail)) => {
-            let detail = format!("{detail}; {}", client_view(error));
+            let detail = match refusals {
+                Some(refusals) if error == "refused" => {
+                    // Close the listener before this client sees its reset, so that its next
+                    // attempt is refused by the kernel.
+                    let (done, closed) = oneshot::channel();
+                    if refusals.send(done).await.is_ok() {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), closed).await;
+                    }
+                    format!(
+                        "{detail}; the server refused the connection: uatap closed its listener on {} until the server accepts again (checked every {}s), so new clients get the refusal themselves (Ignition: Bad_ConnectionRejected); this client was accepted before the refusal was known and is reset (Bad_ConnectionClosed)",
+                        config.listen,
+                        PROBE_INTERVAL.as_secs()
+                    )
+                }
+                _ => format!("{detail}; {}", client_view(error)),
+            };
             let _ = tap
                 .send(Tap::UpstreamError {
                     id,
@@ -171,10 +273,36 @@ async fn proxy_connection(
             })
             .await;
     }
+    let (c2s_filter, s2c_filter) = if config.rewrite_endpoint_urls {
+        let hello = Arc::new(OnceLock::new());
+        (
+            Filter::Hello(HelloSniffer::default(), hello.clone()),
+            Filter::Rewrite(Box::new(EndpointRewriter::new(
+                hello,
+                server_addr.to_string(),
+            ))),
+        )
+    } else {
+        (Filter::Copy, Filter::Copy)
+    };
     let (cr, cw) = client.into_split();
     let (sr, sw) = upstream.into_split();
-    let c2s = pump(cr, sw, Direction::ClientToServer, id, tap.clone());
-    let s2c = pump(sr, cw, Direction::ServerToClient, id, tap.clone());
+    let c2s = pump(
+        cr,
+        sw,
+        Direction::ClientToServer,
+        id,
+        tap.clone(),
+        c2s_filter,
+    );
+    let s2c = pump(
+        sr,
+        cw,
+        Direction::ServerToClient,
+        id,
+        tap.clone(),
+        s2c_filter,
+    );
     tokio::pin!(c2s, s2c);
     let first = tokio::select! {
         e = &mut c2s => Some((Direction::ClientToServer, e)),
@@ -259,30 +387,86 @@ enum End {
     WriteFailed,
 }
 
+/// What a direction does to the bytes besides copying them.
+enum Filter {
+    /// Nothing: a plain copy (the default).
+    Copy,
+    /// Copies unchanged, and reads the client's HEL for the rewriter of the other direction.
+    Hello(HelloSniffer, Arc<OnceLock<ClientHello>>),
+    /// Frames the server's stream and rewrites endpoint URLs (`--rewrite-endpoint-urls`).
+    Rewrite(Box<EndpointRewriter>),
+}
+
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     dir: Direction,
     id: u64,
     tap: mpsc::Sender<Tap>,
+    mut filter: Filter,
 ) -> End {
     let mut buf = vec![0u8; READ_BUFFER];
+    let mut rewritten = Vec::new();
+    let mut notes = Vec::new();
     let mut lost: u64 = 0;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) => {
+                if let Filter::Rewrite(r) = &mut filter {
+                    // An incomplete chunk still held goes out as it is.
+                    rewritten.clear();
+                    r.finish(&mut rewritten);
+                    let _ = to.write_all(&rewritten).await;
+                    forwarded(&tap, id, dir, &rewritten, &mut lost);
+                }
                 // Mirror the half-close.
                 let _ = to.shutdown().await;
                 return End::Fin;
             }
             Ok(n) => n,
             Err(_) => {
+                if let Filter::Rewrite(r) = &mut filter {
+                    rewritten.clear();
+                    r.finish(&mut rewritten);
+                    let _ = to.write_all(&rewritten).await;
+                    forwarded(&tap, id, dir, &rewritten, &mut lost);
+                }
                 reset_on_close(to.as_ref());
                 let _ = socket2::SockRef::from(to.as_ref()).shutdown(Shutdown::Both);
                 return End::Reset;
             }
         };
-        let chunk = buf.get(..n).unwrap_or(&[]);
+        let read = buf.get(..n).unwrap_or(&[]);
+        let chunk = match &mut filter {
+            Filter::Copy => read,
+            Filter::Hello(sniffer, hello) => {
+                if let Some(h) = sniffer.push(read) {
+                    let _ = hello.set(h);
+                }
+                read
+            }
+            Filter::Rewrite(r) => {
+                rewritten.clear();
+                r.push(read, &mut rewritten, &mut notes);
+                for detail in notes.drain(..) {
+                    let _ = tap
+                        .send(Tap::FaultInjected {
+                            id,
+                            dir: Some(dir),
+                            fault: rewrite::FAULT,
+                            detail,
+                            ts: now(),
+                        })
+                        .await;
+                }
+                if rewritten.is_empty() {
+                    // Part of a chunk that may change: held until it is complete.
+                    continue;
+                }
+                &rewritten[..]
+            }
+        };
+        let n = chunk.len();
         // Forward first, then copy for the analysis.
         if to.write_all(chunk).await.is_err() {
             reset_on_close(from.as_ref());
@@ -315,6 +499,39 @@ async fn pump(
         {
             lost = lost.saturating_add(n as u64);
         }
+    }
+}
+
+/// Copies forwarded bytes for the analysis without waiting (end of stream only).
+fn forwarded(tap: &mpsc::Sender<Tap>, id: u64, dir: Direction, bytes: &[u8], lost: &mut u64) {
+    if bytes.is_empty() {
+        return;
+    }
+    if *lost > 0 {
+        if tap
+            .try_send(Tap::Lost {
+                id,
+                dir,
+                bytes: *lost,
+                ts: now(),
+            })
+            .is_err()
+        {
+            *lost = lost.saturating_add(bytes.len() as u64);
+            return;
+        }
+        *lost = 0;
+    }
+    if tap
+        .try_send(Tap::Data {
+            id,
+            dir,
+            bytes: bytes.to_vec(),
+            ts: now(),
+        })
+        .is_err()
+    {
+        *lost = lost.saturating_add(bytes.len() as u64);
     }
 }
 

@@ -3,6 +3,7 @@
 
     ua_client.py basic URL [--seconds S]           (default S = 3)
     ua_client.py big URL --items K [--seconds S]   (default S = 4)
+    ua_client.py discover URL [--seconds S]        (default S = 3)
     common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
 
 Anonymous. The connection sequence is HEL, OPN, GetEndpoints, CreateSession, ActivateSession
@@ -21,6 +22,9 @@ basic: Read ns=1;s=Counter, one subscription (publishing interval 100 ms) monito
        (sampling 50 ms, queue 10); prints "<elapsed> datachange ns=1;s=Counter <value>" for every
        notification; after S seconds DeleteSubscriptions, CloseSession, CLO, TCP close; prints
        "done; values N gaps [...]" (gaps = Counter values that were skipped).
+discover: like Eclipse Milo (Ignition): GetEndpoints on URL over its own connection, prints
+       "ENDPOINT <EndpointUrl>" of the endpoint matching --security, then connects to that
+       advertised URL (not to URL) and does what basic does.
 big:   one subscription (publishing interval 1000 ms, MaxNotificationsPerPublish 0) with K
        items ns=1;s=Item.0..K-1 in one CreateMonitoredItems (queue 10 each); after S seconds
        tears down like basic and prints "done; notifications N".
@@ -158,12 +162,27 @@ async def setup_security(client: Client, args: argparse.Namespace) -> None:
     log(f"security {policy} {mode}, certificate {cert}")
 
 
+async def advertised_url(args: argparse.Namespace) -> str:
+    """GetEndpoints on args.url; the EndpointUrl of the endpoint with the wanted security."""
+    policy, mode = args.security
+    probe = Client(args.url, timeout=15)
+    endpoints = await probe.connect_and_get_server_endpoints()
+    for ep in endpoints:
+        log(f"advertised {ep.EndpointUrl} {ep.SecurityPolicyUri} {ep.SecurityMode.name.rstrip('_')}")
+    for ep in endpoints:
+        if ep.SecurityPolicyUri.endswith("#" + policy) and ep.SecurityMode.name.rstrip("_") == mode:
+            log(f"ENDPOINT {ep.EndpointUrl}")
+            return ep.EndpointUrl
+    raise RuntimeError(f"no {policy}:{mode} endpoint among {len(endpoints)}")
+
+
 async def run(args: argparse.Namespace) -> int:
-    client = TapClient(args.url, timeout=15)
+    url = await advertised_url(args) if args.mode == "discover" else args.url
+    client = TapClient(url, timeout=15)
     await setup_security(client, args)
     await client.connect()
     try:
-        if args.mode == "basic":
+        if args.mode in ("basic", "discover"):
             rc = await basic(client, args.seconds if args.seconds is not None else 3.0)
         else:
             rc = await big(client, args.seconds if args.seconds is not None else 4.0, args.items)
@@ -174,7 +193,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["basic", "big"])
+    p.add_argument("mode", choices=["basic", "big", "discover"])
     p.add_argument("url")
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--items", type=int, default=2000)

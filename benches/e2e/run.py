@@ -1,0 +1,470 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: `uatap proxy` against a plain tokio copy_bidirectional forwarder.
+
+Everything runs on loopback in one go, with the synthetic OPC UA client and server of
+benches/e2e (src/main.rs). Candidates, each a fresh process per run:
+
+  fwd        benches/e2e forwarder: tokio::io::copy_bidirectional, TCP_NODELAY (the baseline)
+  fwd2       a second, identical forwarder: the A/A noise reference (--no-aa drops it)
+  uatap      uatap proxy --json-file F          (decodes every message, events to a file)
+  uatap+rec  uatap proxy --json-file F --record F.pcapng
+
+Workloads:
+  stream     one connection; the server streams PublishResponses (100 MonitoredItemNotifications
+             each, ~3.1 KB) as fast as it can; the client acknowledges every 10th. MB/s at the client.
+  pp1        one connection ping-ponging ReadRequests (informational: too noisy to judge)
+  pp100      100 connections ping-ponging ReadRequests; p50/p99 round trip (HDR histogram)
+
+For R rounds (default 5), every workload runs every candidate once, the candidates' order
+rotating from round to round so that drifting background load hits all of them. Ratios are
+taken per round against that round's fwd run, and the median of those is reported (and the
+ratio of the medians too). uatap's event file is checked after each run: the messages must
+have been decoded (publish / message events present) and any `N bytes missing` decode errors
+(the analysis could not keep up and the tap dropped bytes, which the forwarding path never waits
+for) are counted as the share of the stream the analysis did not see.
+
+Memory per idle connection: 1000 connections (after HEL/ACK and OPN, and again as raw TCP)
+opened through a fresh proxy; (VmRSS with them - VmRSS before) / 1000.
+
+Usage: python3 benches/e2e/run.py [--rounds 5] [--seconds 5] [--warmup 1] [--workloads stream,pp1,pp100]
+                                  [--no-aa] [--no-build] [--uatap PATH] [--workdir DIR] [--rate R]
+       make bench-proxy ARGS="--rounds 7"
+Exit status 0 when every bar is met, 2 when one is missed, 1 on an error.
+"""
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BENCH_BIN = HERE / "target" / "release" / "uatap-e2e"
+
+BARS = {
+    "stream_uatap": 0.9,  # uatap / fwd stream MB/s, at least
+    "stream_rec": 0.8,  # uatap+rec / fwd stream MB/s, at least
+    "pp100_p99": 1.2,  # uatap / fwd p99 round trip, at most
+    "idle_kib": 64.0,  # KiB per idle connection, at most
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    want = f":{port:04X}"
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            for line in Path(f).read_text().splitlines()[1:]:
+                parts = line.split()
+                if parts[1].endswith(want) and parts[3] == "0A":
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def wait_listening(port, proc, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}")
+        if listening(port):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_secs(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stop(proc, timeout=60):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+MISSING = re.compile(rb'"what":"(\d+) bytes missing')
+BYTES = re.compile(rb'"bytes_c2s":(\d+),"bytes_s2c":(\d+)')
+
+
+def scan_events(path):
+    """Counts of event kinds and bytes the analysis did not see, streaming through the file."""
+    kinds = {}
+    missing = 0
+    other_decode_errors = 0
+    total_bytes = 0
+    kind_re = re.compile(rb'"kind":"([a-z_]+)"')
+    with open(path, "rb") as f:
+        rest = b""
+        while True:
+            block = f.read(64 << 20)
+            if not block:
+                break
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            block, rest = block[:cut], block[cut:]
+            for k in (b"message", b"publish"):
+                kinds[k.decode()] = kinds.get(k.decode(), 0) + block.count(b'"kind":"' + k + b'"')
+            for line in block.splitlines():
+                if b'"kind":"message"' in line or b'"kind":"publish"' in line:
+                    continue
+                m = kind_re.search(line)
+                if not m:
+                    continue
+                k = m.group(1).decode()
+                kinds[k] = kinds.get(k, 0) + 1
+                if k == "decode_error":
+                    mm = MISSING.search(line)
+                    if mm:
+                        missing += int(mm.group(1))
+                    else:
+                        other_decode_errors += 1
+                elif k == "conn_close":
+                    mb = BYTES.search(line)
+                    if mb:
+                        total_bytes += int(mb.group(1)) + int(mb.group(2))
+    return {"kinds": kinds, "missing_bytes": missing, "other_decode_errors": other_decode_errors,
+            "analysed_bytes": total_bytes}
+
+
+def analysed_share(ev):
+    """Share of the proxied bytes the analysis saw: conn_close counts the bytes it was handed,
+    the `N bytes missing` decode errors the ones dropped from the tap."""
+    seen = ev["analysed_bytes"]
+    return seen / max(seen + ev["missing_bytes"], 1)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = Path(args.workdir)
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.uatap = self.work / "uatap"
+        self.servers = {}
+        self.procs = []
+
+    # -- processes
+
+    def spawn(self, cmd, **kw):
+        p = subprocess.Popen([str(c) for c in cmd], **kw)
+        self.procs.append(p)
+        return p
+
+    def start_servers(self):
+        a = self.args
+        for mode in ("stream", "pingpong"):
+            port = free_port()
+            cmd = [BENCH_BIN, "server", "--listen", f"127.0.0.1:{port}", "--mode", mode]
+            if mode == "stream" and a.rate:
+                cmd += ["--rate", a.rate]
+            p = self.spawn(cmd, stderr=subprocess.DEVNULL)
+            wait_listening(port, p)
+            self.servers[mode] = port
+
+    def start_candidate(self, cand, upstream_port, tag):
+        port = free_port()
+        listen = f"127.0.0.1:{port}"
+        upstream = f"127.0.0.1:{upstream_port}"
+        files = {}
+        if cand in ("fwd", "fwd2"):
+            cmd = [BENCH_BIN, "forwarder", "--listen", listen, "--upstream", upstream]
+        else:
+            files["json"] = self.work / f"{tag}.jsonl"
+            cmd = [self.uatap, "proxy", "--listen", listen, "--upstream", upstream,
+                   "--json-file", files["json"]]
+            if cand == "uatap+rec":
+                files["rec"] = self.work / f"{tag}.pcapng"
+                cmd += ["--record", files["rec"]]
+        p = self.spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, p)
+        return p, port, files
+
+    def client(self, port, mode, conns=1, extra=()):
+        a = self.args
+        cmd = [BENCH_BIN, "client", "--connect", f"127.0.0.1:{port}", "--mode", mode,
+               "--seconds", a.seconds, "--warmup", a.warmup, "--conns", conns, *extra]
+        out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                             timeout=a.seconds + a.warmup + 60)
+        if out.returncode != 0:
+            raise RuntimeError(f"client failed: {out.stderr.strip()}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    # -- one run
+
+    def run_one(self, workload, cand, rnd):
+        tag = f"r{rnd}-{workload}-{cand.replace('+', '_')}"
+        mode = "stream" if workload == "stream" else "pingpong"
+        conns = {"stream": 1, "pp1": 1, "pp100": self.args.conns}[workload]
+        proxy, port, files = self.start_candidate(cand, self.servers[mode], tag)
+        load = loadavg()[0]
+        try:
+            res = self.client(port, mode, conns)
+            res["proxy_cpu_s"] = cpu_secs(proxy.pid)
+            res["proxy_rss_kib"] = rss_kib(proxy.pid)
+        finally:
+            stop(proxy)
+        res["load1"] = float(load)
+        if "json" in files:
+            ev = scan_events(files["json"])
+            res["events"] = ev
+            if "rec" in files and files["rec"].exists():
+                res["rec_bytes"] = files["rec"].stat().st_size
+            self.check_events(workload, res, ev)
+            if not self.args.keep:
+                for f in files.values():
+                    f.unlink(missing_ok=True)
+        return res
+
+    def check_events(self, workload, res, ev):
+        k = ev["kinds"]
+        if ev["other_decode_errors"]:
+            raise RuntimeError(f"{workload}: uatap reported {ev['other_decode_errors']} decode errors "
+                               "that are not dropped bytes: the synthetic traffic is not valid")
+        if workload == "stream":
+            if k.get("publish", 0) < 1000:
+                raise RuntimeError(f"stream: only {k.get('publish', 0)} publish events")
+            res["analysed"] = analysed_share(ev)
+            res["publish_events"] = k.get("publish", 0)
+        else:
+            # Every round trip is a ReadRequest and a ReadResponse message event.
+            if k.get("message", 0) < res["count"]:
+                raise RuntimeError(f"{workload}: {k.get('message', 0)} message events for "
+                                   f"{res['count']} round trips")
+            res["analysed"] = analysed_share(ev)
+
+    # -- idle memory
+
+    def idle_memory(self, cand, handshake):
+        a = self.args
+        proxy, port, files = self.start_candidate(cand, self.servers["pingpong"], f"idle-{cand}")
+        try:
+            time.sleep(0.5)
+            before = rss_kib(proxy.pid)
+            cmd = [BENCH_BIN, "client", "--connect", f"127.0.0.1:{port}", "--mode", "idle",
+                   "--conns", a.idle_conns, "--seconds", 600, "--handshake", int(handshake)]
+            c = subprocess.Popen([str(x) for x in cmd], stdout=subprocess.PIPE, text=True)
+            try:
+                line = c.stdout.readline()
+                if not line.startswith("READY"):
+                    raise RuntimeError(f"idle client: {line!r}")
+                time.sleep(1.0)
+                after = rss_kib(proxy.pid)
+            finally:
+                c.kill()
+                c.wait()
+        finally:
+            stop(proxy)
+            for f in files.values():
+                f.unlink(missing_ok=True)
+        return {"before_kib": before, "after_kib": after,
+                "per_conn_kib": (after - before) / a.idle_conns}
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before that")
+    ap.add_argument("--conns", type=int, default=100, help="connections of the pp100 workload")
+    ap.add_argument("--idle-conns", type=int, default=1000)
+    ap.add_argument("--workloads", default="stream,pp1,pp100")
+    ap.add_argument("--no-aa", action="store_true", help="no second forwarder (A/A reference)")
+    ap.add_argument("--no-idle", action="store_true", help="skip the idle-memory measurement")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="pace the stream at this many PublishResponses/s (default: flat out)")
+    ap.add_argument("--uatap", default=str(ROOT / "target" / "release" / "uatap"))
+    ap.add_argument("--workdir", default="/tmp/uatap-e2e",
+                    help="event files and recordings go here (deleted after each run)")
+    ap.add_argument("--keep", action="store_true", help="keep event files and recordings")
+    ap.add_argument("--out", default=str(HERE / "target" / "e2e-results"),
+                    help="writes OUT.txt (table) and OUT.json (every run)")
+    a = ap.parse_args()
+    workloads = [w for w in a.workloads.split(",") if w]
+
+    if not a.no_build:
+        log("== building benches/e2e (release)")
+        subprocess.run(["cargo", "build", "--release", "--quiet",
+                        "--manifest-path", str(HERE / "Cargo.toml")], check=True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+
+    b = Bench(a)
+    # A private copy: the workspace may be rebuilt while the benchmark runs.
+    shutil.copy2(a.uatap, b.uatap)
+    cands = ["fwd", "uatap", "uatap+rec"] + ([] if a.no_aa else ["fwd2"])
+    results = {w: {c: [] for c in cands} for w in workloads}
+    load_start = loadavg()
+    t_start = time.time()
+    idle = {}
+    try:
+        b.start_servers()
+        for rnd in range(a.rounds):
+            for w in workloads:
+                k = rnd % len(cands)
+                order = cands[k:] + cands[:k]
+                for c in order:
+                    r = b.run_one(w, c, rnd)
+                    results[w][c].append(r)
+                    if w == "stream":
+                        extra = f"{r['mb_per_s']:8.1f} MB/s"
+                    else:
+                        extra = f"p50 {r['p50_us']:8.1f} us  p99 {r['p99_us']:8.1f} us  {r['rate']:7.0f}/s"
+                    if "analysed" in r:
+                        extra += f"  analysed {100 * r['analysed']:.1f}%"
+                    log(f"round {rnd + 1}/{a.rounds} {w:6s} {c:9s} {extra}  "
+                        f"proxy cpu {r['proxy_cpu_s']:.2f}s  load {r['load1']:.2f}")
+        if not a.no_idle:
+            for c in ("fwd", "uatap"):
+                for hs in (True, False):
+                    idle[(c, hs)] = b.idle_memory(c, hs)
+                    log(f"idle {c:5s} {'HEL+OPN' if hs else 'raw TCP'}: "
+                        f"{idle[(c, hs)]['per_conn_kib']:.1f} KiB/conn")
+    finally:
+        b.cleanup()
+    load_end = loadavg()
+
+    # -- report
+    lines = []
+    out = lines.append
+    out(f"uatap proxy vs tokio copy_bidirectional forwarder, loopback, {a.rounds} interleaved rounds, "
+        f"{a.seconds:g}s measured (+{a.warmup:g}s warm-up) per run")
+    out(f"machine: {os.cpu_count()} CPUs; load average at start {' '.join(load_start)}, "
+        f"at end {' '.join(load_end)}; took {time.time() - t_start:.0f}s")
+    out("ratios: median over rounds of (candidate / fwd of the same round); [min..max]; "
+        "'of medians' = median(candidate) / median(fwd)")
+    out("")
+    verdicts = []
+
+    def ratio_stats(w, c, key):
+        rs = [x[key] / f[key] for x, f in zip(results[w][c], results[w]["fwd"]) if f[key]]
+        return med(rs), min(rs), max(rs), med([x[key] for x in results[w][c]]) / med(
+            [f[key] for f in results[w]["fwd"]])
+
+    for w in workloads:
+        if w == "stream":
+            out("stream (1 connection, PublishResponses of 100 items, MB/s at the client, higher is better)")
+            out(f"  {'candidate':10s} {'median MB/s':>12s} {'ratio':>7s} {'[min..max]':>14s} {'of medians':>10s}"
+                f" {'analysed':>9s} {'proxy CPU s/GB':>14s}")
+            for c in cands:
+                rs = results[w][c]
+                mbs = med([r["mb_per_s"] for r in rs])
+                cpu = med([r["proxy_cpu_s"] / (r["bytes_total"] / 1e9) for r in rs])
+                an = med([r["analysed"] for r in rs]) if "analysed" in rs[0] else None
+                an_s = f"{100 * an:8.1f}%" if an is not None else f"{'-':>9s}"
+                if c == "fwd":
+                    out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f}")
+                    continue
+                m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
+                out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f}")
+                bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec"}.get(c)
+                if bar:
+                    ok = m >= BARS[bar]
+                    lossless = an is not None and min(r["analysed"] for r in rs) >= 1.0
+                    verdicts.append((f"stream {c} >= {BARS[bar]}x fwd, decoding every message", m,
+                                     ok and lossless,
+                                     "" if lossless else
+                                     f"analysis saw only {100 * an:.1f}% of the bytes (median); "
+                                     f"the rest was dropped from the tap, never from the forwarding"))
+        else:
+            n = 1 if w == "pp1" else a.conns
+            out(f"{w} ({n} connection{'s' if n > 1 else ''} ping-ponging ReadRequests, round trip in us, lower is better"
+                f"{'; informational, too noisy to judge' if w == 'pp1' else ''})")
+            out(f"  {'candidate':10s} {'p50':>9s} {'p99':>9s} {'p99 ratio':>9s} {'[min..max]':>14s} {'of medians':>10s}"
+                f" {'p50 ratio':>9s} {'rt/s':>8s} {'analysed':>9s}")
+            for c in cands:
+                rs = results[w][c]
+                p50 = med([r["p50_us"] for r in rs])
+                p99 = med([r["p99_us"] for r in rs])
+                rate = med([r["rate"] for r in rs])
+                an = med([r["analysed"] for r in rs]) if "analysed" in rs[0] else None
+                an_s = f"{100 * an:8.1f}%" if an is not None else f"{'-':>9s}"
+                if c == "fwd":
+                    out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {'1.00':>9s} {'':>14s} {'':>10s} {'1.00':>9s} {rate:8.0f} {an_s}")
+                    continue
+                m, lo, hi, om = ratio_stats(w, c, "p99_us")
+                m50 = ratio_stats(w, c, "p50_us")[0]
+                out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {m:9.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {m50:9.2f} {rate:8.0f} {an_s}")
+                if w == "pp100" and c == "uatap":
+                    verdicts.append((f"pp100 uatap p99 <= {BARS['pp100_p99']}x fwd", m,
+                                     m <= BARS["pp100_p99"], ""))
+        out("")
+    if idle:
+        out(f"memory per idle connection ({a.idle_conns} connections, VmRSS after - before)")
+        for (c, hs), v in idle.items():
+            out(f"  {c:6s} {'after HEL/ACK+OPN' if hs else 'raw TCP, no bytes':18s} "
+                f"{v['before_kib']:7d} -> {v['after_kib']:7d} KiB  = {v['per_conn_kib']:6.1f} KiB/conn")
+        worst = max(v["per_conn_kib"] for (c, _), v in idle.items() if c == "uatap")
+        verdicts.append((f"uatap memory per idle connection <= {BARS['idle_kib']:g} KiB", worst,
+                         worst <= BARS["idle_kib"], ""))
+        out("")
+    out("bars")
+    for name, value, ok, note in verdicts:
+        out(f"  {'MET   ' if ok else 'MISSED'} {name}: {value:.2f}{'  (' + note + ')' if note else ''}")
+    text = "\n".join(lines)
+    print(text)
+    outp = Path(a.out)
+    outp.parent.mkdir(parents=True, exist_ok=True)
+    outp.with_suffix(".txt").write_text(text + "\n")
+    outp.with_suffix(".json").write_text(json.dumps({
+        "args": vars(a), "load_start": load_start, "load_end": load_end,
+        "results": results,
+        "idle": {f"{c}/{'hel_opn' if hs else 'raw'}": v for (c, hs), v in idle.items()},
+    }, indent=1, default=str))
+    log(f"written: {outp.with_suffix('.txt')} and .json")
+    return 0 if all(ok for _, _, ok, _ in verdicts) else 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (RuntimeError, subprocess.SubprocessError) as e:
+        log(f"error: {e}")
+        sys.exit(1)
