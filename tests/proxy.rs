@@ -253,6 +253,61 @@ fn client_vanishing_mid_message_does_not_disturb_others() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A server that resets mid-session: the reset is passed on to the client and reported.
+#[test]
+fn server_reset_is_mirrored_and_reported() {
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = server.local_addr().expect("addr").to_string();
+    let dir = temp_dir("server-reset");
+    let proxy = Proxy::start(&upstream, &dir);
+    let capture = &crate::util::fixture_captures()[0];
+    let (c2s, s2c) = streams(capture);
+    let partial = s2c[..s2c.len() / 2].to_vec();
+    let server_side = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().expect("accept");
+        s.write_all(&partial).expect("half the answers");
+        std::thread::sleep(Duration::from_millis(300));
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .expect("linger");
+        drop(s);
+    });
+    let mut client = TcpStream::connect(proxy.listen).expect("connect");
+    client.write_all(&c2s[..c2s.len() / 2]).expect("requests");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        match client.read(&mut buf) {
+            Ok(0) => break "fin",
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => panic!("{e}"),
+        }
+    };
+    server_side.join().expect("server");
+    assert_eq!(ended, "reset", "the client sees the server's reset");
+    assert!(
+        got == s2c[..s2c.len() / 2],
+        "what came before the reset arrived unchanged"
+    );
+    let events = proxy.stop();
+    let err = events
+        .iter()
+        .find(|e| e["kind"] == "upstream_error")
+        .expect("upstream_error");
+    assert_eq!(err["error"], "reset");
+    let close = events
+        .iter()
+        .find(|e| e["kind"] == "conn_close")
+        .expect("close");
+    assert_eq!(close["by"], "server");
+    assert_eq!(close["reason"], "rst");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A server that refuses: the client's connection is reset at once and the event says what
 /// the client sees instead of a refusal.
 #[test]

@@ -109,6 +109,19 @@ def cpu_secs(pid):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_secs(pid):
+    """CPU seconds by thread name (tokio-rt-worker: forwarding; uatap: main + analysis hub)."""
+    by = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (t / "comm").read_text().strip()
+            fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        by[comm] = by.get(comm, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return by
+
+
 def stop(proc, timeout=60):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -236,6 +249,7 @@ class Bench:
         try:
             res = self.client(port, mode, conns)
             res["proxy_cpu_s"] = cpu_secs(proxy.pid)
+            res["proxy_thread_cpu_s"] = thread_cpu_secs(proxy.pid)
             res["proxy_rss_kib"] = rss_kib(proxy.pid)
         finally:
             stop(proxy)
@@ -378,6 +392,7 @@ def main():
         f"{a.seconds:g}s measured (+{a.warmup:g}s warm-up) per run")
     out(f"machine: {os.cpu_count()} CPUs; load average at start {' '.join(load_start)}, "
         f"at end {' '.join(load_end)}; took {time.time() - t_start:.0f}s")
+    out(f"uatap: {a.uatap}")
     out("ratios: median over rounds of (candidate / fwd of the same round); [min..max]; "
         "'of medians' = median(candidate) / median(fwd)")
     out("")
@@ -392,7 +407,7 @@ def main():
         if w == "stream":
             out("stream (1 connection, PublishResponses of 100 items, MB/s at the client, higher is better)")
             out(f"  {'candidate':10s} {'median MB/s':>12s} {'ratio':>7s} {'[min..max]':>14s} {'of medians':>10s}"
-                f" {'analysed':>9s} {'proxy CPU s/GB':>14s}")
+                f" {'analysed':>9s} {'proxy CPU s/GB':>14s} {'hub us/msg':>10s}")
             for c in cands:
                 rs = results[w][c]
                 mbs = med([r["mb_per_s"] for r in rs])
@@ -400,10 +415,12 @@ def main():
                 an = med([r["analysed"] for r in rs]) if "analysed" in rs[0] else None
                 an_s = f"{100 * an:8.1f}%" if an is not None else f"{'-':>9s}"
                 if c == "fwd":
-                    out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f}")
+                    out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f} {'-':>10s}")
                     continue
+                hub = med([1e6 * r["proxy_thread_cpu_s"].get("uatap", 0.0) /
+                           max(r["events"]["kinds"].get("publish", 0), 1) for r in rs])
                 m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
-                out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f}")
+                out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f} {hub:10.2f}")
                 bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec"}.get(c)
                 if bar:
                     ok = m >= BARS[bar]

@@ -431,8 +431,14 @@ async fn pump(
                     let _ = to.write_all(&rewritten).await;
                     forwarded(&tap, id, dir, &rewritten, &mut lost);
                 }
+                // Pass the reset on: the receiver's socket will close with RST. Only its read
+                // side is shut now (which sends nothing), to stop the other direction's pump;
+                // shutting its write side would send a FIN before the reset.
                 reset_on_close(to.as_ref());
-                let _ = socket2::SockRef::from(to.as_ref()).shutdown(Shutdown::Both);
+                let _ = socket2::SockRef::from(to.as_ref()).shutdown(Shutdown::Read);
+                // Dropping a write half sends a FIN; forgetting it leaves the close (with RST)
+                // to the read half.
+                to.forget();
                 return End::Reset;
             }
         };
@@ -470,7 +476,7 @@ async fn pump(
         // Forward first, then copy for the analysis.
         if to.write_all(chunk).await.is_err() {
             reset_on_close(from.as_ref());
-            let _ = socket2::SockRef::from(from.as_ref()).shutdown(Shutdown::Both);
+            let _ = socket2::SockRef::from(from.as_ref()).shutdown(Shutdown::Read);
             return End::WriteFailed;
         }
         let ts = now();
