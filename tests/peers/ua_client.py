@@ -44,23 +44,10 @@ from asyncua import Client, ua
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from peer_common import DEFAULT_PKI, MODES, POLICIES, parse_security  # noqa: E402
 
 T0 = time.monotonic()
 APP_URI = "urn:uatap:test-client:asyncua"
-DEFAULT_PKI = Path(__file__).resolve().parent.parent.parent / ".cache" / "pki"
-POLICIES = ("None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep",
-            "Aes256_Sha256_RsaPss")
-MODES = ("None", "Sign", "SignAndEncrypt")
-
-
-def parse_security(text: str) -> tuple[str, str]:
-    """"POLICY:MODE" -> (policy, mode); None goes only with None."""
-    policy, sep, mode = text.partition(":")
-    if not sep or policy not in POLICIES or mode not in MODES or (policy == "None") != (mode == "None"):
-        raise argparse.ArgumentTypeError(
-            f"bad --security {text!r}: POLICY:MODE with POLICY in {', '.join(POLICIES)} and MODE "
-            "Sign or SignAndEncrypt (or None:None)")
-    return policy, mode
 
 
 def log(msg: str) -> None:
