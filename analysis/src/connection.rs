@@ -750,4 +750,124 @@ mod tests {
         let ev = feed(&mut c, Direction::ClientToServer, &msg(1, &read_request()));
         assert_eq!(message_infos(&ev)[0].service, Some("ReadRequest"));
     }
+
+    fn request_header(handle: u32) -> RequestHeader<'static> {
+        RequestHeader {
+            authentication_token: NodeId::numeric(1, 5),
+            timestamp: DateTime(0),
+            request_handle: handle,
+            return_diagnostics: 0,
+            audit_entry_id: UaString::null(),
+            timeout_hint: 0,
+            additional_header: ExtensionObject::default(),
+        }
+    }
+
+    fn response_header(handle: u32, result: u32) -> uatap_codec::services::ResponseHeader<'static> {
+        uatap_codec::services::ResponseHeader {
+            timestamp: DateTime(0),
+            request_handle: handle,
+            service_result: uatap_codec::status::StatusCode(result),
+            service_diagnostics: Default::default(),
+            string_table: None,
+            additional_header: ExtensionObject::default(),
+        }
+    }
+
+    fn body<T: Encode>(type_id: u32, v: &T) -> Vec<u8> {
+        let mut b = NodeId::numeric(0, type_id).to_vec();
+        v.encode(&mut b);
+        b
+    }
+
+    /// A Republish loop after a reconnect: one message comes back, then the server says it
+    /// holds no more (Bad_MessageNotAvailable), which ends the loop normally.
+    #[test]
+    fn republish_loop_is_reported() {
+        use uatap_codec::services::{
+            NotificationMessage, RepublishRequest, RepublishResponse, ServiceFault,
+        };
+        let mut c = conn();
+        let req = |seq: u32| RepublishRequest {
+            request_header: request_header(seq),
+            subscription_id: 9,
+            retransmit_sequence_number: seq,
+        };
+        feed(
+            &mut c,
+            Direction::ClientToServer,
+            &msg(10, &body(832, &req(5))),
+        );
+        let ok = RepublishResponse {
+            response_header: response_header(5, 0),
+            notification_message: NotificationMessage {
+                sequence_number: 5,
+                publish_time: DateTime(0),
+                notification_data: Some(vec![]),
+            },
+        };
+        let ev = feed(&mut c, Direction::ServerToClient, &msg(10, &body(835, &ok)));
+        let r: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Republish(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].subscription_id, r[0].retransmit_sequence_number),
+            (9, 5)
+        );
+        assert_eq!(r[0].status.status_name, Some("Good"));
+        feed(
+            &mut c,
+            Direction::ClientToServer,
+            &msg(11, &body(832, &req(6))),
+        );
+        let fault = ServiceFault {
+            response_header: response_header(6, 0x807B_0000),
+        };
+        let ev = feed(
+            &mut c,
+            Direction::ServerToClient,
+            &msg(11, &body(397, &fault)),
+        );
+        let f = ev
+            .iter()
+            .find_map(|e| match e {
+                EventKind::ServiceFault(f) => Some(f.clone()),
+                _ => None,
+            })
+            .expect("service_fault");
+        assert_eq!(f.for_service, Some("RepublishRequest"));
+        assert!(f.normal, "Bad_MessageNotAvailable ends a Republish loop");
+        assert!(ev.iter().any(|e| matches!(e, EventKind::Republish(r)
+            if r.retransmit_sequence_number == 6 && r.status.status_name == Some("Bad_MessageNotAvailable"))));
+        // A response without a request is still decoded, and a request never answered is
+        // listed when the connection ends.
+        feed(
+            &mut c,
+            Direction::ClientToServer,
+            &msg(12, &body(832, &req(7))),
+        );
+        c.handle_close(
+            ClosedBy::Client,
+            CloseReason::Fin,
+            Timestamp::from_unix_micros(9),
+        );
+        let ev: Vec<EventKind> = std::iter::from_fn(|| c.poll_event())
+            .map(|e| e.kind)
+            .collect();
+        let summary = ev
+            .iter()
+            .find_map(|e| match e {
+                EventKind::Summary(s) => Some(s.clone()),
+                _ => None,
+            })
+            .expect("summary");
+        assert_eq!(summary.unanswered, vec!["RepublishRequest#12".to_string()]);
+        assert_eq!(summary.service_faults, 1);
+        assert_eq!(summary.abnormal_faults, 0);
+    }
 }
