@@ -98,11 +98,12 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
 	$(PYTHON) fuzz/seed.py
-	@for t in $(FUZZ_TARGETS); do \
+	@fail=; for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS)s"; \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
-	done
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || fail="$$fail $$t"; \
+	done; \
+	if [ -n "$$fail" ]; then echo "FAIL: fuzz targets that crashed:$$fail" >&2; exit 1; fi
 
 # Secured channels: node-opcua server + asyncua client, Basic256Sha256 in mode Sign and in mode
 # SignAndEncrypt (certificates generated into $(SECURE_PKI)). Each capture passes when tshark
@@ -133,3 +134,12 @@ peers-secure: deps
 bench-analyze:
 	$(PYTHON) benches/analyze_vs_tshark.py $(ARGS)
 .PHONY: bench-analyze
+
+# End-to-end: uatap proxy against a plain tokio copy_bidirectional forwarder on loopback, with the
+# synthetic OPC UA client/server of benches/e2e (PublishResponse stream MB/s, 100-connection Read
+# ping-pong p99, memory per idle connection), rounds interleaved. Result table:
+# benches/e2e/target/e2e-results.txt. ARGS e.g. --rounds 7, --no-aa, --workloads stream.
+bench-proxy:
+	$(CARGO) build --release --bin uatap
+	$(PYTHON) benches/e2e/run.py $(ARGS)
+.PHONY: bench-proxy

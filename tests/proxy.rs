@@ -421,10 +421,20 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         .arg("--record")
         .arg(dir.join("recording.pcapng"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("proxy starts");
-    std::thread::sleep(Duration::from_millis(500));
+    // The banner comes once the listener is bound.
+    let mut banner = BufReader::new(proxy.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("proxying") {
+        line.clear();
+        assert!(
+            banner.read_line(&mut line).expect("proxy stderr") > 0,
+            "the proxy ended before listening"
+        );
+    }
+    std::thread::spawn(move || for _ in banner.lines() {});
     let url = format!("opc.tcp://127.0.0.1:{}/UA/Test", sport + 1);
     let status = match client {
         "node" => Command::new("node")

@@ -186,6 +186,23 @@ impl Connection {
             return;
         }
         self.closed = true;
+        // Garbage up to the end of a stream is reported now that the end is known.
+        for dir in [Direction::ClientToServer, Direction::ServerToClient] {
+            let r = match dir {
+                Direction::ClientToServer => &mut self.c2s,
+                Direction::ServerToClient => &mut self.s2c,
+            };
+            r.finish();
+            let mut errors = Vec::new();
+            while let Some(ev) = r.poll_event() {
+                if let ReassemblyEvent::Error { error, prefix, .. } = ev {
+                    errors.push((error, prefix));
+                }
+            }
+            for (error, prefix) in errors {
+                self.push_decode_error(dir, now, &error, &prefix);
+            }
+        }
         let mut out = Vec::new();
         self.tracker.on_close(&mut out);
         self.push_all(now, out);

@@ -210,6 +210,46 @@ class Bench:
             wait_listening(port, p)
             self.servers[mode] = port
 
+    def paced_server(self, rate):
+        port = free_port()
+        p = self.spawn([BENCH_BIN, "server", "--listen", f"127.0.0.1:{port}", "--mode", "stream",
+                        "--rate", rate], stderr=subprocess.DEVNULL)
+        wait_listening(port, p)
+        return p, port
+
+    def lossless_probe(self, cand, rate, seconds):
+        """One paced stream run: did the analysis see every byte at `rate` messages/s?"""
+        server, sport = self.paced_server(rate)
+        proxy, port, files = self.start_candidate(cand, sport, f"lossless-{cand.replace('+', '_')}")
+        try:
+            res = self.client(port, "stream", 1, seconds=seconds)
+        finally:
+            stop(proxy)
+            stop(server)
+        ev = scan_events(files["json"])
+        for f in files.values():
+            f.unlink(missing_ok=True)
+        share = analysed_share(ev)
+        kept_pace = res["msgs_per_s"] >= 0.97 * rate
+        return share >= 1.0 and kept_pace, share, res["mb_per_s"], res["msgs_per_s"]
+
+    def lossless_search(self, cand, hi_rate, steps, seconds):
+        """Highest paced rate (messages/s) at which the analysis lost nothing, by bisection
+        between 0 and `hi_rate` (on a log scale once a passing rate is known)."""
+        lo, hi = 0.0, hi_rate
+        rate = hi_rate / 4
+        best = None
+        for _ in range(steps):
+            ok, share, mbs, mps = self.lossless_probe(cand, rate, seconds)
+            log(f"lossless {cand:9s} {rate:9.0f} msg/s ({mbs:7.1f} MB/s): "
+                f"{'all decoded' if ok else f'analysed {100 * share:.1f}%, client {mps:.0f} msg/s'}")
+            if ok:
+                lo, best = rate, (rate, mbs)
+            else:
+                hi = rate
+            rate = (lo * hi) ** 0.5 if lo > 0 else hi / 4 if hi == hi_rate else hi / 2
+        return best
+
     def start_candidate(self, cand, upstream_port, tag):
         port = free_port()
         listen = f"127.0.0.1:{port}"
@@ -228,12 +268,13 @@ class Bench:
         wait_listening(port, p)
         return p, port, files
 
-    def client(self, port, mode, conns=1, extra=()):
+    def client(self, port, mode, conns=1, extra=(), seconds=None):
         a = self.args
+        seconds = a.seconds if seconds is None else seconds
         cmd = [BENCH_BIN, "client", "--connect", f"127.0.0.1:{port}", "--mode", mode,
-               "--seconds", a.seconds, "--warmup", a.warmup, "--conns", conns, *extra]
+               "--seconds", seconds, "--warmup", a.warmup, "--conns", conns, *extra]
         out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
-                             timeout=a.seconds + a.warmup + 60)
+                             timeout=seconds + a.warmup + 60)
         if out.returncode != 0:
             raise RuntimeError(f"client failed: {out.stderr.strip()}")
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -320,6 +361,116 @@ def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def report(d):
+    """The result table from the data of a run (as saved in OUT.json); returns (text, all met)."""
+    a = d["args"]
+    results = d["results"]
+    workloads = list(results)
+    cands = list(next(iter(results.values()))) if results else []
+    idle = d.get("idle", {})
+    lossless = d.get("lossless", {})
+    lines = []
+    out = lines.append
+    out(f"uatap proxy vs tokio copy_bidirectional forwarder, loopback, {a['rounds']} interleaved rounds, "
+        f"{a['seconds']:g}s measured (+{a['warmup']:g}s warm-up) per run")
+    out(f"machine: {d['cpus']} CPUs; load average at start {' '.join(d['load_start'])}, "
+        f"at end {' '.join(d['load_end'])}; took {d['took_s']:.0f}s")
+    out(f"uatap: {a['uatap']}")
+    out("ratios: median over rounds of (candidate / fwd of the same round); [min..max]; "
+        "'of medians' = median(candidate) / median(fwd)")
+    out("")
+    verdicts = []
+
+    def ratio_stats(w, c, key):
+        rs = [x[key] / f[key] for x, f in zip(results[w][c], results[w]["fwd"]) if f[key]]
+        return med(rs), min(rs), max(rs), med([x[key] for x in results[w][c]]) / med(
+            [f[key] for f in results[w]["fwd"]])
+
+    def analysed(rs):
+        if "analysed" not in rs[0]:
+            return None, f"{'-':>9s}"
+        an = med([r["analysed"] for r in rs])
+        return an, f"{100 * an:8.1f}%"
+
+    for w in workloads:
+        if w == "stream":
+            out("stream (1 connection, PublishResponses of 100 items, MB/s at the client, higher is better)")
+            out(f"  {'candidate':10s} {'median MB/s':>12s} {'ratio':>7s} {'[min..max]':>14s} {'of medians':>10s}"
+                f" {'analysed':>9s} {'proxy CPU s/GB':>14s} {'hub us/msg':>10s}")
+            for c in cands:
+                rs = results[w][c]
+                mbs = med([r["mb_per_s"] for r in rs])
+                cpu = med([r["proxy_cpu_s"] / (r["bytes_total"] / 1e9) for r in rs])
+                an, an_s = analysed(rs)
+                hub = "-"
+                if "events" in rs[0]:
+                    hub = f"{med([1e6 * r['proxy_thread_cpu_s'].get('uatap', 0.0) / max(r['events']['kinds'].get('publish', 0), 1) for r in rs]):.2f}"
+                if c == "fwd":
+                    out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f} {hub:>10s}")
+                    continue
+                m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
+                out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f} {hub:>10s}")
+                bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec"}.get(c)
+                if bar:
+                    complete = an is not None and min(r["analysed"] for r in rs) >= 1.0
+                    verdicts.append((f"stream flat out: {c} >= {BARS[bar]}x fwd, decoding every message", m,
+                                     m >= BARS[bar] and complete,
+                                     "" if complete else
+                                     f"its analysis saw only {100 * an:.1f}% of the bytes (median); "
+                                     f"the rest was dropped from the tap, never from the forwarding"))
+        else:
+            n = 1 if w == "pp1" else a["conns"]
+            out(f"{w} ({n} connection{'s' if n > 1 else ''} ping-ponging ReadRequests, round trip in us, lower is better"
+                f"{'; informational, too noisy to judge' if w == 'pp1' else ''})")
+            out(f"  {'candidate':10s} {'p50':>9s} {'p99':>9s} {'p99 ratio':>9s} {'[min..max]':>14s} {'of medians':>10s}"
+                f" {'p50 ratio':>9s} {'rt/s':>8s} {'analysed':>9s}")
+            for c in cands:
+                rs = results[w][c]
+                p50 = med([r["p50_us"] for r in rs])
+                p99 = med([r["p99_us"] for r in rs])
+                rate = med([r["rate"] for r in rs])
+                an, an_s = analysed(rs)
+                if c == "fwd":
+                    out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {'1.00':>9s} {'':>14s} {'':>10s} {'1.00':>9s} {rate:8.0f} {an_s}")
+                    continue
+                m, lo, hi, om = ratio_stats(w, c, "p99_us")
+                m50 = ratio_stats(w, c, "p50_us")[0]
+                out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {m:9.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {m50:9.2f} {rate:8.0f} {an_s}")
+                if w == "pp100" and c == "uatap":
+                    verdicts.append((f"pp100 uatap p99 <= {BARS['pp100_p99']}x fwd", m,
+                                     m <= BARS["pp100_p99"], ""))
+        out("")
+    if lossless:
+        fwd_mbs = med([r["mb_per_s"] for r in results["stream"]["fwd"]])
+        out(f"stream paced: highest rate probed with every byte decoded ({a['lossless_steps']}-step search, "
+            f"3 s each, after the rounds; vs the median fwd {fwd_mbs:.1f} MB/s flat out)")
+        for c, best in lossless.items():
+            if best is None:
+                out(f"  {c:10s} none of the probed rates was decoded in full")
+                verdict = 0.0
+            else:
+                verdict = best[1] / fwd_mbs
+                out(f"  {c:10s} {best[0]:9.0f} msg/s = {best[1]:7.1f} MB/s = {verdict:.2f}x fwd")
+            bar = BARS["stream_uatap" if c == "uatap" else "stream_rec"]
+            verdicts.append((f"stream paced: {c} lossless rate >= {bar}x fwd throughput", verdict,
+                             verdict >= bar, ""))
+        out("")
+    if idle:
+        out(f"memory per idle connection ({a['idle_conns']} connections, VmRSS with them - VmRSS before)")
+        for key, v in idle.items():
+            c, kind = key.split("/")
+            out(f"  {c:6s} {'after HEL/ACK+OPN' if kind == 'hel_opn' else 'raw TCP, no bytes':18s} "
+                f"{v['before_kib']:7d} -> {v['after_kib']:7d} KiB  = {v['per_conn_kib']:6.1f} KiB/conn")
+        worst = max(v["per_conn_kib"] for k, v in idle.items() if k.startswith("uatap/"))
+        verdicts.append((f"uatap memory per idle connection <= {BARS['idle_kib']:g} KiB", worst,
+                         worst <= BARS["idle_kib"], ""))
+        out("")
+    out("bars")
+    for name, value, ok, note in verdicts:
+        out(f"  {'MET   ' if ok else 'MISSED'} {name}: {value:.2f}{'  (' + note + ')' if note else ''}")
+    return "\n".join(lines), all(ok for _, _, ok, _ in verdicts)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -331,6 +482,9 @@ def main():
     ap.add_argument("--no-aa", action="store_true", help="no second forwarder (A/A reference)")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-memory measurement")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--lossless-steps", type=int, default=6,
+                    help="probes of the search for the highest stream rate uatap decodes without "
+                         "losing bytes (0: skip)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="pace the stream at this many PublishResponses/s (default: flat out)")
     ap.add_argument("--uatap", default=str(ROOT / "target" / "release" / "uatap"))
@@ -339,7 +493,12 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep event files and recordings")
     ap.add_argument("--out", default=str(HERE / "target" / "e2e-results"),
                     help="writes OUT.txt (table) and OUT.json (every run)")
+    ap.add_argument("--report", metavar="JSON", help="only print the table of a saved OUT.json")
     a = ap.parse_args()
+    if a.report:
+        text, ok = report(json.loads(Path(a.report).read_text()))
+        print(text)
+        return 0 if ok else 2
     workloads = [w for w in a.workloads.split(",") if w]
 
     if not a.no_build:
@@ -358,6 +517,7 @@ def main():
     load_start = loadavg()
     t_start = time.time()
     idle = {}
+    lossless = {}
     try:
         b.start_servers()
         for rnd in range(a.rounds):
@@ -375,108 +535,31 @@ def main():
                         extra += f"  analysed {100 * r['analysed']:.1f}%"
                     log(f"round {rnd + 1}/{a.rounds} {w:6s} {c:9s} {extra}  "
                         f"proxy cpu {r['proxy_cpu_s']:.2f}s  load {r['load1']:.2f}")
+        if a.lossless_steps and "stream" in workloads:
+            fwd_mps = med([r["msgs_per_s"] for r in results["stream"]["fwd"]])
+            for c in ("uatap", "uatap+rec"):
+                lossless[c] = b.lossless_search(c, fwd_mps, a.lossless_steps, 3.0)
         if not a.no_idle:
             for c in ("fwd", "uatap"):
                 for hs in (True, False):
-                    idle[(c, hs)] = b.idle_memory(c, hs)
+                    key = f"{c}/{'hel_opn' if hs else 'raw'}"
+                    idle[key] = b.idle_memory(c, hs)
                     log(f"idle {c:5s} {'HEL+OPN' if hs else 'raw TCP'}: "
-                        f"{idle[(c, hs)]['per_conn_kib']:.1f} KiB/conn")
+                        f"{idle[key]['per_conn_kib']:.1f} KiB/conn")
     finally:
         b.cleanup()
-    load_end = loadavg()
-
-    # -- report
-    lines = []
-    out = lines.append
-    out(f"uatap proxy vs tokio copy_bidirectional forwarder, loopback, {a.rounds} interleaved rounds, "
-        f"{a.seconds:g}s measured (+{a.warmup:g}s warm-up) per run")
-    out(f"machine: {os.cpu_count()} CPUs; load average at start {' '.join(load_start)}, "
-        f"at end {' '.join(load_end)}; took {time.time() - t_start:.0f}s")
-    out(f"uatap: {a.uatap}")
-    out("ratios: median over rounds of (candidate / fwd of the same round); [min..max]; "
-        "'of medians' = median(candidate) / median(fwd)")
-    out("")
-    verdicts = []
-
-    def ratio_stats(w, c, key):
-        rs = [x[key] / f[key] for x, f in zip(results[w][c], results[w]["fwd"]) if f[key]]
-        return med(rs), min(rs), max(rs), med([x[key] for x in results[w][c]]) / med(
-            [f[key] for f in results[w]["fwd"]])
-
-    for w in workloads:
-        if w == "stream":
-            out("stream (1 connection, PublishResponses of 100 items, MB/s at the client, higher is better)")
-            out(f"  {'candidate':10s} {'median MB/s':>12s} {'ratio':>7s} {'[min..max]':>14s} {'of medians':>10s}"
-                f" {'analysed':>9s} {'proxy CPU s/GB':>14s} {'hub us/msg':>10s}")
-            for c in cands:
-                rs = results[w][c]
-                mbs = med([r["mb_per_s"] for r in rs])
-                cpu = med([r["proxy_cpu_s"] / (r["bytes_total"] / 1e9) for r in rs])
-                an = med([r["analysed"] for r in rs]) if "analysed" in rs[0] else None
-                an_s = f"{100 * an:8.1f}%" if an is not None else f"{'-':>9s}"
-                if c == "fwd":
-                    out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f} {'-':>10s}")
-                    continue
-                hub = med([1e6 * r["proxy_thread_cpu_s"].get("uatap", 0.0) /
-                           max(r["events"]["kinds"].get("publish", 0), 1) for r in rs])
-                m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
-                out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f} {hub:10.2f}")
-                bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec"}.get(c)
-                if bar:
-                    ok = m >= BARS[bar]
-                    lossless = an is not None and min(r["analysed"] for r in rs) >= 1.0
-                    verdicts.append((f"stream {c} >= {BARS[bar]}x fwd, decoding every message", m,
-                                     ok and lossless,
-                                     "" if lossless else
-                                     f"analysis saw only {100 * an:.1f}% of the bytes (median); "
-                                     f"the rest was dropped from the tap, never from the forwarding"))
-        else:
-            n = 1 if w == "pp1" else a.conns
-            out(f"{w} ({n} connection{'s' if n > 1 else ''} ping-ponging ReadRequests, round trip in us, lower is better"
-                f"{'; informational, too noisy to judge' if w == 'pp1' else ''})")
-            out(f"  {'candidate':10s} {'p50':>9s} {'p99':>9s} {'p99 ratio':>9s} {'[min..max]':>14s} {'of medians':>10s}"
-                f" {'p50 ratio':>9s} {'rt/s':>8s} {'analysed':>9s}")
-            for c in cands:
-                rs = results[w][c]
-                p50 = med([r["p50_us"] for r in rs])
-                p99 = med([r["p99_us"] for r in rs])
-                rate = med([r["rate"] for r in rs])
-                an = med([r["analysed"] for r in rs]) if "analysed" in rs[0] else None
-                an_s = f"{100 * an:8.1f}%" if an is not None else f"{'-':>9s}"
-                if c == "fwd":
-                    out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {'1.00':>9s} {'':>14s} {'':>10s} {'1.00':>9s} {rate:8.0f} {an_s}")
-                    continue
-                m, lo, hi, om = ratio_stats(w, c, "p99_us")
-                m50 = ratio_stats(w, c, "p50_us")[0]
-                out(f"  {c:10s} {p50:9.1f} {p99:9.1f} {m:9.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {m50:9.2f} {rate:8.0f} {an_s}")
-                if w == "pp100" and c == "uatap":
-                    verdicts.append((f"pp100 uatap p99 <= {BARS['pp100_p99']}x fwd", m,
-                                     m <= BARS["pp100_p99"], ""))
-        out("")
-    if idle:
-        out(f"memory per idle connection ({a.idle_conns} connections, VmRSS after - before)")
-        for (c, hs), v in idle.items():
-            out(f"  {c:6s} {'after HEL/ACK+OPN' if hs else 'raw TCP, no bytes':18s} "
-                f"{v['before_kib']:7d} -> {v['after_kib']:7d} KiB  = {v['per_conn_kib']:6.1f} KiB/conn")
-        worst = max(v["per_conn_kib"] for (c, _), v in idle.items() if c == "uatap")
-        verdicts.append((f"uatap memory per idle connection <= {BARS['idle_kib']:g} KiB", worst,
-                         worst <= BARS["idle_kib"], ""))
-        out("")
-    out("bars")
-    for name, value, ok, note in verdicts:
-        out(f"  {'MET   ' if ok else 'MISSED'} {name}: {value:.2f}{'  (' + note + ')' if note else ''}")
-    text = "\n".join(lines)
-    print(text)
+    data = {
+        "args": vars(a), "cpus": os.cpu_count(), "load_start": load_start, "load_end": loadavg(),
+        "took_s": time.time() - t_start, "results": results, "lossless": lossless, "idle": idle,
+    }
     outp = Path(a.out)
     outp.parent.mkdir(parents=True, exist_ok=True)
+    outp.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
+    text, ok = report(data)
+    print(text)
     outp.with_suffix(".txt").write_text(text + "\n")
-    outp.with_suffix(".json").write_text(json.dumps({
-        "args": vars(a), "load_start": load_start, "load_end": load_end,
-        "results": results,
-        "idle": {f"{c}/{'hel_opn' if hs else 'raw'}": v for (c, hs), v in idle.items()},
-    }, indent=1, default=str))
     log(f"written: {outp.with_suffix('.txt')} and .json")
-    return 0 if all(ok for _, _, ok, _ in verdicts) else 2
+    return 0 if ok else 2
 
 
 if __name__ == "__main__":

@@ -186,6 +186,8 @@ pub struct Reassembler {
     buf_offset: u64,
     skip: u64,
     resync_from: Option<u64>,
+    /// A framing error reported when its resync point (or the end) is known.
+    pending_error: Option<(DecodeError, Vec<u8>)>,
     partials: Vec<Partial>,
     discarding: Vec<Option<u32>>,
     last_sequence_number: Option<u32>,
@@ -213,6 +215,7 @@ impl Reassembler {
             buf_offset: 0,
             skip: 0,
             resync_from: None,
+            pending_error: None,
             partials: Vec::new(),
             discarding: Vec::new(),
             last_sequence_number: None,
@@ -257,6 +260,8 @@ impl Reassembler {
     /// Declares `n` bytes of this direction lost (a capture gap): any partial chunk and message
     /// are dropped and framing resyncs after the gap.
     pub fn handle_gap(&mut self, n: u64) {
+        self.note_buffered();
+        self.flush_pending_error();
         let lost_at = self.stream_offset();
         self.buf.clear();
         self.buf_offset = lost_at.saturating_add(n);
@@ -341,6 +346,7 @@ impl Reassembler {
                 Ok(Frame::Incomplete { .. }) => return pos,
                 Ok(Frame::Complete { header }) => {
                     if let Some(from) = self.resync_from.take() {
+                        self.flush_pending_error();
                         self.events.push_back(ReassemblyEvent::Resynced {
                             offset: at,
                             skipped: at.saturating_sub(from),
@@ -353,35 +359,87 @@ impl Reassembler {
                 }
                 Err(e) => {
                     if let DecodeErrorKind::LimitExceeded { actual, .. } = e.kind {
-                        // A well-formed header with an oversized MessageSize: report it and skip
-                        // the whole chunk without buffering it.
+                        // A well-formed header with an oversized MessageSize: report it with the
+                        // header's bytes, and skip the whole chunk without buffering it, unless
+                        // the size is absurd (then the header is more likely garbage: resync).
+                        let header = rest.get(..MESSAGE_HEADER_LEN).unwrap_or(rest);
+                        let plausible =
+                            actual <= u64::from(self.ceilings.max_chunk_size).saturating_mul(16);
                         if self.resync_from.is_none() {
-                            self.push_error(e, rest, at, parse_header_only(rest));
-                            let avail = rest.len() as u64;
-                            if actual <= avail {
-                                pos = pos.saturating_add(actual as usize);
-                            } else {
-                                self.skip = actual.saturating_sub(avail);
-                                return data.len();
+                            self.push_error(e, header, at, parse_header_only(rest));
+                            if plausible {
+                                let avail = rest.len() as u64;
+                                if actual <= avail {
+                                    pos = pos.saturating_add(actual as usize);
+                                } else {
+                                    self.skip = actual.saturating_sub(avail);
+                                    return data.len();
+                                }
+                                continue;
                             }
-                            continue;
+                            self.resync_from = Some(at);
                         }
-                    }
-                    if self.resync_from.is_none() {
-                        self.push_error(e, rest, at, None);
+                    } else if self.resync_from.is_none() {
+                        // Reported once the resync point is known, with the skipped bytes as its
+                        // hex prefix: the same event however the stream was split.
+                        let mut error = e;
+                        error.offset = error
+                            .offset
+                            .saturating_add(usize::try_from(at).unwrap_or(usize::MAX));
+                        self.pending_error = Some((error, Vec::new()));
                         self.resync_from = Some(at);
                     }
                     // Scan for the next plausible header.
                     match find_plausible_header(rest.get(1..).unwrap_or(&[]), max) {
-                        Some(i) => pos = pos.saturating_add(i).saturating_add(1),
+                        Some(i) => {
+                            let skipped = i.saturating_add(1);
+                            self.note_skipped(rest.get(..skipped).unwrap_or(&[]));
+                            pos = pos.saturating_add(skipped);
+                        }
                         None => {
                             // Keep up to 7 bytes that may start a header.
                             let keep = rest.len().saturating_sub(1).min(MESSAGE_HEADER_LEN - 1);
+                            let dropped = rest.len().saturating_sub(keep);
+                            self.note_skipped(rest.get(..dropped).unwrap_or(&[]));
                             return data.len().saturating_sub(keep);
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// Adds skipped bytes to the prefix of the error waiting to be reported.
+    fn note_skipped(&mut self, bytes: &[u8]) {
+        if let Some((_, prefix)) = self.pending_error.as_mut() {
+            let room = 32usize.saturating_sub(prefix.len());
+            prefix.extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or(&[]));
+        }
+    }
+
+    fn flush_pending_error(&mut self) {
+        if let Some((error, prefix)) = self.pending_error.take() {
+            self.events.push_back(ReassemblyEvent::Error {
+                error,
+                prefix,
+                framed_as: None,
+            });
+        }
+    }
+
+    /// The stream ended: reports an error still waiting for its resync point. Call once, at
+    /// the end of the connection (or capture), then drain [`Reassembler::poll_event`].
+    pub fn finish(&mut self) {
+        self.note_buffered();
+        self.flush_pending_error();
+    }
+
+    /// While resyncing, the bytes still buffered are skipped ones too.
+    fn note_buffered(&mut self) {
+        if self.resync_from.is_some() {
+            let buffered = std::mem::take(&mut self.buf);
+            self.note_skipped(&buffered);
+            self.buf = buffered;
         }
     }
 
@@ -823,5 +881,49 @@ mod tests {
         let ms = messages(&ev);
         assert_eq!(ms.len(), 1, "{ev:?}");
         assert_eq!(ms[0].payload, vec![4]);
+    }
+
+    /// Found by fuzzing: an error's hex prefix used to depend on how many bytes had arrived
+    /// when the error was seen, so the same stream split differently gave different events.
+    #[test]
+    fn error_events_do_not_depend_on_splits() {
+        let run = |data: &[u8], step: usize, limit: Option<u32>| {
+            let mut r = Reassembler::default();
+            r.set_limits(Limits {
+                max_chunk_size: limit,
+                ..Limits::default()
+            });
+            for piece in data.chunks(step) {
+                r.handle_input(piece);
+            }
+            r.finish();
+            drain(&mut r)
+        };
+        let mut oversized = chunk(b"MSG", b'F', 1, 1, &[7u8; 1500]);
+        oversized.extend(b"garbage after it, then nothing".iter());
+        for (data, limit) in [
+            (b"L\0".to_vec(), Some(256)),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), None),
+            (oversized, Some(1024)),
+        ] {
+            let whole = run(&data, data.len(), limit);
+            assert!(!whole.is_empty());
+            for step in 1..9 {
+                assert_eq!(run(&data, step, limit), whole, "split every {step} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_resync_instead_of_skipping_gigabytes() {
+        let mut s = b"MSGF\xf0\xff\xff\xff".to_vec();
+        s.extend(chunk(b"MSG", b'F', 1, 1, &[1]));
+        let mut r = Reassembler::default();
+        r.set_limits(Limits::from_receiver(65536, 0, 0));
+        r.handle_input(&s);
+        let ev = drain(&mut r);
+        assert!(matches!(&ev[0], ReassemblyEvent::Error { error, .. }
+            if matches!(error.kind, DecodeErrorKind::LimitExceeded { .. })));
+        assert_eq!(messages(&ev).len(), 1, "the next message is found: {ev:?}");
     }
 }

@@ -18,6 +18,10 @@ fn run(data: &[u8], splits: &[usize], limits: Limits) -> Vec<ReassemblyEvent> {
         }
         start = end;
     }
+    r.finish();
+    while let Some(e) = r.poll_event() {
+        out.push(e);
+    }
     out
 }
 
