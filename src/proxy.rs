@@ -182,7 +182,9 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     let messages = args.verbose;
     if args.json {
-        sinks.push(Box::new(JsonSink::new(std::io::stdout())));
+        sinks.push(Box::new(JsonSink::new(std::io::BufWriter::new(
+            std::io::stdout(),
+        ))));
         sinks.push(Box::new(TextSink::stderr(messages)));
     } else {
         sinks.push(Box::new(TextSink::stdout(messages)));

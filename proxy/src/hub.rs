@@ -273,7 +273,22 @@ pub fn run_hub(
     let rec = recording.is_some();
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
-    while let Some(tap) = rx.blocking_recv() {
+    loop {
+        // Sinks are flushed whenever the queue runs dry: a person (or `| jq`) sees each event
+        // at once when traffic is light, and a busy proxy does not pay a write per line.
+        let tap = match rx.try_recv() {
+            Ok(t) => t,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                for s in sinks.iter_mut() {
+                    s.flush();
+                }
+                match rx.blocking_recv() {
+                    Some(t) => t,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         match tap {
             Tap::Open {
                 id,

@@ -7,7 +7,7 @@ use uatap_analysis::{Event, EventKind};
 
 use crate::hub::EventSink;
 
-/// JSON Lines of the event contract, flushed per line.
+/// JSON Lines of the event contract; the hub flushes it whenever it has nothing else to do.
 pub struct JsonSink<W: Write + Send> {
     out: W,
 }
@@ -26,7 +26,6 @@ impl<W: Write + Send> EventSink for JsonSink<W> {
         line.push('\n');
         // A closed pipe (`| head`) must not stop the proxy.
         let _ = self.out.write_all(line.as_bytes());
-        let _ = self.out.flush();
     }
     fn flush(&mut self) {
         let _ = self.out.flush();
@@ -66,19 +65,19 @@ impl<W: Write + Send> TextSink<W> {
     }
 }
 
-impl TextSink<std::io::Stderr> {
-    /// To standard error, coloured when it is a terminal.
+impl TextSink<std::io::BufWriter<std::io::Stderr>> {
+    /// To standard error, coloured when it is a terminal (flushed by the hub when idle).
     pub fn stderr(messages: bool) -> Self {
         let color = std::io::stderr().is_terminal();
-        TextSink::new(std::io::stderr(), color, messages)
+        TextSink::new(std::io::BufWriter::new(std::io::stderr()), color, messages)
     }
 }
 
-impl TextSink<std::io::Stdout> {
-    /// To standard output, coloured when it is a terminal.
+impl TextSink<std::io::BufWriter<std::io::Stdout>> {
+    /// To standard output, coloured when it is a terminal (flushed by the hub when idle).
     pub fn stdout(messages: bool) -> Self {
         let color = std::io::stdout().is_terminal();
-        TextSink::new(std::io::stdout(), color, messages)
+        TextSink::new(std::io::BufWriter::new(std::io::stdout()), color, messages)
     }
 }
 
@@ -94,7 +93,6 @@ impl<W: Write + Send> EventSink for TextSink<W> {
             _ => format!("{text}\n"),
         };
         let _ = self.out.write_all(line.as_bytes());
-        let _ = self.out.flush();
     }
     fn flush(&mut self) {
         let _ = self.out.flush();
