@@ -689,7 +689,7 @@ fn random_bytes_mid_stream() {
     assert!(!errors.is_empty(), "no decode_error:\n{}", a.stdout);
     assert_eq!(errors[0]["dir"], "s2c");
     assert_eq!(errors[0]["offset"], fx.stream_offset(at));
-    assert_eq!(errors[0]["hex_prefix"], hex(&segs[at].payload[..8]));
+    assert_eq!(errors[0]["hex_prefix"], hex(&segs[at].payload[..32]));
     // At most one more: the next message's chunk SequenceNumber skips the lost one's.
     assert!(errors.len() <= 2, "{errors:?}");
     if let Some(e) = errors.get(1) {
