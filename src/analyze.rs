@@ -89,7 +89,6 @@ pub struct Config {
 
 impl Config {
     /// Every event of every connection, client legs of proxied pairs.
-    #[allow(dead_code)] // used by `check` and the proxy once they land
     pub fn new(options: Options) -> Self {
         Config {
             options,
@@ -313,7 +312,6 @@ pub struct Report {
 ///
 /// Returns `Err` when the file cannot be read at all, and `Ok(Some(damage))` when it was read
 /// up to a damaged or truncated place (everything before it was analysed).
-#[allow(dead_code)] // used by `check`
 pub fn for_each_event(
     file: &Path,
     options: Options,
