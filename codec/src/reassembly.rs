@@ -915,7 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn absurd_sizes_resync_instead_of_skipping_gigabytes() {
+    fn absurd_sizes_resync_rather_than_jump_gigabytes() {
         let mut s = b"MSGF\xf0\xff\xff\xff".to_vec();
         s.extend(chunk(b"MSG", b'F', 1, 1, &[1]));
         let mut r = Reassembler::default();
