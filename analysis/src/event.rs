@@ -52,6 +52,18 @@ pub enum ClosedBy {
     Unknown,
 }
 
+impl ClosedBy {
+    /// `client`, `server`, `proxy`, or `None` (written as `null`) when nobody was seen.
+    pub fn as_str(self) -> Option<&'static str> {
+        match self {
+            ClosedBy::Client => Some("client"),
+            ClosedBy::Server => Some("server"),
+            ClosedBy::Proxy => Some("proxy"),
+            ClosedBy::Unknown => None,
+        }
+    }
+}
+
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
@@ -66,6 +78,19 @@ pub enum CloseReason {
     /// The capture ended with the connection still open (`capture_end`, an addition to the
     /// contract's values).
     CaptureEnd,
+}
+
+impl CloseReason {
+    /// The `reason` value of `conn_close`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Fin => "fin",
+            CloseReason::Rst => "rst",
+            CloseReason::Error => "error",
+            CloseReason::Fault => "fault",
+            CloseReason::CaptureEnd => "capture_end",
+        }
+    }
 }
 
 /// One `message` event: a whole UA message after reassembly (EVENTS.md, kind `message`).
@@ -271,19 +296,8 @@ impl Event {
                 bytes_c2s,
                 bytes_s2c,
             } => {
-                let by = match by {
-                    ClosedBy::Client => Some("client"),
-                    ClosedBy::Server => Some("server"),
-                    ClosedBy::Proxy => Some("proxy"),
-                    ClosedBy::Unknown => None,
-                };
-                let reason = match reason {
-                    CloseReason::Fin => "fin",
-                    CloseReason::Rst => "rst",
-                    CloseReason::Error => "error",
-                    CloseReason::Fault => "fault",
-                    CloseReason::CaptureEnd => "capture_end",
-                };
+                let by = by.as_str();
+                let reason = reason.as_str();
                 m.insert("by".into(), json!(by));
                 m.insert("reason".into(), json!(reason));
                 m.insert("bytes_c2s".into(), json!(bytes_c2s));

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use uatap_codec::status::StatusCode;
 
-use crate::event::{CloseReason, ClosedBy, Event, EventKind, SCHEMA_VERSION};
+use crate::event::{Event, EventKind, SCHEMA_VERSION};
 
 /// Appends `s` as a JSON string.
 fn push_str(out: &mut String, s: &str) {
@@ -143,25 +143,8 @@ impl Event {
                 bytes_c2s,
                 bytes_s2c,
             } => {
-                o.opt_str(
-                    "by",
-                    match by {
-                        ClosedBy::Client => Some("client"),
-                        ClosedBy::Server => Some("server"),
-                        ClosedBy::Proxy => Some("proxy"),
-                        ClosedBy::Unknown => None,
-                    },
-                );
-                o.str(
-                    "reason",
-                    match reason {
-                        CloseReason::Fin => "fin",
-                        CloseReason::Rst => "rst",
-                        CloseReason::Error => "error",
-                        CloseReason::Fault => "fault",
-                        CloseReason::CaptureEnd => "capture_end",
-                    },
-                );
+                o.opt_str("by", by.as_str());
+                o.str("reason", reason.as_str());
                 o.num("bytes_c2s", *bytes_c2s);
                 o.num("bytes_s2c", *bytes_s2c);
             }
@@ -278,7 +261,7 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Direction, MessageInfo};
+    use crate::event::{CloseReason, ClosedBy, Direction, MessageInfo};
     use crate::payload::{PublishInfo, Status};
     use crate::time::Timestamp;
 
