@@ -92,18 +92,8 @@ impl Running {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                assert!(status.success(), "proxy exit status {status}");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the proxy did not stop on SIGTERM");
+        let status = crate::util::terminate(&mut self.child);
+        assert!(status.success(), "proxy exit status {status}");
     }
 }
 

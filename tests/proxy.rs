@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{all_fixture_captures, is_secured, peers_dir, python, streams, temp_dir, Rng};
+use crate::util::{
+    all_fixture_captures, is_secured, peers_dir, python, read_events, streams, temp_dir, terminate,
+    Rng,
+};
 
 /// A running `uatap proxy`, stopped (SIGTERM, so it flushes) when dropped.
 struct Proxy {
@@ -53,11 +56,7 @@ impl Proxy {
     /// Stops the proxy and returns its JSON events.
     fn stop(mut self) -> Vec<Value> {
         terminate(&mut self.child);
-        std::fs::read_to_string(&self.json)
-            .expect("events file")
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect()
+        read_events(&self.json)
     }
 }
 
@@ -65,21 +64,6 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
-}
-
-fn terminate(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("process {} did not stop on SIGTERM", child.id());
 }
 
 /// Writes `data` in random pieces with short random pauses, then half-closes.

@@ -85,21 +85,8 @@ impl Proxy {
 
     /// Stops the proxy (SIGTERM, so it flushes) and returns its JSON events.
     fn stop(mut self) -> Vec<Value> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return std::fs::read_to_string(&self.json)
-                    .expect("events file")
-                    .lines()
-                    .map(|l| serde_json::from_str(l).expect("JSON line"))
-                    .collect();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the proxy did not stop on SIGTERM");
+        crate::util::terminate(&mut self.child);
+        crate::util::read_events(&self.json)
     }
 }
 

@@ -220,3 +220,29 @@ pub fn free_port() -> u16 {
         .expect("free port")
         .port()
 }
+
+/// Stops a process with SIGTERM (so it flushes what it writes) and waits up to 20 s for it;
+/// fails the test if it does not stop.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("process {} did not stop on SIGTERM", child.id());
+}
+
+/// The JSON Lines events a run wrote to `path`.
+pub fn read_events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("events file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
