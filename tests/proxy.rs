@@ -296,19 +296,7 @@ fn server_reset_is_mirrored_and_reported() {
 /// the client sees instead of a refusal.
 #[test]
 fn upstream_refusal_is_reported() {
-    // A port bound but not listening: connections to it are refused, and no other test can
-    // take it while this socket lives.
-    let reserved =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    reserved
-        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .expect("bind");
-    let port = reserved
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet")
-        .port();
+    let (_reserved, port) = crate::util::refused_port();
     let dir = temp_dir("refused");
     let proxy = Proxy::start(&format!("127.0.0.1:{port}"), &dir);
     let started = Instant::now();

@@ -357,7 +357,7 @@ fn only_the_endpoint_urls_change() {
 #[test]
 fn mirror_refusal_closes_and_reopens_the_listener() {
     let dir = temp_dir("mirror-refusal");
-    let uport = free_port();
+    let (reserved, uport) = crate::util::refused_port();
     let proxy = Proxy::start(&format!("127.0.0.1:{uport}"), &["--mirror-refusal"], &dir);
 
     let mut first = TcpStream::connect(proxy.listen).expect("accepted before the refusal");
@@ -375,6 +375,7 @@ fn mirror_refusal_closes_and_reopens_the_listener() {
     );
 
     // The server is back: within a few seconds the proxy accepts again.
+    drop(reserved);
     let server = TcpListener::bind(("127.0.0.1", uport)).expect("the upstream port is free");
     let started = Instant::now();
     let reopened = loop {
