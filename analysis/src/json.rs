@@ -89,6 +89,18 @@ impl Obj<'_> {
             _ => self.null(k),
         }
     }
+    /// An array field, each element written by `item`.
+    fn list<T>(&mut self, k: &str, items: &[T], mut item: impl FnMut(&mut String, &T)) {
+        self.key(k);
+        self.out.push('[');
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            item(self.out, v);
+        }
+        self.out.push(']');
+    }
     fn bool(&mut self, k: &str, v: bool) {
         self.key(k);
         self.out.push_str(if v { "true" } else { "false" });
@@ -211,37 +223,21 @@ impl Event {
                 o.bool("keep_alive", p.keep_alive);
                 o.num("notifications", p.notifications);
                 o.bool("more_notifications", p.more_notifications);
-                o.key("available_sequence_numbers");
-                o.out.push('[');
-                for (i, n) in p.available_sequence_numbers.iter().enumerate() {
-                    if i > 0 {
-                        o.out.push(',');
-                    }
-                    push_int(o.out, *n);
-                }
-                o.out.push(']');
-                o.key("acks");
-                o.out.push('[');
-                for (i, [s, n]) in p.acks.iter().enumerate() {
-                    if i > 0 {
-                        o.out.push(',');
-                    }
-                    o.out.push('[');
-                    push_int(o.out, *s);
-                    o.out.push(',');
-                    push_int(o.out, *n);
-                    o.out.push(']');
-                }
-                o.out.push(']');
-                o.key("ack_results");
-                o.out.push('[');
-                for (i, r) in p.ack_results.iter().enumerate() {
-                    if i > 0 {
-                        o.out.push(',');
-                    }
-                    push_str(o.out, &r.to_string());
-                }
-                o.out.push(']');
+                o.list(
+                    "available_sequence_numbers",
+                    &p.available_sequence_numbers,
+                    |out, n| push_int(out, *n),
+                );
+                o.list("acks", &p.acks, |out, [s, n]| {
+                    out.push('[');
+                    push_int(out, *s);
+                    out.push(',');
+                    push_int(out, *n);
+                    out.push(']');
+                });
+                o.list("ack_results", &p.ack_results, |out, r| {
+                    push_str(out, &r.to_string())
+                });
                 o.opt_str("status", p.status.status.as_deref());
                 o.opt_str("status_name", p.status.status_name);
                 o.float("latency_ms", p.latency_ms);
