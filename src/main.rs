@@ -3,6 +3,7 @@
 
 mod analyze;
 mod check;
+mod fault;
 mod proxy;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     /// Sit inline between an OPC UA client and server, forward every byte unchanged, and say
     /// live what goes on (and why it fails).
     Proxy(proxy::Args),
+    /// Add, list and remove the faults of a running proxy (`uatap proxy --admin`).
+    Fault(fault::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Proxy(args) => proxy::run(&args),
+        Command::Fault(args) => fault::run(&args),
     };
     match result {
         Ok(code) => code,

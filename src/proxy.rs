@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use uatap_analysis::Options;
 use uatap_proxy::config::{self, ListenerEntry, ProxyConfig};
+use uatap_proxy::fault::{self, FaultSpec, Faults};
 use uatap_proxy::hub::{run_hub, EventSink, Recording};
 use uatap_proxy::metrics::{self, Metrics, MetricsSink};
 use uatap_proxy::relay::{run_listener, shutdown_signal, Ids, ListenerConfig};
@@ -91,6 +92,28 @@ pub struct Args {
     /// every second), so that clients see the refusal (Bad_ConnectionRejected) themselves.
     #[arg(long)]
     pub mirror_refusal: bool,
+    /// CHANGES BYTES: inject a fault, e.g. "cut at 10s", "reset after ActivateSessionResponse",
+    /// "drop-message PublishResponse x3 after 5s", "blackhole s2c for 30s", "latency 200ms",
+    /// "bandwidth 10kB/s", "refuse", "err Bad_TcpServerTooBusy",
+    /// "reject next OPN with Bad_SecurityChecksFailed", "slow-close 2s". Repeatable; each one
+    /// applied is reported as a fault_injected event. See the README for the language.
+    #[arg(long = "fault", value_name = "SPEC", value_parser = parse_fault)]
+    pub faults: Vec<FaultSpec>,
+    /// Serve the admin API (list, add, remove faults; list connections) on
+    /// http://ADDR (default 127.0.0.1:9465; a bare port means 127.0.0.1:PORT; loopback only).
+    /// `uatap fault` talks to it.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:9465",
+        value_parser = metrics::parse_addr
+    )]
+    pub admin: Option<SocketAddr>,
+}
+
+fn parse_fault(s: &str) -> Result<FaultSpec, String> {
+    FaultSpec::parse(s)
 }
 
 /// What to serve, from the command line or a config file.
@@ -152,6 +175,30 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
+    if let Some(addr) = args.admin {
+        if !addr.ip().is_loopback() {
+            anyhow::bail!("refusing to serve the admin API on {addr}: it is not a loopback address, and the API can break connections; bind it to 127.0.0.1:{}", addr.port());
+        }
+    }
+    let (tap, rx) = mpsc::channel(8192);
+    let faults =
+        (!args.faults.is_empty() || args.admin.is_some()).then(|| Faults::new(tap.clone()));
+    if let Some(f) = &faults {
+        if args.rewrite_endpoint_urls
+            || plan
+                .listeners
+                .iter()
+                .any(|l| l.rewrite_endpoint_urls == Some(true))
+        {
+            anyhow::bail!("--rewrite-endpoint-urls cannot be combined with --fault or --admin yet: use one or the other");
+        }
+        for spec in &args.faults {
+            let id = f.add(spec.clone());
+            eprintln!(
+                "uatap: fault #{id} armed: {spec} (CHANGES BYTES: reported as fault_injected)"
+            );
+        }
+    }
     let default_timeout = Duration::from_secs_f64(args.connect_timeout.max(0.001));
     // Bind everything first: a busy port stops the proxy before it says it is proxying.
     let mut bound = Vec::with_capacity(plan.listeners.len());
@@ -168,6 +215,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                 .rewrite_endpoint_urls
                 .unwrap_or(args.rewrite_endpoint_urls),
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
+            faults: faults.clone(),
         };
         bound.push((listener, config, l.name.clone()));
     }
@@ -213,7 +261,6 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             config.listen, config.upstream
         );
     }
-    let (tap, rx) = mpsc::channel(8192);
     let options = Options {
         // Metrics count messages by service, so they need the message events.
         messages: args.verbose || args.json || plan.json_file.is_some() || metrics.is_some(),
@@ -259,6 +306,27 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    let admin_listener = match args.admin {
+        None => None,
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot serve the admin API on {addr}"))?,
+        ),
+    };
+    let mut fault_tasks = Vec::new();
+    if let Some(f) = &faults {
+        fault_tasks.push(tokio::spawn(f.clone().run_scheduler()));
+        if let Some(listener) = admin_listener {
+            let addr = listener.local_addr().with_context(|| "the admin address")?;
+            eprintln!("uatap: admin API on http://{addr}/faults (uatap fault --admin {addr} list|add|remove|connections)");
+            fault_tasks.push(tokio::spawn(fault::admin::serve(
+                listener,
+                f.clone(),
+                stopped.clone(),
+            )));
+        }
+    }
     let hub = std::thread::spawn(move || run_hub(rx, options, sinks, recording));
     let ids = Arc::new(Ids::default());
     let mut servers = Vec::with_capacity(bound.len());
@@ -285,6 +353,12 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(m) = metrics_server {
         let _ = m.await;
     }
+    // The fault table holds a tap sender: it must go for the hub to end.
+    for t in fault_tasks {
+        t.abort();
+        let _ = t.await;
+    }
+    drop(faults);
     // Every tap sender is gone once the listeners and their connections ended.
     let _ = tokio::task::spawn_blocking(move || hub.join()).await;
     Ok(ExitCode::SUCCESS)

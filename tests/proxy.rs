@@ -15,32 +15,51 @@ use crate::util::{
 };
 
 /// A running `uatap proxy`, stopped (SIGTERM, so it flushes) when dropped.
-struct Proxy {
-    child: Child,
-    listen: SocketAddr,
-    json: PathBuf,
+pub struct Proxy {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub json: PathBuf,
+    /// The admin API address, when started with `--admin`.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Proxy {
-    fn start(upstream: &str, dir: &Path) -> Proxy {
+    pub fn start(upstream: &str, dir: &Path) -> Proxy {
+        Proxy::start_with(upstream, dir, &[])
+    }
+
+    /// Starts a proxy with extra options; waits for its banner (and its admin API line).
+    pub fn start_with(upstream: &str, dir: &Path, extra: &[&str]) -> Proxy {
         let json = dir.join("events.jsonl");
         let mut child = Command::new(env!("CARGO_BIN_EXE_uatap"))
             .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
             .arg("--json-file")
             .arg(&json)
             .args(["--duration", "120"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("uatap proxy starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        lines.read_line(&mut line).expect("banner");
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("opc.tcp://"))
-            .unwrap_or_else(|| panic!("no listen address in {line:?}"));
-        let listen = addr.parse().expect("listen address");
+        let wants_admin = extra.contains(&"--admin");
+        let (mut listen, mut admin) = (None, None);
+        while listen.is_none() || (wants_admin && admin.is_none()) {
+            let mut line = String::new();
+            let n = lines.read_line(&mut line).expect("banner");
+            assert!(n > 0, "uatap proxy ended before its banner");
+            if line.contains("proxying") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("opc.tcp://"))
+                    .unwrap_or_else(|| panic!("no listen address in {line:?}"));
+                listen = Some(addr.parse().expect("listen address"));
+            }
+            if let Some(rest) = line.split("admin API on http://").nth(1) {
+                let addr = rest.split('/').next().expect("admin address");
+                admin = Some(addr.parse().expect("admin address"));
+            }
+        }
         // Keep draining stderr so the proxy never blocks on it.
         std::thread::spawn(move || {
             let mut sink = String::new();
@@ -48,13 +67,14 @@ impl Proxy {
         });
         Proxy {
             child,
-            listen,
+            listen: listen.expect("listen"),
             json,
+            admin,
         }
     }
 
     /// Stops the proxy and returns its JSON events.
-    fn stop(mut self) -> Vec<Value> {
+    pub fn stop(mut self) -> Vec<Value> {
         terminate(&mut self.child);
         read_events(&self.json)
     }
@@ -67,7 +87,7 @@ impl Drop for Proxy {
 }
 
 /// Writes `data` in random pieces with short random pauses, then half-closes.
-fn write_randomly(mut s: TcpStream, data: Vec<u8>, seed: u64) {
+pub fn write_randomly(mut s: TcpStream, data: Vec<u8>, seed: u64) {
     let mut rng = Rng(seed);
     let mut at = 0;
     while at < data.len() {
@@ -83,7 +103,7 @@ fn write_randomly(mut s: TcpStream, data: Vec<u8>, seed: u64) {
     s.shutdown(Shutdown::Write).expect("half-close");
 }
 
-fn read_all(mut s: TcpStream) -> Vec<u8> {
+pub fn read_all(mut s: TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
     s.read_to_end(&mut v).expect("read");
     v

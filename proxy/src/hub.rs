@@ -62,6 +62,18 @@ pub enum Tap {
         /// When.
         ts: Timestamp,
     },
+    /// Bytes a fault kept from the receiver (blackhole, drop-message, an answered HEL): they
+    /// are recorded on the sender's leg only and not analysed, as the receiver never saw them.
+    Withheld {
+        /// Connection number.
+        id: u64,
+        /// Which way they were going.
+        dir: Direction,
+        /// The bytes.
+        bytes: Vec<u8>,
+        /// When they were read.
+        ts: Timestamp,
+    },
     /// The upstream could not be reached or was lost.
     UpstreamError {
         /// Connection number.
@@ -186,6 +198,25 @@ impl Recording {
             r = s.data(&mut self.writer, d, rts(ts), bytes, None);
         }
         self.guard(r);
+    }
+
+    /// Bytes that reached the proxy but not the receiver: on the sender's leg only.
+    fn withheld(&mut self, id: u64, dir: Direction, bytes: &[u8], ts: Timestamp, comments: &str) {
+        if self.stopped {
+            return;
+        }
+        let comment = (!comments.is_empty()).then_some(comments);
+        let Some((client_leg, server_leg)) = self.flows.get_mut(&id) else {
+            return;
+        };
+        let leg = match dir {
+            Direction::ClientToServer => Some(client_leg),
+            Direction::ServerToClient => server_leg.as_mut(),
+        };
+        if let Some(leg) = leg {
+            let r = leg.data(&mut self.writer, rdir(dir), rts(ts), bytes, comment);
+            self.guard(r);
+        }
     }
 
     fn close(&mut self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: &str) {
@@ -327,6 +358,12 @@ pub fn run_hub(
                     if let Some(r) = recording.as_mut() {
                         r.data(id, dir, &bytes, ts, &text);
                     }
+                }
+            }
+            Tap::Withheld { id, dir, bytes, ts } => {
+                if let Some(r) = recording.as_mut() {
+                    let note = pending_notes.remove(&id).unwrap_or_default();
+                    r.withheld(id, dir, &bytes, ts, &note);
                 }
             }
             Tap::Lost { id, dir, bytes, ts } => {

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod fault;
 pub mod hub;
 pub mod metrics;
 pub mod relay;
@@ -15,3 +16,6 @@ pub mod rewrite;
 pub mod sink;
 pub mod sniff;
 pub mod upstream;
+
+#[cfg(test)]
+mod test_support;

@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use uatap_analysis::{CloseReason, ClosedBy, Direction};
 
+use crate::fault::{self, Faults};
 use crate::hub::{now, Tap};
 use crate::rewrite::{self, ClientHello, EndpointRewriter, HelloSniffer};
 use crate::upstream::{classify_io_error, client_view, Upstream};
@@ -46,6 +47,9 @@ pub struct ListenerConfig {
     pub rewrite_endpoint_urls: bool,
     /// When the server refuses a connection, stop accepting until it accepts again.
     pub mirror_refusal: bool,
+    /// The fault table, when faults can be injected (`--fault`, `--admin`); `None`: plain
+    /// forwarding with no fault machinery at all.
+    pub faults: Option<Arc<Faults>>,
 }
 
 /// How often a closed listener (`mirror_refusal`) checks whether the server accepts again.
@@ -221,7 +225,71 @@ async fn proxy_connection(
             ts: now(),
         })
         .await;
-    let upstream = match dial(&config).await {
+    let kill = match &config.faults {
+        Some(f) => {
+            let kill = f.register(id, config.listen, peer);
+            if let Some(fault) = f.refuse(id, config.listen) {
+                f.report(
+                    id,
+                    None,
+                    "refuse",
+                    format!("fault #{fault}: connection accepted and closed at once, with no ERR (as a server at its connection limit does); the server was not dialed"),
+                );
+                drop(client);
+                f.unregister(id);
+                let _ = tap
+                    .send(Tap::Close {
+                        id,
+                        by: ClosedBy::Proxy,
+                        reason: CloseReason::Fault,
+                        ts: now(),
+                    })
+                    .await;
+                return;
+            }
+            Some(kill)
+        }
+        None => None,
+    };
+    let closed = relay_connection(
+        client,
+        &config,
+        &tap,
+        id,
+        &mut shutdown,
+        refusals,
+        server_addr,
+        kill,
+    )
+    .await;
+    if let Some(f) = &config.faults {
+        f.unregister(id);
+    }
+    if let Some((by, reason)) = closed {
+        let _ = tap
+            .send(Tap::Close {
+                id,
+                by,
+                reason,
+                ts: now(),
+            })
+            .await;
+    }
+}
+
+/// Dials the server and relays until both directions end; returns who closed and how.
+#[allow(clippy::too_many_arguments)]
+async fn relay_connection(
+    client: TcpStream,
+    config: &Arc<ListenerConfig>,
+    tap: &mpsc::Sender<Tap>,
+    id: u64,
+    shutdown: &mut watch::Receiver<bool>,
+    refusals: Option<mpsc::Sender<Refusal>>,
+    server_addr: SocketAddr,
+    kill: Option<watch::Receiver<Option<fault::Kill>>>,
+) -> Option<(ClosedBy, CloseReason)> {
+    let upstream = match dial(config).await {
         Ok(s) => s,
         Err((error, detail)) => {
             let detail = match refusals {
@@ -250,15 +318,7 @@ async fn proxy_connection(
                 .await;
             reset_on_close(&client);
             drop(client);
-            let _ = tap
-                .send(Tap::Close {
-                    id,
-                    by: ClosedBy::Proxy,
-                    reason: CloseReason::Error,
-                    ts: now(),
-                })
-                .await;
-            return;
+            return Some((ClosedBy::Proxy, CloseReason::Error));
         }
     };
     let _ = client.set_nodelay(true);
@@ -287,27 +347,55 @@ async fn proxy_connection(
     };
     let (cr, cw) = client.into_split();
     let (sr, sw) = upstream.into_split();
-    let c2s = pump(
-        cr,
-        sw,
-        Direction::ClientToServer,
-        id,
-        tap.clone(),
-        c2s_filter,
-    );
-    let s2c = pump(
-        sr,
-        cw,
-        Direction::ServerToClient,
-        id,
-        tap.clone(),
-        s2c_filter,
-    );
-    tokio::pin!(c2s, s2c);
+    type Pump = std::pin::Pin<Box<dyn std::future::Future<Output = End> + Send>>;
+    let (c2s, s2c): (Pump, Pump) = match (kill, &config.faults) {
+        (Some(kill), Some(faults)) => {
+            let ctx = |dir| FaultCtx {
+                faults: faults.clone(),
+                listen: config.listen,
+                id,
+                dir,
+                kill: kill.clone(),
+            };
+            (
+                Box::pin(pump_faults(
+                    cr,
+                    sw,
+                    tap.clone(),
+                    ctx(Direction::ClientToServer),
+                )),
+                Box::pin(pump_faults(
+                    sr,
+                    cw,
+                    tap.clone(),
+                    ctx(Direction::ServerToClient),
+                )),
+            )
+        }
+        _ => (
+            Box::pin(pump(
+                cr,
+                sw,
+                Direction::ClientToServer,
+                id,
+                tap.clone(),
+                c2s_filter,
+            )),
+            Box::pin(pump(
+                sr,
+                cw,
+                Direction::ServerToClient,
+                id,
+                tap.clone(),
+                s2c_filter,
+            )),
+        ),
+    };
+    let (mut c2s, mut s2c) = (c2s, s2c);
     let first = tokio::select! {
         e = &mut c2s => Some((Direction::ClientToServer, e)),
         e = &mut s2c => Some((Direction::ServerToClient, e)),
-        _ = stopped(&mut shutdown) => None,
+        _ = stopped(shutdown) => None,
     };
     let (by, reason) = match first {
         None => (ClosedBy::Proxy, CloseReason::Fin),
@@ -315,10 +403,10 @@ async fn proxy_connection(
             // The other direction may still carry data after a half-close: let it finish.
             match dir {
                 Direction::ClientToServer => {
-                    tokio::select! { _ = &mut s2c => {}, _ = stopped(&mut shutdown) => {} }
+                    tokio::select! { _ = &mut s2c => {}, _ = stopped(shutdown) => {} }
                 }
                 Direction::ServerToClient => {
-                    tokio::select! { _ = &mut c2s => {}, _ = stopped(&mut shutdown) => {} }
+                    tokio::select! { _ = &mut c2s => {}, _ = stopped(shutdown) => {} }
                 }
             }
             let by = match dir {
@@ -329,6 +417,7 @@ async fn proxy_connection(
                 End::Fin => (by, CloseReason::Fin),
                 End::Reset => (by, CloseReason::Rst),
                 End::WriteFailed => (by.other(), CloseReason::Rst),
+                End::Killed => (ClosedBy::Proxy, CloseReason::Fault),
             }
         }
     };
@@ -342,14 +431,7 @@ async fn proxy_connection(
             })
             .await;
     }
-    let _ = tap
-        .send(Tap::Close {
-            id,
-            by,
-            reason,
-            ts: now(),
-        })
-        .await;
+    Some((by, reason))
 }
 
 /// Resolves when shutdown was requested.
@@ -385,6 +467,8 @@ enum End {
     Reset,
     /// Writing to the receiver failed; the sender is reset.
     WriteFailed,
+    /// A fault ended the connection.
+    Killed,
 }
 
 /// What a direction does to the bytes besides copying them.
@@ -538,6 +622,215 @@ fn forwarded(tap: &mpsc::Sender<Tap>, id: u64, dir: Direction, bytes: &[u8], los
         .is_err()
     {
         *lost = lost.saturating_add(bytes.len() as u64);
+    }
+}
+
+/// What a relay needs to apply faults to one direction.
+struct FaultCtx {
+    faults: Arc<Faults>,
+    listen: SocketAddr,
+    id: u64,
+    dir: Direction,
+    kill: watch::Receiver<Option<fault::Kill>>,
+}
+
+/// Ends this direction on a fault's order: the client gets the ERR first if there is one, and
+/// both sockets are closed with a FIN or a RST.
+async fn killed(
+    k: &fault::Kill,
+    from: &mut OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    ctx: &FaultCtx,
+    tap: &mpsc::Sender<Tap>,
+) -> End {
+    if let (Some(reply), Direction::ServerToClient) = (&k.reply_to_client, ctx.dir) {
+        if to.write_all(reply).await.is_ok() {
+            let _ = tap.try_send(Tap::Data {
+                id: ctx.id,
+                dir: ctx.dir,
+                bytes: reply.to_vec(),
+                ts: now(),
+            });
+        }
+    }
+    if k.reset {
+        reset_on_close(from.as_ref());
+        reset_on_close(to.as_ref());
+        let _ = socket2::SockRef::from(to.as_ref()).shutdown(Shutdown::Read);
+        to.forget();
+    } else {
+        let _ = to.shutdown().await;
+    }
+    End::Killed
+}
+
+/// A tiny generator for latency jitter (no need for a cryptographic one).
+struct Jitter(u64);
+
+impl Jitter {
+    fn up_to(&mut self, max: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(self.0.checked_rem(nanos.saturating_add(1)).unwrap_or(0))
+    }
+}
+
+/// `pump` with the faults of the table applied: blackhole, latency, bandwidth, slow close,
+/// message faults (drop, ERR answers, cut or reset after a message) and kills.
+async fn pump_faults(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    tap: mpsc::Sender<Tap>,
+    mut ctx: FaultCtx,
+) -> End {
+    let (id, dir) = (ctx.id, ctx.dir);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let (mut out, mut withheld) = (Vec::new(), Vec::new());
+    let mut framer = fault::MessageFramer::default();
+    let mut version = u64::MAX;
+    let mut view = fault::DirView::default();
+    let mut blackhole_said = None;
+    let mut jitter = Jitter(id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut lost: u64 = 0;
+    let mut kill_live = true;
+    loop {
+        let read = tokio::select! {
+            r = from.read(&mut buf) => r,
+            changed = ctx.kill.changed(), if kill_live => {
+                match changed {
+                    Ok(()) => {
+                        let k = ctx.kill.borrow_and_update().clone();
+                        if let Some(k) = k {
+                            return killed(&k, &mut from, to, &ctx, &tap).await;
+                        }
+                    }
+                    // Nobody can order a kill any more: just relay.
+                    Err(_) => kill_live = false,
+                }
+                continue;
+            }
+        };
+        if ctx.faults.version() != version {
+            version = ctx.faults.version();
+            view = ctx.faults.view(id, ctx.listen, dir);
+            framer.set_hold(view.framing);
+        }
+        let n = match read {
+            Ok(0) => {
+                out.clear();
+                framer.finish(&mut out);
+                if !out.is_empty() && to.write_all(&out).await.is_ok() {
+                    forwarded(&tap, id, dir, &out, &mut lost);
+                }
+                if let Some(delay) = view.slow_close {
+                    ctx.faults.report(
+                        id,
+                        Some(dir),
+                        "slow-close",
+                        format!("the close is passed on after {} ms", delay.as_millis()),
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = to.shutdown().await;
+                return End::Fin;
+            }
+            Ok(n) => n,
+            Err(_) => {
+                reset_on_close(to.as_ref());
+                let _ = socket2::SockRef::from(to.as_ref()).shutdown(Shutdown::Read);
+                to.forget();
+                return End::Reset;
+            }
+        };
+        let read = buf.get(..n).unwrap_or(&[]);
+        let ts = now();
+        if let Some(fault) = view.blackhole {
+            if blackhole_said != Some(fault) {
+                blackhole_said = Some(fault);
+                ctx.faults.report(
+                    id,
+                    Some(dir),
+                    "blackhole",
+                    format!("fault #{fault}: the connection stays open but nothing is forwarded {} (the bytes are read and discarded)", match dir { Direction::ClientToServer => "to the server", Direction::ServerToClient => "to the client" }),
+                );
+            }
+            let _ = tap.try_send(Tap::Withheld {
+                id,
+                dir,
+                bytes: read.to_vec(),
+                ts,
+            });
+            continue;
+        }
+        out.clear();
+        withheld.clear();
+        let (faults, listen) = (&ctx.faults, ctx.listen);
+        let stop = framer.push(read, &mut out, &mut withheld, &mut |m| {
+            faults.on_message(id, listen, dir, m)
+        });
+        if let Some(note) = framer.note.take() {
+            ctx.faults.report(id, Some(dir), "drop-message", note);
+        }
+        if let Some((latency, spread)) = view.latency {
+            let due = tokio::time::Instant::now() + latency + jitter.up_to(spread);
+            tokio::time::sleep_until(due).await;
+        }
+        let written = match view.bandwidth {
+            None => to.write_all(&out).await,
+            Some(rate) => {
+                // A tenth of a second's worth at a time.
+                let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
+                let mut r = Ok(());
+                for p in out.chunks(piece) {
+                    r = to.write_all(p).await;
+                    if r.is_err() {
+                        break;
+                    }
+                    let secs = p.len() as f64 / rate.max(1) as f64;
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                }
+                r
+            }
+        };
+        if written.is_err() {
+            reset_on_close(from.as_ref());
+            let _ = socket2::SockRef::from(from.as_ref()).shutdown(Shutdown::Read);
+            return End::WriteFailed;
+        }
+        forwarded(&tap, id, dir, &out, &mut lost);
+        if !withheld.is_empty() {
+            let _ = tap.try_send(Tap::Withheld {
+                id,
+                dir,
+                bytes: std::mem::take(&mut withheld),
+                ts,
+            });
+        }
+        match stop {
+            None => {}
+            Some(fault::Stop::Reply { status, .. }) => {
+                let err = uatap_codec::tcp::TcpMessage::Error(uatap_codec::tcp::ErrorMessage {
+                    error: status.0,
+                    reason: uatap_codec::types::UaString::from("uatap: injected fault"),
+                });
+                ctx.faults.kill(
+                    id,
+                    fault::Kill {
+                        reset: false,
+                        reply_to_client: Some(uatap_codec::Encode::to_vec(&err).into()),
+                    },
+                );
+            }
+            Some(fault::Stop::Kill { reset, .. }) => ctx.faults.kill(
+                id,
+                fault::Kill {
+                    reset,
+                    reply_to_client: None,
+                },
+            ),
+        }
     }
 }
 

@@ -552,30 +552,6 @@ fn header_size(buf: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    fn fixture_streams(name: &str) -> (Vec<u8>, Vec<u8>) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures")
-            .join(name);
-        let (events, err) = uatap_recorder::read_streams(&path).expect("fixture");
-        assert!(err.is_none());
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let first = events.first().map(uatap_recorder::StreamEvent::conn);
-        for e in events {
-            if let uatap_recorder::StreamEvent::Data {
-                conn, dir, bytes, ..
-            } = e
-            {
-                if Some(conn) == first {
-                    match dir {
-                        uatap_recorder::Direction::AToB => a.extend_from_slice(&bytes),
-                        uatap_recorder::Direction::BToA => b.extend_from_slice(&bytes),
-                    }
-                }
-            }
-        }
-        (a, b)
-    }
-
     /// Splits a stream into its chunks.
     fn chunks(mut s: &[u8]) -> Vec<&[u8]> {
         let mut v = Vec::new();
@@ -633,7 +609,7 @@ mod tests {
     /// original with its URLs replaced, sequence header kept, MessageSize recomputed.
     #[test]
     fn rewrites_only_the_urls_whatever_the_segmentation() {
-        let (c2s, s2c) = fixture_streams("basic-none.pcapng");
+        let (c2s, s2c) = crate::test_support::fixture_streams("basic-none.pcapng");
         let (reference, notes) = run(&c2s, &s2c, 1 << 20);
         assert!(
             notes.iter().any(|n| n.contains("GetEndpointsResponse")
@@ -671,7 +647,7 @@ mod tests {
 
     #[test]
     fn secured_channels_are_left_alone_with_one_note() {
-        let (c2s, s2c) = fixture_streams("sign-b256sha256.pcapng");
+        let (c2s, s2c) = crate::test_support::fixture_streams("sign-b256sha256.pcapng");
         let (out, notes) = run(&c2s, &s2c, 333);
         assert!(out == s2c);
         assert_eq!(notes.len(), 1, "{notes:?}");
@@ -680,7 +656,7 @@ mod tests {
 
     #[test]
     fn other_streams_pass_unchanged() {
-        let (c2s, s2c) = fixture_streams("big-publish.pcapng");
+        let (c2s, s2c) = crate::test_support::fixture_streams("big-publish.pcapng");
         let (out, _) = run(&c2s, &s2c, 4096);
         assert_eq!(chunks(&out).len(), chunks(&s2c).len());
         let garbage: Vec<u8> = (0..10_000u32).map(|i| (i * 7919 % 251) as u8).collect();

@@ -1,0 +1,297 @@
+//! The admin API: faults at run time over HTTP with JSON bodies, on loopback unless told
+//! otherwise (`uatap fault` calls it).
+//!
+//! | request | body | answer |
+//! |---|---|---|
+//! | `GET /faults` | | `{"faults": [{"id", "spec", "state", "applied"}]}` |
+//! | `POST /faults` | `{"spec": "cut after PublishResponse", "conn": 3}` (`conn` optional) | `201 {"id", "spec"}`, or `400 {"error"}` |
+//! | `DELETE /faults/ID` | | `200 {"removed": ID}` or `404` |
+//! | `GET /connections` | | `{"connections": [{"id", "listen", "client", "opened"}]}` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::spec::FaultSpec;
+use super::table::Faults;
+
+/// Longest request head.
+const MAX_HEAD: usize = 8 * 1024;
+/// Longest request body.
+const MAX_BODY: usize = 64 * 1024;
+/// How long a client may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most requests answered at once.
+const MAX_CLIENTS: usize = 16;
+
+/// Serves the admin API on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    faults: Arc<Faults>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => {
+                    while tasks.try_join_next().is_some() {}
+                    if tasks.len() < MAX_CLIENTS {
+                        tasks.spawn(answer(s, faults.clone()));
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A request as read: method, path, body.
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// Reads one request (head and a Content-Length body), or an error status to answer with.
+async fn read_request(s: &mut TcpStream) -> Result<Request, (&'static str, String)> {
+    let mut data = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    let read = async {
+        let head_end = loop {
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i.saturating_add(4);
+            }
+            if data.len() > MAX_HEAD {
+                return Err((
+                    "431 Request Header Fields Too Large",
+                    "head too large".into(),
+                ));
+            }
+            let n = s
+                .read(&mut buf)
+                .await
+                .map_err(|e| ("400 Bad Request", e.to_string()))?;
+            if n == 0 {
+                return Err(("400 Bad Request", "incomplete request".into()));
+            }
+            data.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+        };
+        let head = String::from_utf8_lossy(data.get(..head_end).unwrap_or(&[])).into_owned();
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or("").split_whitespace();
+        let method = first.next().unwrap_or("").to_string();
+        let path = first.next().unwrap_or("").to_string();
+        let mut length = 0usize;
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-length") {
+                    length = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| ("400 Bad Request", "bad Content-Length".to_string()))?;
+                }
+            }
+        }
+        if length > MAX_BODY {
+            return Err((
+                "413 Content Too Large",
+                format!("bodies are limited to {MAX_BODY} bytes"),
+            ));
+        }
+        let mut body = data.get(head_end..).unwrap_or(&[]).to_vec();
+        while body.len() < length {
+            let n = s
+                .read(&mut buf)
+                .await
+                .map_err(|e| ("400 Bad Request", e.to_string()))?;
+            if n == 0 {
+                return Err(("400 Bad Request", "incomplete body".into()));
+            }
+            body.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+        }
+        body.truncate(length);
+        Ok(Request { method, path, body })
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, read)
+        .await
+        .unwrap_or(Err(("408 Request Timeout", "request too slow".into())))
+}
+
+/// Answers one request: status line and JSON body.
+fn respond(r: &Request, faults: &Faults) -> (&'static str, Value) {
+    let path = r.path.split(['?', '#']).next().unwrap_or("");
+    match (r.method.as_str(), path) {
+        ("GET", "/faults") => (
+            "200 OK",
+            json!({ "faults": faults.list().iter().map(|e| json!({
+                "id": e.id,
+                "spec": e.spec.to_string(),
+                "state": e.state_name(),
+                "applied": e.applied,
+            })).collect::<Vec<_>>() }),
+        ),
+        ("POST", "/faults") => {
+            let v: Value = match serde_json::from_slice(&r.body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return (
+                        "400 Bad Request",
+                        json!({ "error": format!("the body is not JSON: {e}") }),
+                    )
+                }
+            };
+            let Some(line) = v.get("spec").and_then(Value::as_str) else {
+                return (
+                    "400 Bad Request",
+                    json!({ "error": "expected {\"spec\": \"cut at 10s\"} (and an optional \"conn\": N)" }),
+                );
+            };
+            let mut spec = match FaultSpec::parse(line) {
+                Ok(s) => s,
+                Err(e) => return ("400 Bad Request", json!({ "error": e })),
+            };
+            match v.get("conn") {
+                None | Some(Value::Null) => {}
+                Some(c) => match c.as_u64() {
+                    Some(c) => spec.conn = Some(c),
+                    None => {
+                        return (
+                            "400 Bad Request",
+                            json!({ "error": "conn is a connection number" }),
+                        )
+                    }
+                },
+            }
+            let text = spec.to_string();
+            let id = faults.add(spec);
+            ("201 Created", json!({ "id": id, "spec": text }))
+        }
+        ("DELETE", p) if p.starts_with("/faults/") => {
+            match p.trim_start_matches("/faults/").parse::<u64>() {
+                Ok(id) if faults.remove(id) => ("200 OK", json!({ "removed": id })),
+                Ok(id) => (
+                    "404 Not Found",
+                    json!({ "error": format!("no fault #{id}") }),
+                ),
+                Err(_) => ("400 Bad Request", json!({ "error": "DELETE /faults/ID" })),
+            }
+        }
+        ("GET", "/connections") => (
+            "200 OK",
+            json!({ "connections": faults.connections().into_iter().map(|(id, listen, client, opened)| json!({
+                "id": id,
+                "listen": listen.to_string(),
+                "client": client.to_string(),
+                "opened": opened.to_rfc3339(),
+            })).collect::<Vec<_>>() }),
+        ),
+        (_, "/faults" | "/connections") => (
+            "405 Method Not Allowed",
+            json!({ "error": "GET/POST /faults, DELETE /faults/ID, GET /connections" }),
+        ),
+        _ => (
+            "404 Not Found",
+            json!({ "error": "uatap's admin API: GET/POST /faults, DELETE /faults/ID, GET /connections" }),
+        ),
+    }
+}
+
+async fn answer(mut s: TcpStream, faults: Arc<Faults>) {
+    let (status, body) = match read_request(&mut s).await {
+        Ok(r) => respond(&r, &faults),
+        Err((status, why)) => (status, json!({ "error": why })),
+    };
+    let body = body.to_string();
+    let reply = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT, s.write_all(reply.as_bytes())).await;
+    let _ = s.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    async fn call(addr: std::net::SocketAddr, req: &str) -> (String, Value) {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        (
+            head.lines().next().unwrap().to_string(),
+            serde_json::from_str(body).unwrap(),
+        )
+    }
+
+    fn post(body: &str) -> String {
+        format!(
+            "POST /faults HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn add_list_remove_and_errors() {
+        let (tx, _rx) = mpsc::channel(8);
+        let faults = Faults::new(tx);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, stop_rx) = watch::channel(false);
+        tokio::spawn(serve(listener, faults.clone(), stop_rx));
+
+        let (status, v) = call(
+            addr,
+            &post(r#"{"spec": "cut after PublishResponse seq=12", "conn": 4}"#),
+        )
+        .await;
+        assert_eq!(status, "HTTP/1.1 201 Created");
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["spec"], "cut after PublishResponse seq=12 conn 4");
+
+        let (status, v) = call(addr, "GET /faults HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(v["faults"][0]["state"], "pending");
+        assert_eq!(v["faults"][0]["applied"], 0);
+
+        let (status, v) = call(addr, &post(r#"{"spec": "explode"}"#)).await;
+        assert_eq!(status, "HTTP/1.1 400 Bad Request");
+        assert!(v["error"].as_str().unwrap().contains("unknown fault"));
+        let (status, _) = call(addr, &post("not json")).await;
+        assert_eq!(status, "HTTP/1.1 400 Bad Request");
+
+        faults.register(
+            9,
+            "127.0.0.1:4841".parse().unwrap(),
+            "127.0.0.1:5555".parse().unwrap(),
+        );
+        let (_, v) = call(addr, "GET /connections HTTP/1.1\r\n\r\n").await;
+        assert_eq!(v["connections"][0]["id"], 9);
+        assert_eq!(v["connections"][0]["client"], "127.0.0.1:5555");
+
+        let (status, v) = call(addr, "DELETE /faults/1 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(v["removed"], 1);
+        let (status, _) = call(addr, "DELETE /faults/1 HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status, "HTTP/1.1 404 Not Found");
+        assert!(faults.list().is_empty());
+
+        let big = format!(
+            "POST /faults HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        let (status, _) = call(addr, &big).await;
+        assert_eq!(status, "HTTP/1.1 413 Content Too Large");
+    }
+}
