@@ -348,6 +348,50 @@ fn upstream_refusal_is_reported() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A server that never answers a SYN (its accept queue is full, so the kernel drops new SYNs,
+/// as a firewall dropping packets would): the proxy gives up after --connect-timeout and reports
+/// a timeout. All on loopback.
+#[test]
+fn upstream_connect_timeout_is_reported() {
+    let silent =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    silent
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    // A backlog of 0 holds one connection: fill it, and never accept.
+    silent.listen(0).expect("listen");
+    let port = silent.local_addr().unwrap().as_socket().unwrap().port();
+    let _filler = TcpStream::connect(("127.0.0.1", port)).expect("fills the queue");
+    let probe = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    );
+    assert!(probe.is_err(), "the queue is full: new connects hang");
+    let dir = temp_dir("connect-timeout");
+    let proxy = Proxy::start_with(
+        &format!("127.0.0.1:{port}"),
+        &dir,
+        &["--connect-timeout", "0.5"],
+    );
+    let mut c = TcpStream::connect(proxy.listen).expect("the proxy accepts");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 16];
+    let r = c.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "closed after the timeout: {r:?}");
+    let events = proxy.stop();
+    let err = events
+        .iter()
+        .find(|e| e["kind"] == "upstream_error")
+        .expect("upstream_error");
+    assert_eq!(err["error"], "timeout", "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().contains("no answer within"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn wait_ready(child: &mut Child) -> String {
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
