@@ -125,6 +125,7 @@ struct Plan {
     record: Option<PathBuf>,
     record_max_size: Option<u64>,
     record_files: Option<std::num::NonZeroUsize>,
+    admin: Option<SocketAddr>,
 }
 
 impl Plan {
@@ -143,6 +144,7 @@ impl Plan {
                         connect_timeout: None,
                         rewrite_endpoint_urls: None,
                         mirror_refusal: None,
+                        faults: Vec::new(),
                     }],
                     ..ProxyConfig::default()
                 }
@@ -156,6 +158,7 @@ impl Plan {
             record: args.record.clone().or(file.record),
             record_max_size: args.record_max_size.or(file.record_max_size),
             record_files: args.record_files.or(file.record_files),
+            admin: args.admin.or(file.admin),
         };
         if let Some(addr) = plan.metrics {
             metrics::check_addr(addr, plan.metrics_allow_remote).map_err(anyhow::Error::msg)?;
@@ -175,7 +178,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args)?;
-    if let Some(addr) = args.admin {
+    if let Some(addr) = plan.admin {
         if !addr.ip().is_loopback() {
             anyhow::bail!("refusing to serve the admin API on {addr}: it is not a loopback address, and the API can break connections; bind it to 127.0.0.1:{}", addr.port());
         }
@@ -217,6 +220,16 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
             faults: faults.clone(),
         };
+        if let Some(f) = &faults {
+            for spec in &l.faults {
+                let spec = FaultSpec {
+                    listener: Some(listen),
+                    ..spec.clone()
+                };
+                let id = f.add(spec.clone());
+                eprintln!("uatap: fault #{id} armed on {listen}: {spec} (CHANGES BYTES: reported as fault_injected)");
+            }
+        }
         bound.push((listener, config, l.name.clone()));
     }
     let metrics_listener = match plan.metrics {
@@ -306,7 +319,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let admin_listener = match args.admin {
+    let admin_listener = match plan.admin {
         None => None,
         Some(addr) => Some(
             TcpListener::bind(addr)

@@ -378,7 +378,10 @@ fn upstream_connect_timeout_is_reported() {
         .expect("timeout");
     let mut buf = [0u8; 16];
     let r = c.read(&mut buf);
-    assert!(matches!(r, Ok(0) | Err(_)), "closed after the timeout: {r:?}");
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "closed after the timeout: {r:?}"
+    );
     let events = proxy.stop();
     let err = events
         .iter()

@@ -13,6 +13,7 @@
 //! connect_timeout = 5.0                       # optional, seconds
 //! rewrite_endpoint_urls = false               # optional, else --rewrite-endpoint-urls
 //! mirror_refusal = false                      # optional, else --mirror-refusal
+//! faults = ["cut at 60s"]                     # optional: faults for this listener only
 //!
 //! [[listener]]
 //! listen = "0.0.0.0:4842"
@@ -20,7 +21,7 @@
 //! ```
 //!
 //! Top-level keys: `json_file`, `metrics`, `metrics_allow_remote`, `record`, `record_max_size`
-//! (MB), `record_files`. Relative paths are relative to the directory of the file. Unknown keys
+//! (MB), `record_files`, `admin` (the fault admin API's address). Relative paths are relative to the directory of the file. Unknown keys
 //! are errors, so a typo does not silently drop a setting. A recording covers the whole proxy:
 //! `record` inside a `[[listener]]` is refused with a pointer to the top-level key.
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::fault::FaultSpec;
 use crate::upstream::Upstream;
 
 /// One `[[listener]]`.
@@ -51,6 +53,8 @@ pub struct ListenerEntry {
     pub rewrite_endpoint_urls: Option<bool>,
     /// `--mirror-refusal` for this listener; `None`: the command line's value.
     pub mirror_refusal: Option<bool>,
+    /// Faults for this listener only (`faults = ["cut at 10s"]`), besides `--fault`'s.
+    pub faults: Vec<FaultSpec>,
 }
 
 /// A whole config file.
@@ -70,6 +74,8 @@ pub struct ProxyConfig {
     pub record_max_size: Option<u64>,
     /// Keep at most this many recording files.
     pub record_files: Option<NonZeroUsize>,
+    /// The admin API's address (loopback only).
+    pub admin: Option<SocketAddr>,
 }
 
 /// What is wrong with a config file, and where: always one line.
@@ -139,6 +145,7 @@ struct RawFile {
     record: Option<PathBuf>,
     record_max_size: Option<u64>,
     record_files: Option<Spanned<usize>>,
+    admin: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +158,8 @@ struct RawListener {
     connect_timeout: Option<Spanned<f64>>,
     rewrite_endpoint_urls: Option<bool>,
     mirror_refusal: Option<bool>,
+    #[serde(default)]
+    faults: Vec<Spanned<String>>,
 }
 
 /// Parses a config file's text; relative paths are resolved against `base`.
@@ -169,6 +178,11 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
         let addr = crate::metrics::parse_addr(m.get_ref())
             .map_err(|e| ConfigError::at(text, Some(m.span()), e))?;
         cfg.metrics = Some(addr);
+    }
+    if let Some(a) = raw.admin {
+        let addr = crate::metrics::parse_addr(a.get_ref())
+            .map_err(|e| ConfigError::at(text, Some(a.span()), e))?;
+        cfg.admin = Some(addr);
     }
     if let Some(n) = raw.record_files {
         let files = NonZeroUsize::new(*n.get_ref()).ok_or_else(|| {
@@ -241,6 +255,12 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
                 format!("listen {listen} is already used by {what}"),
             ));
         }
+        let mut faults = Vec::with_capacity(l.faults.len());
+        for f in &l.faults {
+            let spec = FaultSpec::parse(f.get_ref())
+                .map_err(|e| ConfigError::at(text, Some(f.span()), format!("faults: {e}")))?;
+            faults.push(spec);
+        }
         cfg.listeners.push(ListenerEntry {
             name: l.name,
             listen,
@@ -248,6 +268,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
             connect_timeout,
             rewrite_endpoint_urls: l.rewrite_endpoint_urls,
             mirror_refusal: l.mirror_refusal,
+            faults,
         });
     }
     Ok(cfg)
@@ -287,8 +308,15 @@ mirror_refusal = true
 [[listener]]
 listen = "127.0.0.1:4842"
 upstream = "kepware-b:49320"
+faults = ["latency 100ms s2c", "cut after ActivateSessionResponse"]
 "#)
         .unwrap();
+        assert!(c.listeners[0].faults.is_empty());
+        assert_eq!(c.listeners[1].faults.len(), 2);
+        assert_eq!(
+            c.listeners[1].faults[1].to_string(),
+            "cut after ActivateSessionResponse"
+        );
         assert_eq!(c.listeners.len(), 2);
         assert_eq!(c.listeners[0].name.as_deref(), Some("kepware-a"));
         assert_eq!(c.listeners[0].upstream.port, 49320);
@@ -327,6 +355,9 @@ upstream = "kepware-b:49320"
         let e = p("[[listener]]\nlisten = \"0.0.0.0:1\"\nupstream = \"x:1\"\n[[listener]]\nlisten = \"0.0.0.0:1\"\nupstream = \"y:1\"\n").unwrap_err();
         assert!(e.message.contains("already used"), "{e}");
         assert_eq!((e.line, e.column), (Some(5), Some(10)), "{e}");
+        let e = p("[[listener]]\nlisten = \"0.0.0.0:1\"\nupstream = \"x:1\"\nfaults = [\"cut sometime\"]\n").unwrap_err();
+        assert!(e.message.contains("faults: unexpected 'sometime'"), "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
         let two = "[[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"x:1\"\n[[listener]]\nlisten = \"127.0.0.1:0\"\nupstream = \"y:1\"\n";
         assert_eq!(p(two).unwrap().listeners.len(), 2);
     }
