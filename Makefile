@@ -1,6 +1,7 @@
 # uatap: build, test and the live-capture test rig (tests/peers/).
 #
-#   make deps         tshark (apt), .venv with asyncua, tests/peers/node_modules with node-opcua
+#   make deps         tshark and chromium (apt), .venv with asyncua, tests/peers/node_modules with
+#                     node-opcua and playwright-core (renders the HTML report in a test)
 #   make test         cargo test --workspace (integration tests find the peers via the env below)
 #   make demo         release build + analyze a fixture
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
@@ -24,11 +25,18 @@ NODE_STAMP := $(PEERS)/node_modules/.stamp
 export UATAP_PEERS_DIR := $(CURDIR)/$(PEERS)
 export UATAP_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: all deps tshark test demo peers-smoke peers-big peers-secure
+# Debian's Chromium renders `uatap analyze --html` in tests/report.rs (driven by playwright-core).
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+.PHONY: all deps tshark browser test demo peers-smoke peers-big peers-secure
 
 all: test
 
-deps: tshark $(VENV_STAMP) $(NODE_STAMP)
+deps: tshark browser $(VENV_STAMP) $(NODE_STAMP)
 
 # tshark's debconf question (may non-root users capture?) is preseeded so it cannot block.
 # tcpdump too: tests/shapes.rs records one session with tshark and tcpdump at once.

@@ -56,6 +56,14 @@ pub struct Args {
     /// Only events before this time (RFC 3339).
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<Timestamp>,
+    /// Print each connection as a readable timeline (channel, session, subscriptions, publish
+    /// cadence, breaks, recovery steps, the verdict in one sentence) instead of the events.
+    #[arg(long, conflicts_with = "json")]
+    pub timeline: bool,
+    /// Also write a self-contained HTML report: the timelines and a chart of publish sequence
+    /// numbers over time per subscription, gaps marked.
+    #[arg(long, value_name = "FILE.html")]
+    pub html: Option<PathBuf>,
     /// When the capture holds both legs of a proxy or relay, which to report.
     #[arg(long, value_enum, default_value_t = Leg::Client)]
     pub leg: Leg,
@@ -271,13 +279,32 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     let mut write_error: Option<io::Error> = None;
     let mut line = String::with_capacity(1024);
+    let collect = args.timeline || args.html.is_some();
+    let mut collected = Vec::new();
     let report = analyze_file(file, &config, |e| {
-        if write_error.is_none() {
+        if collect {
+            collected.push(e.to_json());
+        }
+        if write_error.is_none() && !args.timeline {
             if let Err(err) = write_event(&mut out, &mut line, e, args.json) {
                 write_error = Some(err);
             }
         }
     })?;
+    if collect {
+        let view = crate::report::build(&collected);
+        if args.timeline {
+            if let Err(e) = out.write_all(crate::report::text(&view).as_bytes()) {
+                write_error.get_or_insert(e);
+            }
+        }
+        if let Some(path) = &args.html {
+            let title = format!("uatap report: {}", file.display());
+            std::fs::write(path, crate::report::html(&view, &title))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("uatap: report written to {}", path.display());
+        }
+    }
     if let Err(e) = out.flush() {
         write_error.get_or_insert(e);
     }

@@ -5,6 +5,7 @@ mod analyze;
 mod check;
 mod fault;
 mod proxy;
+mod report;
 
 use std::process::ExitCode;
 

@@ -17,7 +17,7 @@ use crate::proxy::{read_all, write_randomly, Proxy};
 use crate::util::{peers_dir, python, root, streams, temp_dir};
 
 /// Splits a stream into its UA messages (chunks).
-fn chunks(mut s: &[u8]) -> Vec<Vec<u8>> {
+pub fn chunks(mut s: &[u8]) -> Vec<Vec<u8>> {
     let mut v = Vec::new();
     while let Ok(Frame::Complete { header }) = frame(s, None) {
         let (c, rest) = s.split_at(header.message_size as usize);
@@ -29,7 +29,7 @@ fn chunks(mut s: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// (chunk sequence number, notification sequence number of a PublishResponse).
-fn seqs(chunk: &[u8]) -> (Option<u32>, Option<u32>) {
+pub fn seqs(chunk: &[u8]) -> (Option<u32>, Option<u32>) {
     let Ok(c) = parse_chunk(&mut Reader::new(chunk), Protection::None) else {
         return (None, None);
     };
@@ -63,17 +63,18 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 /// A fake server plays a real server's bytes; the proxy drops one PublishResponse: the client
 /// gets every other byte, with the chunk sequence numbers still rising by one, and uatap (which
 /// analyses what the client received) reports the notification gap.
-#[test]
-fn drop_message_renumbers_the_chunks_and_the_client_sees_a_gap() {
+/// Plays basic-none through a proxy that drops the first PublishResponse; returns what the
+/// server sent, what the client got, and the proxy's events (`extra`: more proxy options).
+pub fn drop_message_exchange(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Vec<u8>, Vec<u8>, Vec<Value>) {
     let (c2s, s2c) = streams(&root().join("fixtures/basic-none.pcapng"));
     let server = TcpListener::bind("127.0.0.1:0").expect("bind");
     let upstream = server.local_addr().expect("addr").to_string();
-    let dir = temp_dir("fault-drop");
-    let proxy = Proxy::start_with(
-        &upstream,
-        &dir,
-        &["--fault", "drop-message PublishResponse x1"],
-    );
+    let mut args = vec!["--fault", "drop-message PublishResponse x1"];
+    args.extend_from_slice(extra);
+    let proxy = Proxy::start_with(&upstream, dir, &args);
     let sent = s2c.clone();
     let server_side = std::thread::spawn(move || {
         let (s, _) = server.accept().expect("accept");
@@ -89,8 +90,16 @@ fn drop_message_renumbers_the_chunks_and_the_client_sees_a_gap() {
     let got = read_all(client);
     writer.join().expect("writer");
     server_side.join().expect("server");
-    let events = proxy.stop();
+    (s2c, got, proxy.stop())
+}
 
+/// A fake server plays a real server's bytes; the proxy drops one PublishResponse: the client
+/// gets every other byte, with the chunk sequence numbers still rising by one, and uatap (which
+/// analyses what the client received) reports the notification gap.
+#[test]
+fn drop_message_renumbers_the_chunks_and_the_client_sees_a_gap() {
+    let dir = temp_dir("fault-drop");
+    let (s2c, got, events) = drop_message_exchange(&dir, &[]);
     let sent_chunks = chunks(&s2c);
     let got_chunks = chunks(&got);
     assert_eq!(

@@ -11,5 +11,6 @@ mod fixtures;
 mod live;
 mod metrics;
 mod proxy;
+mod report;
 mod rewrite;
 mod shapes;
