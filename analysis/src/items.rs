@@ -22,8 +22,11 @@ const STALE_MIN_PUBLISHES: u64 = 20;
 const STALE_FACTOR: u64 = 10;
 /// An item must have advanced this often before it can be called stale (a constant tag is not).
 const STALE_MIN_ADVANCES: u64 = 3;
-/// Staleness is checked every this many data messages of the subscription.
+/// Staleness is checked every this many data messages of the subscription at least...
 const STALE_SWEEP_EVERY: u64 = 8;
+/// ...and no more often than every (items / this) messages, so a sweep costs at most this many
+/// items per data message on average, whatever the item count.
+const STALE_SWEEP_ITEMS_PER_MESSAGE: u64 = 64;
 
 /// Name of a MonitoringMode value.
 pub(crate) fn monitoring_mode_name(mode: i32) -> Option<&'static str> {
@@ -168,7 +171,9 @@ impl Items {
     pub(crate) fn after_data_message(&mut self, subscription_id: u32, out: &mut Vec<ItemEvent>) {
         self.data_messages = self.data_messages.saturating_add(1);
         let now = self.data_messages;
-        if now % STALE_SWEEP_EVERY != 0 {
+        let every = STALE_SWEEP_EVERY
+            .max((self.by_handle.len() as u64).div_ceil(STALE_SWEEP_ITEMS_PER_MESSAGE));
+        if now % every != 0 {
             return;
         }
         let first = out.len();

@@ -551,7 +551,11 @@ pub fn scan_data_change(body: &[u8], mut f: impl FnMut(ItemScan)) -> Result<(), 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::cast_possible_truncation, clippy::arithmetic_side_effects)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
 mod scan_tests {
     use super::*;
     use crate::encode::Encode;
