@@ -13,6 +13,11 @@ use uatap_codec::status::StatusCode;
 use uatap_codec::types::DateTime;
 
 use crate::payload::{ItemQualityInfo, ItemStaleInfo};
+use crate::tracker::PairHasher;
+
+/// ClientHandles are small integers chosen by the client: a cheap hash is enough, and this map
+/// is consulted for every item of every data message.
+type HandleMap<V> = HashMap<u32, V, std::hash::BuildHasherDefault<PairHasher>>;
 
 /// Most items followed per subscription (memory stays bounded whatever the traffic).
 pub(crate) const MAX_ITEMS_PER_SUBSCRIPTION: usize = 100_000;
@@ -61,9 +66,9 @@ struct Item {
 /// The items of one subscription.
 #[derive(Debug, Default)]
 pub(crate) struct Items {
-    by_handle: HashMap<u32, Item>,
+    by_handle: HandleMap<Item>,
     /// MonitoredItemId -> ClientHandle (Modify, Delete and SetMonitoringMode name items by id).
-    by_id: HashMap<u32, u32>,
+    by_id: HandleMap<u32>,
     /// Data NotificationMessages seen since the first item was created.
     data_messages: u64,
     /// Items created but not tracked because of the cap.
