@@ -805,20 +805,22 @@ impl Recovery {
                         d.push_str(&format!(", started at {first} where {e} was next"));
                     }
                 }
-                let stuck = s
-                    .asks
+                // The number asked most often, and how often.
+                let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+                for n in &s.asks {
+                    let c = counts.entry(*n).or_default();
+                    *c = c.saturating_add(1);
+                }
+                let (stuck_at, stuck) = counts
                     .iter()
-                    .filter(|n| **n == s.asks.last().copied().unwrap_or(0))
-                    .count();
+                    .max_by_key(|(_, c)| **c)
+                    .map_or((0, 0), |(n, c)| (*n, *c));
                 if stuck >= 3 {
                     worse(&mut r10_word, "FAIL");
                     d.push_str(", never advanced");
                     patterns.push(pattern(
                         "republish_loop_stuck",
-                        format!(
-                            "subscription {id}: Republish of {} asked {stuck} times",
-                            s.asks.last().copied().unwrap_or(0)
-                        ),
+                        format!("subscription {id}: Republish of {stuck_at} asked {stuck} times"),
                     ));
                 } else if s
                     .asks

@@ -1036,3 +1036,96 @@ fn new_event_kinds_write_the_same_json_both_ways() {
     assert_eq!(r["rules"][0]["id"], "R2");
     assert_eq!(r["rules"][0]["ok"], true);
 }
+
+#[test]
+fn tight_retry_loop_warns_r4() {
+    let mut s = Sim::new();
+    let a = s.first_connection(1);
+    s.at(1_000);
+    s.close(a, ClosedBy::Server, CloseReason::Rst);
+    // Two connections that end before any session, 200 ms apart, then the real one.
+    for (k, at) in [(0u16, 1_100i64), (1, 1_300)] {
+        s.at(at);
+        let l = s.connect(50010 + k, 20 + u32::from(k));
+        s.close(l, ClosedBy::Server, CloseReason::Rst);
+    }
+    s.at(2_000);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0);
+    s.publish(&mut b, &[1], 2, &[(1, None, 2)], &[2]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let v = rule(&r[0], "R4");
+    assert_eq!(v.verdict, "WARN");
+    assert!(
+        v.detail.starts_with("2 failed attempts, 1 of them"),
+        "{}",
+        v.detail
+    );
+    assert!(r[0].recovered);
+}
+
+#[test]
+fn republish_loops_that_never_advance_or_never_stop_are_named() {
+    // Stuck: the same number again and again.
+    let mut s = Sim::new();
+    let a = s.first_connection(1);
+    s.close(a, ClosedBy::Client, CloseReason::Rst);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0);
+    for _ in 0..3 {
+        s.republish(&mut b, 2, 0);
+    }
+    s.republish(&mut b, 3, NOT_AVAILABLE);
+    s.publish(&mut b, &[], 3, &[(1, None, 3)], &[3]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(rule(&r[0], "R10").verdict, "FAIL");
+    assert_eq!(patterns(&r[0]), vec!["republish_loop_stuck"]);
+
+    // Never stops: the client goes on asking after Bad_MessageNotAvailable.
+    let mut s = Sim::new();
+    let a = s.first_connection(1);
+    s.close(a, ClosedBy::Client, CloseReason::Rst);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0);
+    s.republish(&mut b, 2, NOT_AVAILABLE);
+    s.republish(&mut b, 3, NOT_AVAILABLE);
+    s.republish(&mut b, 4, NOT_AVAILABLE);
+    s.publish(&mut b, &[], 2, &[(1, None, 2)], &[2]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let v = rule(&r[0], "R10");
+    assert_eq!(v.verdict, "WARN", "{}", v.detail);
+    assert!(
+        v.detail.contains("2 more after Bad_MessageNotAvailable"),
+        "{}",
+        v.detail
+    );
+    assert_eq!(patterns(&r[0]), vec!["republish_loop_never_stops"]);
+}
+
+#[test]
+fn publish_request_flood_is_named() {
+    let mut s = Sim::new();
+    let a = s.first_connection(1);
+    s.close(a, ClosedBy::Client, CloseReason::Rst);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0);
+    s.republish(&mut b, 2, NOT_AVAILABLE);
+    for _ in 0..3 {
+        let req = PublishRequest {
+            request_header: req_header(5),
+            subscription_acknowledgements: None,
+        };
+        let id = s.request(&mut b, 826, &req);
+        s.fault(&mut b, id, 0x8078_0000);
+    }
+    s.publish(&mut b, &[], 2, &[(1, None, 2)], &[2]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let v = rule(&r[0], "R25");
+    assert_eq!(v.verdict, "WARN");
+    assert!(v.detail.starts_with("3 Publish requests"), "{}", v.detail);
+    assert_eq!(patterns(&r[0]), vec!["too_many_publish_requests"]);
+}
