@@ -3,15 +3,16 @@
 
 use uatap_codec::services::{
     ActivateSessionRequest, ActivateSessionResponse, CallMethodRequest, CallMethodResult,
-    CallRequest, CallResponse, ChannelSecurityToken, CreateMonitoredItemsRequest,
-    CreateMonitoredItemsResponse, CreateSessionResponse, CreateSubscriptionRequest,
-    CreateSubscriptionResponse, DataChangeNotification, DeleteMonitoredItemsRequest,
-    MonitoredItemCreateRequest, MonitoredItemCreateResult, MonitoredItemNotification,
-    MonitoringParameters, NotificationMessage, OpenSecureChannelRequest, OpenSecureChannelResponse,
-    PublishRequest, PublishResponse, ReadRequest, ReadResponse, ReadValueId, RepublishRequest,
-    RepublishResponse, RequestHeader, ResponseHeader, Secret, ServiceFault,
-    SetMonitoringModeRequest, SignatureData, StatusResults, SubscriptionAcknowledgement,
-    TransferResult, TransferSubscriptionsRequest, TransferSubscriptionsResponse,
+    CallRequest, CallResponse, ChannelSecurityToken, CloseSessionRequest,
+    CreateMonitoredItemsRequest, CreateMonitoredItemsResponse, CreateSessionResponse,
+    CreateSubscriptionRequest, CreateSubscriptionResponse, DataChangeNotification,
+    DeleteMonitoredItemsRequest, MonitoredItemCreateRequest, MonitoredItemCreateResult,
+    MonitoredItemNotification, MonitoringParameters, NotificationMessage, OpenSecureChannelRequest,
+    OpenSecureChannelResponse, PublishRequest, PublishResponse, ReadRequest, ReadResponse,
+    ReadValueId, RepublishRequest, RepublishResponse, RequestHeader, ResponseHeader, Secret,
+    ServiceFault, SetMonitoringModeRequest, SignatureData, StatusResults,
+    SubscriptionAcknowledgement, TransferResult, TransferSubscriptionsRequest,
+    TransferSubscriptionsResponse,
 };
 use uatap_codec::status::StatusCode;
 use uatap_codec::types::{
@@ -681,6 +682,18 @@ fn client_that_never_comes_back_gets_a_verdict_at_the_end() {
     let mut s = Sim::new();
     let a = s.first_connection(2);
     s.close(a, ClosedBy::Unknown, CloseReason::CaptureEnd);
+    s.finish();
+    assert!(reconnects(&s.events).is_empty());
+
+    // Nor one whose client asked to close its session (the answer never came).
+    let mut s = Sim::new();
+    let mut a = s.first_connection(2);
+    let close = CloseSessionRequest {
+        request_header: req_header(5),
+        delete_subscriptions: true,
+    };
+    s.request(&mut a, 473, &close);
+    s.close(a, ClosedBy::Server, CloseReason::Fin);
     s.finish();
     assert!(reconnects(&s.events).is_empty());
 }

@@ -473,7 +473,9 @@ impl Tracker {
             if let Some(s) = shared.sessions.get_mut(token) {
                 if s.activated_on.is_some_and(|a| a.0 == self.conn_seq) {
                     session_here = true;
-                    if lost {
+                    // A client that asked to close its session or delete its subscriptions
+                    // meant to leave, even if the answer never came.
+                    if lost && !self.teardown {
                         s.lost_at = Some(now);
                         s.recovered = false;
                     }
