@@ -132,14 +132,24 @@ fn data_change(items: &[(u32, Option<u32>, i64)]) -> ExtensionObject<'static> {
     ExtensionObject::binary(NodeId::numeric(0, 811), dc.to_vec())
 }
 
+/// The `reconnect` payloads so far; every rule they judge is one of the table's.
 fn reconnects(events: &[Event]) -> Vec<ReconnectInfo> {
-    events
+    let r: Vec<ReconnectInfo> = events
         .iter()
         .filter_map(|e| match &e.kind {
             EventKind::Reconnect(r) => Some((**r).clone()),
             _ => None,
         })
-        .collect()
+        .collect();
+    for v in r.iter().flat_map(|x| &x.rules) {
+        assert!(
+            crate::reconnect::RULES.iter().any(|(id, _)| *id == v.id),
+            "{} is not in RULES",
+            v.id
+        );
+        assert_eq!(v.ok, v.verdict != "FAIL");
+    }
+    r
 }
 
 fn rule<'a>(r: &'a ReconnectInfo, id: &str) -> &'a crate::payload::RuleVerdict {
