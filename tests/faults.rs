@@ -76,11 +76,15 @@ pub fn drop_message_exchange(
     args.extend_from_slice(extra);
     let proxy = Proxy::start_with(&upstream, dir, &args);
     let sent = s2c.clone();
+    let hel_len = chunks(&c2s)[0].len();
     let server_side = std::thread::spawn(move || {
-        let (s, _) = server.accept().expect("accept");
+        let (mut s, _) = server.accept().expect("accept");
+        // Like a server, say nothing before the client's HEL.
+        let mut got = vec![0u8; hel_len];
+        s.read_exact(&mut got).expect("HEL");
         let w = s.try_clone().expect("clone");
         let writer = std::thread::spawn(move || write_randomly(w, sent, 7));
-        let got = read_all(s);
+        got.extend(read_all(s));
         writer.join().expect("writer");
         got
     });
@@ -203,6 +207,19 @@ fn reject_next_opn_answers_with_an_err_and_closes() {
     assert_eq!(close[0]["by"], "proxy");
     assert_eq!(close[0]["reason"], "fault");
     assert_eq!(of_kind(&events, "fault_injected")[0]["fault"], "err");
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["stage"], "secure_channel");
+    assert_eq!(rejects[0]["cause"], "security_checks_failed");
+    assert_eq!(rejects[0]["inferred"], false);
+    assert!(rejects[0]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("not trusted"));
+    assert!(rejects[0]["check"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Kepware: OPC UA Configuration Manager > Trusted Clients"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -235,6 +252,15 @@ fn err_on_hello_reaches_a_real_client() {
         of_kind(&events, "tcp_error")[0]["status_name"],
         "Bad_TcpServerTooBusy"
     );
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:?}");
+    assert_eq!(rejects[0]["stage"], "hello");
+    assert_eq!(rejects[0]["cause"], "server_too_busy");
+    assert_eq!(rejects[0]["status"], "0x807D0000");
+    assert!(rejects[0]["evidence"]
+        .as_str()
+        .unwrap()
+        .contains("in answer to the client's Hello"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

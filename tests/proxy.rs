@@ -333,6 +333,13 @@ fn upstream_refusal_is_reported() {
         .find(|e| e["kind"] == "upstream_error")
         .expect("upstream_error");
     assert_eq!(err["error"], "refused");
+    let reject = events
+        .iter()
+        .find(|e| e["kind"] == "reject")
+        .expect("reject");
+    assert_eq!(reject["stage"], "tcp");
+    assert_eq!(reject["cause"], "tcp_refused");
+    assert_eq!(reject["status_name"], "Bad_ConnectionRejected");
     assert!(
         err["detail"]
             .as_str()
@@ -388,6 +395,12 @@ fn upstream_connect_timeout_is_reported() {
         .find(|e| e["kind"] == "upstream_error")
         .expect("upstream_error");
     assert_eq!(err["error"], "timeout", "{err}");
+    let reject = events
+        .iter()
+        .find(|e| e["kind"] == "reject")
+        .expect("reject");
+    assert_eq!(reject["cause"], "tcp_timeout");
+    assert_eq!(reject["status_name"], "Bad_Timeout");
     assert!(
         err["detail"].as_str().unwrap().contains("no answer within"),
         "{err}"

@@ -125,6 +125,7 @@ pub struct Connection {
     tracker: Tracker,
     own_shared: Shared,
     events: VecDeque<Event>,
+    rejects: crate::reject::Explainer,
 }
 
 impl Connection {
@@ -153,6 +154,7 @@ impl Connection {
             tracker: Tracker::new(seq, id.to_string(), &client, server.clone()),
             own_shared: Shared::default(),
             events: VecDeque::new(),
+            rejects: crate::reject::Explainer::default(),
         };
         c.push(now, None, EventKind::ConnOpen { client, server });
         c
@@ -263,12 +265,21 @@ impl Connection {
     }
 
     fn push(&mut self, ts: Timestamp, dir: Option<Direction>, kind: EventKind) {
+        let reject = self.rejects.observe(ts, dir, &kind);
         self.events.push_back(Event {
             ts,
             conn: self.id.clone(),
             dir,
             kind,
         });
+        if let Some(r) = reject {
+            self.events.push_back(Event {
+                ts,
+                conn: self.id.clone(),
+                dir: None,
+                kind: EventKind::Reject(Box::new(r)),
+            });
+        }
     }
 
     fn push_all(&mut self, ts: Timestamp, out: Vec<(Option<Direction>, EventKind)>) {

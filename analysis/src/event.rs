@@ -208,6 +208,8 @@ pub enum EventKind {
     ServiceFault(ServiceFaultInfo),
     /// A client came back after a lost connection (or never did), with the verdict.
     Reconnect(Box<ReconnectInfo>),
+    /// A refusal of a connection, channel or session, with its cause and explanation.
+    Reject(Box<crate::reject::RejectInfo>),
     /// One result of a monitored-item service.
     MonitoredItem(MonitoredItemInfo),
     /// An item's value changed quality class.
@@ -256,6 +258,7 @@ impl EventKind {
             EventKind::Republish(_) => "republish",
             EventKind::ServiceFault(_) => "service_fault",
             EventKind::Reconnect(_) => "reconnect",
+            EventKind::Reject(_) => "reject",
             EventKind::MonitoredItem(_) => "monitored_item",
             EventKind::ItemQuality(_) => "item_quality",
             EventKind::ItemStale(_) => "item_stale",
@@ -387,6 +390,7 @@ impl Event {
             EventKind::ServiceFault(p) => merge(&mut m, p),
             EventKind::Summary(p) => merge(&mut m, p),
             EventKind::Reconnect(p) => merge(&mut m, p),
+            EventKind::Reject(p) => merge(&mut m, p),
             EventKind::MonitoredItem(p) => merge(&mut m, p),
             EventKind::ItemQuality(p) => merge(&mut m, p),
             EventKind::ItemStale(p) => merge(&mut m, p),
@@ -546,6 +550,15 @@ impl Event {
                 p.status.status_name.or(p.status.status.as_deref()).unwrap_or("?"),
                 p.for_service.unwrap_or("?"),
                 p.note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            ),
+            EventKind::Reject(p) => format!(
+                "REJECTED at {}: {} cause={}{}: {} Evidence: {}",
+                p.stage,
+                p.status.describe(),
+                p.cause,
+                if p.inferred { " (inferred)" } else { "" },
+                p.explanation,
+                p.evidence
             ),
             EventKind::Reconnect(p) => format!(
                 "RECONNECT session={} {} channel {}->{} reused={} transferred={:?} republished={} lost={}{}{}{}",

@@ -250,6 +250,7 @@ impl Event {
             EventKind::ServiceFault(p) => o.payload(p),
             EventKind::Summary(p) => o.payload(p),
             EventKind::Reconnect(p) => o.payload(p),
+            EventKind::Reject(p) => o.payload(p),
             EventKind::MonitoredItem(p) => o.payload(p),
             EventKind::ItemQuality(p) => o.payload(p),
             EventKind::ItemStale(p) => o.payload(p),

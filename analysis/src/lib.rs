@@ -14,6 +14,7 @@ mod items;
 mod json;
 pub mod payload;
 pub mod reconnect;
+pub mod reject;
 pub mod time;
 mod tracker;
 

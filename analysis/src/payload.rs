@@ -32,6 +32,21 @@ impl Status {
     pub fn opt(code: Option<u32>) -> Self {
         code.map(Status::of).unwrap_or_default()
     }
+
+    /// The code back from its hex text.
+    pub fn code(&self) -> Option<u32> {
+        let hex = self.status.as_deref()?.strip_prefix("0x")?;
+        u32::from_str_radix(hex, 16).ok()
+    }
+
+    /// `0x80130000 (Bad_SecurityChecksFailed)`, or `no status`.
+    pub fn describe(&self) -> String {
+        match (&self.status, self.status_name) {
+            (Some(h), Some(n)) => format!("{h} ({n})"),
+            (Some(h), None) => h.clone(),
+            _ => "no status".into(),
+        }
+    }
 }
 
 /// `secure_channel`: one OpenSecureChannel exchange and how it ended.
