@@ -4,6 +4,7 @@
 mod analyze;
 mod check;
 mod fault;
+mod probe;
 mod proxy;
 mod report;
 
@@ -31,6 +32,9 @@ enum Command {
     Proxy(proxy::Args),
     /// Add, list and remove the faults of a running proxy (`uatap proxy --admin`).
     Fault(fault::Args),
+    /// The endpoint doctor: connect to a server step by step as a client and report each step
+    /// and every endpoint it offers. Exit 0 when a secured endpoint is usable, 1 otherwise.
+    Probe(probe::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Proxy(args) => proxy::run(&args),
         Command::Fault(args) => fault::run(&args),
+        Command::Probe(args) => probe::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -408,7 +408,7 @@ fn upstream_connect_timeout_is_reported() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-fn wait_ready(child: &mut Child) -> String {
+pub fn wait_ready(child: &mut Child) -> String {
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
     let deadline = Instant::now() + Duration::from_secs(40);

@@ -10,6 +10,7 @@ mod faults;
 mod fixtures;
 mod live;
 mod metrics;
+mod probe;
 mod proxy;
 mod report;
 mod rewrite;

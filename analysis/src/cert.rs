@@ -25,6 +25,39 @@ pub struct CertSummary {
     pub parse_error: Option<String>,
 }
 
+/// The host names and IP addresses in a certificate's SubjectAltName: a client checks the host
+/// of the endpoint URL against them (Bad_CertificateHostNameInvalid).
+pub fn san_hosts(der: &[u8]) -> Vec<String> {
+    let Ok((_, cert)) = X509Certificate::from_der(der) else {
+        return Vec::new();
+    };
+    let mut hosts = Vec::new();
+    for e in cert.extensions() {
+        if let ParsedExtension::SubjectAlternativeName(san) = e.parsed_extension() {
+            for g in &san.general_names {
+                match g {
+                    GeneralName::DNSName(d) => hosts.push((*d).to_string()),
+                    GeneralName::IPAddress(ip) => match ip.len() {
+                        4 => {
+                            if let Ok(b) = <[u8; 4]>::try_from(*ip) {
+                                hosts.push(std::net::Ipv4Addr::from(b).to_string());
+                            }
+                        }
+                        16 => {
+                            if let Ok(b) = <[u8; 16]>::try_from(*ip) {
+                                hosts.push(std::net::Ipv6Addr::from(b).to_string());
+                            }
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+    hosts
+}
+
 /// Summarises a DER certificate (a leaf possibly followed by its chain, as OPN carries it).
 pub fn summarize_certificate(der: &[u8]) -> CertSummary {
     match X509Certificate::from_der(der) {

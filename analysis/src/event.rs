@@ -210,6 +210,10 @@ pub enum EventKind {
     Reconnect(Box<ReconnectInfo>),
     /// A refusal of a connection, channel or session, with its cause and explanation.
     Reject(Box<crate::reject::RejectInfo>),
+    /// `uatap probe`: one endpoint the server offers.
+    ProbeEndpoint(Box<crate::payload::ProbeEndpointInfo>),
+    /// `uatap probe`: the last line.
+    ProbeSummary(Box<crate::payload::ProbeSummaryInfo>),
     /// One result of a monitored-item service.
     MonitoredItem(MonitoredItemInfo),
     /// An item's value changed quality class.
@@ -259,6 +263,8 @@ impl EventKind {
             EventKind::ServiceFault(_) => "service_fault",
             EventKind::Reconnect(_) => "reconnect",
             EventKind::Reject(_) => "reject",
+            EventKind::ProbeEndpoint(_) => "probe_endpoint",
+            EventKind::ProbeSummary(_) => "probe_summary",
             EventKind::MonitoredItem(_) => "monitored_item",
             EventKind::ItemQuality(_) => "item_quality",
             EventKind::ItemStale(_) => "item_stale",
@@ -391,6 +397,8 @@ impl Event {
             EventKind::Summary(p) => merge(&mut m, p),
             EventKind::Reconnect(p) => merge(&mut m, p),
             EventKind::Reject(p) => merge(&mut m, p),
+            EventKind::ProbeEndpoint(p) => merge(&mut m, p),
+            EventKind::ProbeSummary(p) => merge(&mut m, p),
             EventKind::MonitoredItem(p) => merge(&mut m, p),
             EventKind::ItemQuality(p) => merge(&mut m, p),
             EventKind::ItemStale(p) => merge(&mut m, p),
@@ -550,6 +558,31 @@ impl Event {
                 p.status.status_name.or(p.status.status.as_deref()).unwrap_or("?"),
                 p.for_service.unwrap_or("?"),
                 p.note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            ),
+            EventKind::ProbeEndpoint(p) => format!(
+                "ENDPOINT {} {} {} users={} cert={} hosts=[{}]{} -> {}: {}",
+                p.endpoint_url.as_deref().unwrap_or("?"),
+                p.policy.as_deref().unwrap_or("?"),
+                p.mode,
+                p.user_tokens.join(","),
+                p.server_cert.as_ref().and_then(|c| c.subject.as_deref()).unwrap_or("none"),
+                p.server_cert_hosts.join(", "),
+                match p.host_resolves {
+                    Some(false) => " (host does NOT resolve from here)",
+                    _ => "",
+                },
+                if p.usable { "usable" } else { "NOT usable" },
+                p.explanation
+            ),
+            EventKind::ProbeSummary(p) => format!(
+                "PROBE reachable={} endpoints={} usable={} usable_secure={}{}",
+                p.reachable,
+                p.endpoints,
+                p.usable_endpoints,
+                p.usable_secure_endpoints,
+                p.clock_skew_ms
+                    .map(|s| format!(" clock_skew={s:.0}ms"))
+                    .unwrap_or_default()
             ),
             EventKind::Reject(p) => format!(
                 "REJECTED at {}: {} cause={}{}: {} Evidence: {}",

@@ -251,6 +251,8 @@ impl Event {
             EventKind::Summary(p) => o.payload(p),
             EventKind::Reconnect(p) => o.payload(p),
             EventKind::Reject(p) => o.payload(p),
+            EventKind::ProbeEndpoint(p) => o.payload(p),
+            EventKind::ProbeSummary(p) => o.payload(p),
             EventKind::MonitoredItem(p) => o.payload(p),
             EventKind::ItemQuality(p) => o.payload(p),
             EventKind::ItemStale(p) => o.payload(p),

@@ -360,3 +360,45 @@ pub struct ReconnectInfo {
     /// Subscriptions created after the reconnect (an addition).
     pub recreated_subscriptions: Vec<u32>,
 }
+
+/// `probe_endpoint`: one endpoint a server offers, as `uatap probe` found it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeEndpointInfo {
+    /// The URL the server advertises for it (the one a client like Ignition will dial).
+    pub endpoint_url: Option<String>,
+    /// Short policy name, e.g. `Basic256Sha256`.
+    pub policy: Option<String>,
+    /// Full SecurityPolicyUri.
+    pub policy_uri: Option<String>,
+    /// `None`, `Sign`, `SignAndEncrypt`.
+    pub mode: &'static str,
+    /// The user identity token types it accepts (`anonymous`, `username`, `x509`, `issued`).
+    pub user_tokens: Vec<&'static str>,
+    /// The server certificate it carries.
+    pub server_cert: Option<crate::cert::CertSummary>,
+    /// Host names and addresses in the certificate's SubjectAltName.
+    pub server_cert_hosts: Vec<String>,
+    /// Whether the host of `endpoint_url` resolves from here (`null`: not checked).
+    pub host_resolves: Option<bool>,
+    /// Whether uatap could use it (a channel and, where allowed, an anonymous session).
+    pub usable: bool,
+    /// Why, for a person.
+    pub explanation: String,
+}
+
+/// `probe_summary`: the last line of `uatap probe`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSummaryInfo {
+    /// TCP connect and HEL/ACK worked.
+    pub reachable: bool,
+    /// How many endpoints uatap could use.
+    pub usable_endpoints: u64,
+    /// How many secured (Sign / SignAndEncrypt) endpoints uatap could use.
+    pub usable_secure_endpoints: u64,
+    /// How many endpoints the server offers.
+    pub endpoints: u64,
+    /// Server clock minus local clock, ms (from the response header timestamps).
+    pub clock_skew_ms: Option<f64>,
+    /// Why the probe stopped early, if it did.
+    pub stopped: Option<String>,
+}
