@@ -10,5 +10,6 @@ mod fixtures;
 mod live;
 mod metrics;
 mod proxy;
+mod reconnect;
 mod rewrite;
 mod shapes;

@@ -405,7 +405,10 @@ impl Recovery {
         let mut must_recreate = 0usize;
         for s in self.subs.values() {
             if self.continues(s) {
-                if s.pending_asks > 0 || !s.published_since_last_ask {
+                // A Republish loop is over only at Bad_MessageNotAvailable (or
+                // Bad_SubscriptionIdInvalid); one that stops short is judged at the limit.
+                let loop_open = !s.asks.is_empty() && s.loop_end.is_none();
+                if s.pending_asks > 0 || !s.published_since_last_ask || loop_open {
                     return false;
                 }
             } else {
