@@ -99,6 +99,12 @@ impl Analyzer {
         }
     }
 
+    /// Sessions and subscriptions held across connections (tests check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
+        self.shared.tracked()
+    }
+
     /// The next event that belongs to no open connection (see [`Analyzer::finish`]).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

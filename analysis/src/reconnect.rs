@@ -422,6 +422,22 @@ impl Recovery {
         must_recreate == 0 || self.recreated_enough(must_recreate)
     }
 
+    /// Old subscriptions that neither continue nor were recreated under the same id: their
+    /// state can be forgotten once the verdict is given (a client recreating subscriptions for
+    /// hours must not grow the analysis).
+    pub(crate) fn abandoned(&self) -> Vec<u32> {
+        self.subs
+            .iter()
+            .filter(|(id, s)| !self.continues(s) && !self.new_subscriptions.contains(id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The old session was replaced by a new one.
+    pub(crate) fn session_replaced(&self) -> bool {
+        !self.session_reused
+    }
+
     /// True when this recovery recreated subscriptions (for the recreate-loop pattern).
     pub(crate) fn recreates(&self) -> bool {
         !self.new_subscriptions.is_empty() && self.subs.values().any(|s| !self.continues(s))

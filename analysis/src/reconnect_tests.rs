@@ -803,6 +803,28 @@ fn subscription_recreated_again_and_again_is_named() {
         .expect("pattern");
     assert!(p.detail.contains("4 reconnects"), "{}", p.detail);
     assert!(p.detail.contains("about every 12.0 s"), "{}", p.detail);
+    // Memory stays bounded however long the loop goes: only the live session and its
+    // subscription are held.
+    assert_eq!(s.an.tracked(), (1, 1));
+}
+
+#[test]
+fn abandoned_subscriptions_are_forgotten() {
+    let mut s = Sim::new();
+    let a = s.first_connection(2);
+    s.close(a, ClosedBy::Server, CloseReason::Rst);
+    let mut b = s.connect(50002, 2);
+    s.session(&mut b, 101, 6);
+    s.create_subscription(&mut b, 8);
+    s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].dropped_subscriptions, vec![SUB]);
+    assert_eq!(r[0].recreated_subscriptions, vec![8]);
+    assert!(patterns(&r[0]).contains(&"queued_data_dropped"));
+    assert!(!r[0].recovered);
+    // Subscription 7 and session 100 are gone from the state; 8 and 101 remain.
+    assert_eq!(s.an.tracked(), (1, 1));
 }
 
 #[test]

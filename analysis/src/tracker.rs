@@ -63,6 +63,12 @@ impl Shared {
         *self.servers.entry(server.to_string()).or_insert(next)
     }
 
+    /// Number of sessions and subscriptions held.
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
+        (self.sessions.len(), self.subscriptions.len())
+    }
+
     /// What a session looked like before it was lost, for a recovery's verdict.
     fn old_session(&self, token: &str) -> OldSession {
         let Some(s) = self.sessions.get(token) else {
@@ -277,6 +283,8 @@ pub(crate) struct Tracker {
     client_thumbprint: Option<String>,
     /// A client coming back on this connection, until the verdict.
     recovery: Option<Box<Recovery>>,
+    /// AuthenticationToken of the session the recovery in progress is about.
+    recovery_token: Option<String>,
     /// ActivateSession on a session of another connection failed here: (token, status).
     failed_activate: Option<(String, u32)>,
 }
@@ -341,6 +349,7 @@ impl Tracker {
             channel_policy_uri: None,
             client_thumbprint: None,
             recovery: None,
+            recovery_token: None,
             failed_activate: None,
             conn_seq,
             server,
@@ -866,7 +875,7 @@ impl Tracker {
                     if came_back && self.recovery.is_none() {
                         if let Some(t) = &token {
                             let old = shared.old_session(t);
-                            self.start_recovery(shared, old, now, true, None);
+                            self.start_recovery(t.clone(), old, now, true, None);
                         }
                     }
                     if let Some(s) = token.as_ref().and_then(|t| shared.sessions.get_mut(t)) {
@@ -1347,19 +1356,19 @@ impl Tracker {
         if let Some(s) = shared.sessions.get_mut(&token) {
             s.recovered = true;
         }
-        self.start_recovery(shared, old, now, false, failed.map(|f| f.1));
+        self.start_recovery(token, old, now, false, failed.map(|f| f.1));
     }
 
     fn start_recovery(
         &mut self,
-        shared: &mut Shared,
+        token: String,
         old: OldSession,
         now: Timestamp,
         reused: bool,
         activate_failed: Option<u32>,
     ) {
-        let _ = shared;
         let mut r = Recovery::new(old, now, reused, activate_failed);
+        self.recovery_token = Some(token);
         r.new_channel_id = self.channel_id;
         r.new_policy_uri = self.channel_policy_uri.clone();
         r.new_client_thumbprint = self.client_thumbprint.clone();
@@ -1399,6 +1408,23 @@ impl Tracker {
             r.on_transferred_notice();
         }
         out.push((None, EventKind::Reconnect(Box::new(r.verdict(now)))));
+        // Forget what the verdict has dealt with: bounded memory for clients that recreate
+        // their subscriptions again and again.
+        if let Some(token) = self.recovery_token.take() {
+            for id in r.abandoned() {
+                let key = (server, id);
+                if shared
+                    .subscriptions
+                    .get(&key)
+                    .is_some_and(|s| s.session.as_deref() == Some(token.as_str()))
+                {
+                    shared.subscriptions.remove(&key);
+                }
+            }
+            if r.session_replaced() {
+                shared.sessions.remove(&token);
+            }
+        }
     }
 
     fn count_session(&mut self, ok: bool) {
