@@ -194,10 +194,15 @@ impl Sim {
 
     /// A new connection from `port` and its OpenSecureChannel (Issue, None) granting `channel`.
     fn connect(&mut self, port: u16, channel: u32) -> Link {
+        self.connect_from("10.0.0.1", port, channel)
+    }
+
+    /// Like [`Sim::connect`], from another client host.
+    fn connect_from(&mut self, host: &str, port: u16, channel: u32) -> Link {
         let now = self.now();
         let c = self
             .an
-            .open(format!("10.0.0.1:{port}"), "10.0.0.2:4840".into(), now);
+            .open(format!("{host}:{port}"), "10.0.0.2:4840".into(), now);
         let mut l = Link {
             c,
             channel,
@@ -621,14 +626,15 @@ fn refused_transfer_after_failed_activate_and_recreated_subscription() {
     s.session(&mut b, 101, 6);
     s.transfer(&mut b, 0x8028_0000, &[]);
     s.create_subscription(&mut b, 8);
-    assert!(
-        reconnects(&s.events).is_empty(),
-        "waits for the monitored items"
-    );
+    // Lost for 85 s, past the 60 s session timeout: that verdict came first.
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "waits for the monitored items: {r:?}");
+    assert!(!r[0].came_back);
     s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
     let r = reconnects(&s.events);
-    assert_eq!(r.len(), 1, "{r:?}");
-    let r = &r[0];
+    assert_eq!(r.len(), 2, "{r:?}");
+    let r = &r[1];
+    assert!(r.came_back);
     assert_eq!(rule(r, "R5").verdict, "PASS");
     assert!(rule(r, "R5").detail.contains("Bad_SessionIdInvalid"));
     assert_eq!(rule(r, "R2").verdict, "PASS");
@@ -1320,4 +1326,50 @@ fn random_conversations_keep_the_invariants() {
         "reused {reused}, replaced {replaced}, never came back {never}, item_quality {quality}"
     );
     assert!(reused > 20 && replaced > 20 && never > 20 && quality > 20);
+}
+
+#[test]
+fn verdict_when_the_session_timeout_runs_out_without_finish() {
+    let mut s = Sim::new();
+    let a = s.first_connection(2);
+    s.at(5_000);
+    s.close(a, ClosedBy::Server, CloseReason::Rst);
+    // Another client's traffic before and after the 60 s session timeout.
+    s.at(30_000);
+    let mut other = s.connect_from("10.0.0.9", 60000, 9);
+    assert!(
+        reconnects(&s.events).is_empty(),
+        "not due before the timeout"
+    );
+    s.at(66_000);
+    s.create_session(&mut other, 300, 30);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(!r[0].came_back);
+    assert!(rule(&r[0], "R2")
+        .detail
+        .contains("past the session timeout"));
+    let e = s
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Reconnect(_)))
+        .expect("event");
+    assert_eq!(
+        &*e.conn, "10.0.0.1:50001->10.0.0.2:4840",
+        "named by the lost connection"
+    );
+    // The client does come back later, with a new session: that is still one story.
+    s.at(80_000);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0x8025_0000);
+    s.session(&mut b, 101, 6);
+    s.create_subscription(&mut b, 8);
+    s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
+    s.close(b, ClosedBy::Unknown, CloseReason::CaptureEnd);
+    s.finish();
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 2, "no second verdict at the end: {r:?}");
+    assert!(r[1].came_back);
+    assert_eq!(r[1].session_id.as_deref(), Some("ns=1;i=100"));
+    assert_eq!(rule(&r[1], "R5").verdict, "PASS");
 }
