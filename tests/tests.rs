@@ -12,6 +12,7 @@ mod live;
 mod metrics;
 mod probe;
 mod proxy;
+mod reconnect_relay;
 mod report;
 mod rewrite;
 mod shapes;
