@@ -457,6 +457,33 @@ impl Connection {
             }
             Ok(TcpMessage::ReverseHello(_)) => {}
             Err(err) => {
+                if let Some(e) = (m.message_type == MessageType::Error)
+                    .then(|| err_like_opn(&m.payload))
+                    .flatten()
+                {
+                    // node-opcua answers some refused OpenSecureChannel requests with an ERR laid
+                    // out like an OPN chunk (SecureChannelId, security header, sequence header, a
+                    // ServiceFault): its "Error" field is the channel id. Read the ServiceFault.
+                    let what = format!(
+                        "{} (SecureChannelId {}, SecurityPolicyUri {}, then a ServiceFault {}): not a well-formed ERR; its Error field reads 0x{:08X}, the status reported is the ServiceFault's",
+                        crate::reject::ERR_LIKE_OPN,
+                        e.channel_id,
+                        e.policy_uri.as_deref().unwrap_or("null"),
+                        crate::payload::Status::opt(Some(e.status)).describe(),
+                        e.channel_id
+                    );
+                    let prefix = m.payload.get(..m.payload.len().min(32)).unwrap_or(&[]);
+                    self.decode_error_event(now, dir, m.offset, what, hex_prefix(prefix));
+                    out.push((
+                        Some(dir),
+                        EventKind::TcpError {
+                            status: Some(e.status),
+                            reason: e.reason,
+                        },
+                    ));
+                    self.tracker.on_tcp_error(Some(e.status), out);
+                    return;
+                }
                 if m.message_type == MessageType::Error {
                     // A malformed ERR is still the ERR it is framed as; what can be read of it
                     // (the status right after the header) is reported, the rest is a decode error.
@@ -616,6 +643,46 @@ fn empty_message(t: MessageType, size: u64) -> MessageInfo {
         encrypted: false,
         latency_ms: None,
     }
+}
+
+/// What an ERR laid out like an OPN chunk carries (see [`err_like_opn`]).
+struct ErrLikeOpn {
+    channel_id: u32,
+    policy_uri: Option<String>,
+    status: u32,
+    reason: Option<String>,
+}
+
+/// Reads a whole ERR message (header included) as node-opcua lays out the ERR it sends for some
+/// refused OpenSecureChannel requests: the header, a SecureChannelId, an asymmetric security
+/// header with policy None or a readable body, a sequence header, then a ServiceFault that
+/// decodes to its last byte. `None` when the bytes are not that.
+fn err_like_opn(payload: &[u8]) -> Option<ErrLikeOpn> {
+    let mut r = Reader::new(payload.get(8..)?);
+    let channel_id = r.read_u32("ERR").ok()?;
+    let header = uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
+    uatap_codec::secure::parse_sequence_header(&mut r).ok()?;
+    let msg = parse_message(&mut r).ok()?;
+    if msg.service_name() != Some("ServiceFault") {
+        return None;
+    }
+    let status = msg.service_result()?.0;
+    let reason = msg.body.response_header().and_then(|h| {
+        h.string_table
+            .iter()
+            .flatten()
+            .map(|s| s.to_string_lossy().trim().to_string())
+            .find(|s| !s.is_empty())
+    });
+    Some(ErrLikeOpn {
+        channel_id,
+        policy_uri: header
+            .security_policy_uri
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        status,
+        reason,
+    })
 }
 
 #[cfg(test)]
