@@ -11,6 +11,7 @@ mod fixtures;
 mod live;
 mod metrics;
 mod proxy;
+mod rejects;
 mod report;
 mod rewrite;
 mod shapes;

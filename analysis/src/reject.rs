@@ -365,6 +365,8 @@ pub struct Explainer {
     /// An ERR in answer to the OpenSecureChannel request, explained with the `secure_channel`
     /// event that follows it (one reject for both).
     opn_err: Option<(u32, Option<String>)>,
+    /// An ERR already refused the Hello.
+    hello_refused: bool,
     /// The ERR being read is the malformed kind ([`ERR_LIKE_OPN`]).
     err_like_opn: bool,
 }
@@ -471,6 +473,7 @@ impl Explainer {
                     self.opn_err = Some((code, reason));
                     return None;
                 }
+                self.hello_refused = true;
                 Some(info(
                     stage,
                     Some(code),
@@ -581,15 +584,22 @@ impl Explainer {
                     false,
                 ))
             }
-            EventKind::ConnClose { by, .. } => {
-                // Closed by the server after the Hello, with neither ACK nor ERR.
-                if self.hello_sent && !self.ack_seen && *by == crate::event::ClosedBy::Server {
-                    self.hello_sent = false;
+            EventKind::ConnClose { by, bytes_s2c, .. } => {
+                // Closed by the server before any ACK or ERR: asyncua closes a connection over
+                // its limit as soon as it accepts it, often before the Hello reached it.
+                if !self.ack_seen && !self.hello_refused && *by == crate::event::ClosedBy::Server {
                     return Some(info(
                         "hello",
                         None,
                         find("connection_limit"),
-                        "the server closed the connection after the client's Hello without an ACK or an ERR".into(),
+                        format!(
+                            "the server closed the connection {} without an ACK or an ERR ({bytes_s2c} bytes from the server)",
+                            if self.hello_sent {
+                                "after the client's Hello"
+                            } else {
+                                "before the client's Hello"
+                            }
+                        ),
                         true,
                     ));
                 }
@@ -887,6 +897,52 @@ mod tests {
             ("secure_channel", "client_cert_untrusted")
         );
         assert!(r.evidence.contains("0x801A0000"), "{}", r.evidence);
+    }
+
+    #[test]
+    fn a_server_close_before_any_ack_is_a_connection_limit_once() {
+        let ts = crate::Timestamp::from_unix_micros(NOV_23_2026);
+        let close = EventKind::ConnClose {
+            by: crate::event::ClosedBy::Server,
+            reason: crate::event::CloseReason::Fin,
+            bytes_c2s: 0,
+            bytes_s2c: 0,
+        };
+        // asyncua over its max_connections: closed before the Hello got through.
+        let r = Explainer::default()
+            .observe(ts, None, &close)
+            .expect("a reject");
+        assert_eq!(
+            (r.stage, r.cause, r.inferred),
+            ("hello", "connection_limit", true)
+        );
+        assert!(
+            r.evidence.contains("before the client's Hello"),
+            "{}",
+            r.evidence
+        );
+        // An ERR to the Hello is the reject; the close that follows adds none.
+        let mut x = Explainer::default();
+        let hello = EventKind::Hello(crate::event::HelloInfo {
+            endpoint_url: Some("opc.tcp://h:4840/x".into()),
+            protocol_version: 0,
+            receive_buffer_size: 0,
+            send_buffer_size: 0,
+            max_message_size: 0,
+            max_chunk_count: 0,
+        });
+        assert!(x
+            .observe(ts, Some(Direction::ClientToServer), &hello)
+            .is_none());
+        let err = EventKind::TcpError {
+            status: Some(0x8083_0000),
+            reason: None,
+        };
+        let r = x
+            .observe(ts, Some(Direction::ServerToClient), &err)
+            .expect("a reject");
+        assert_eq!((r.stage, r.cause), ("hello", "endpoint_url_invalid"));
+        assert!(x.observe(ts, None, &close).is_none());
     }
 
     #[test]

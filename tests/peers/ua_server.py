@@ -3,7 +3,8 @@
 
     ua_server.py --port N [--items K] [--period MS] [--duration S]
                  [--security POLICY:MODE] [--pki DIR] [--host ADDR]
-                 [--max-sessions N] [--no-anonymous] [--user NAME --password-env VAR]
+                 [--max-sessions N] [--max-connections N] [--no-anonymous]
+                 [--user NAME --password-env VAR]
 
 Listens on --host only (default 127.0.0.1; IPv6 e.g. ::1); endpoint opc.tcp://HOST:N/UA/Test
 (an IPv6 address in brackets: opc.tcp://[::1]:N/UA/Test), anonymous login allowed.
@@ -25,6 +26,8 @@ Refusals, one way each (for the reject tests, tests/rejects.rs):
   --max-sessions N   at most N activated sessions (asyncua's InternalSession.max_connections):
                      the ActivateSession of one more is refused (asyncua sends
                      Bad_MaxConnectionsReached).
+  --max-connections N  at most N TCP connections (asyncua's max_connections): one more is closed
+                     as soon as it is accepted, before any answer to its Hello.
   --no-anonymous     no anonymous user token policy: an anonymous ActivateSession is refused
                      (asyncua sends Bad_IdentityTokenRejected).
   --user NAME --password-env VAR
@@ -99,6 +102,8 @@ async def run(args: argparse.Namespace) -> int:
         server.set_identity_tokens(anonymous + [ua.UserNameIdentityToken])
     if args.max_sessions:
         InternalSession.max_connections = args.max_sessions
+    if args.max_connections:
+        server.iserver.max_connections = args.max_connections
     server.set_server_name("uatap test server (asyncua)")
     policy, mode = args.security
     if policy == "None":
@@ -181,6 +186,7 @@ def main() -> int:
     p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the server's "
                    "certificate and key are in DIR/asyncua-server/")
     p.add_argument("--max-sessions", type=int, default=0, help="at most N activated sessions")
+    p.add_argument("--max-connections", type=int, default=0, help="at most N TCP connections")
     p.add_argument("--no-anonymous", action="store_true", help="refuse anonymous logins")
     p.add_argument("--user", help="a user name accepted with the password from --password-env")
     p.add_argument("--password-env", metavar="VAR", help="environment variable holding --user's password")
