@@ -822,6 +822,143 @@ mod tests {
         assert!(message_infos(&ev)[0].encrypted);
     }
 
+    fn rejects(events: &[EventKind]) -> Vec<&crate::reject::RejectInfo> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Reject(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn channel_outcomes(events: &[EventKind]) -> Vec<&'static str> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::SecureChannel(s) => Some(s.outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_encrypted_opn_answer_then_the_close_is_a_refusal() {
+        // asyncua and node-opcua answer a refused secured OPN with a ServiceFault encrypted
+        // to the client, then the connection closes with no message on the channel.
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        c.handle_close(
+            ClosedBy::Client,
+            CloseReason::Fin,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["rejected"]);
+        let r = rejects(&ev);
+        assert_eq!(r.len(), 1, "{ev:?}");
+        assert_eq!(
+            (r[0].stage, r[0].cause, r[0].inferred),
+            ("secure_channel", "client_cert_untrusted", true)
+        );
+        let summary = ev.iter().find_map(|e| match e {
+            EventKind::Summary(s) => Some(s),
+            _ => None,
+        });
+        assert!(
+            summary.is_some_and(|s| s.channels == 0 && s.rejects == 1),
+            "{summary:?}"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_opn_answer_then_a_message_is_a_channel() {
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        ev.extend(feed(
+            &mut c,
+            Direction::ClientToServer,
+            &msg(2, &[0x5a; 80]),
+        ));
+        c.handle_close(
+            ClosedBy::Client,
+            CloseReason::Fin,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["ok"]);
+        assert!(rejects(&ev).is_empty(), "{ev:?}");
+        // A capture that ends right after the answer tells nothing either way.
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        c.handle_close(
+            ClosedBy::Unknown,
+            CloseReason::CaptureEnd,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["ok"]);
+        assert!(rejects(&ev).is_empty(), "{ev:?}");
+    }
+
+    /// node-opcua's answer to a secured OPN for a policy it does not offer: an ERR laid out
+    /// like an OPN chunk whose body is a ServiceFault.
+    fn err_like_opn_bytes(status: u32, text: &str) -> Vec<u8> {
+        let uri = b"http://opcfoundation.org/UA/SecurityPolicy#None";
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u32.to_le_bytes()); // SecureChannelId, where Error should be
+        body.extend_from_slice(&(uri.len() as i32).to_le_bytes());
+        body.extend_from_slice(uri);
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]); // sequence header
+        body.extend_from_slice(&[0x01, 0x00, 0x8D, 0x01]); // ServiceFault (397)
+        body.extend_from_slice(&[0; 8]); // Timestamp
+        body.extend_from_slice(&0u32.to_le_bytes()); // RequestHandle
+        body.extend_from_slice(&status.to_le_bytes());
+        body.push(0); // ServiceDiagnostics
+        body.extend_from_slice(&1i32.to_le_bytes());
+        body.extend_from_slice(&(text.len() as i32).to_le_bytes());
+        body.extend_from_slice(text.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]); // AdditionalHeader
+        let mut v = b"ERRF".to_vec();
+        v.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+        v.extend(body);
+        v
+    }
+
+    #[test]
+    fn an_err_laid_out_like_an_opn_is_read_for_its_service_fault() {
+        let mut c = conn();
+        let ev = feed(
+            &mut c,
+            Direction::ServerToClient,
+            &err_like_opn_bytes(0x8055_0000, " not supported "),
+        );
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::TcpError { status: Some(0x8055_0000), reason: Some(r) } if r == "not supported"
+            )),
+            "{ev:?}"
+        );
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::DecodeError { what, .. }
+                    if what.starts_with(crate::reject::ERR_LIKE_OPN) && what.contains("0x00000001")
+            )),
+            "{ev:?}"
+        );
+        let r = rejects(&ev);
+        assert_eq!(r.len(), 1, "{ev:?}");
+        assert_eq!(r[0].cause, "policy_rejected");
+        assert!(r[0].evidence.contains("malformed ERR"), "{}", r[0].evidence);
+    }
+
     #[test]
     fn malformed_err_is_still_an_err() {
         let mut c = conn();
