@@ -444,6 +444,54 @@ fn rejects_secured_channel_on_none_only_server_node_malformed_err() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// asyncua's None-only server has no certificate: the client encrypts to one it was given, and
+/// asyncua never answers the OPN (the client gives up after its 15 s timeout).
+#[test]
+fn rejects_secured_channel_on_none_only_server_asyncua_no_answer() {
+    let dir = temp_dir("rejects-policy-secured-asyncua");
+    let pki = dir.display().to_string();
+    crate::util::run(
+        Command::new(python())
+            .arg(peers_dir().join("make_cert.py"))
+            .arg(dir.join("other-server"))
+            .args(["--app-uri", "urn:uatap:other-server"])
+            .args(["--not-before-days", "-1", "--not-after-days", "365"]),
+    );
+    let server = Server::start("asyncua", &[], &[]);
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--security",
+            "Basic256Sha256:SignAndEncrypt",
+            "--pki",
+            &pki,
+            "--server-cert",
+            &dir.join("other-server/cert.der").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "secure_channel",
+            cause: "secure_channel_unanswered",
+            status: None,
+            change: &["check the policy and the server certificate"],
+            evidence: &["got no answer", "inferred"],
+        },
+    );
+    let sc = secure_channels(&events);
+    assert!(
+        sc.len() == 1 && sc[0]["outcome"] == "no_response",
+        "{sc:#?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn rejects_none_session_on_secured_only_server_node() {
     let dir = temp_dir("rejects-policy-none");
