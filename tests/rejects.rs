@@ -167,16 +167,20 @@ fn hold_session(server: &Server) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("first client starts");
-    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut seen = Vec::new();
-    for line in lines.map_while(Result::ok) {
-        if line.contains("Read Counter") {
-            return child;
-        }
+    let ready = lines.by_ref().map_while(Result::ok).any(|line| {
         seen.push(line);
+        seen.last().is_some_and(|l| l.contains("Read Counter"))
+    });
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the first client never got a session:\n{}", seen.join("\n"));
     }
-    let _ = child.kill();
-    panic!("the first client never got a session:\n{}", seen.join("\n"));
+    // Keep reading what it prints, so that it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
 }
 
 /// Waits until every connection the proxy saw has closed, then stops it; its events.
