@@ -474,6 +474,33 @@ impl Connection {
             }
             Ok(TcpMessage::ReverseHello(_)) => {}
             Err(err) => {
+                if let Some(e) = (m.message_type == MessageType::Error)
+                    .then(|| err_like_opn(&m.payload))
+                    .flatten()
+                {
+                    // node-opcua answers some refused OpenSecureChannel requests with an ERR laid
+                    // out like an OPN chunk (SecureChannelId, security header, sequence header, a
+                    // ServiceFault): its "Error" field is the channel id. Read the ServiceFault.
+                    let what = format!(
+                        "{} (SecureChannelId {}, SecurityPolicyUri {}, then a ServiceFault {}): not a well-formed ERR; its Error field reads 0x{:08X}, the status reported is the ServiceFault's",
+                        crate::reject::ERR_LIKE_OPN,
+                        e.channel_id,
+                        e.policy_uri.as_deref().unwrap_or("null"),
+                        crate::payload::Status::opt(Some(e.status)).describe(),
+                        e.channel_id
+                    );
+                    let prefix = m.payload.get(..m.payload.len().min(32)).unwrap_or(&[]);
+                    self.decode_error_event(now, dir, m.offset, what, hex_prefix(prefix));
+                    out.push((
+                        Some(dir),
+                        EventKind::TcpError {
+                            status: Some(e.status),
+                            reason: e.reason,
+                        },
+                    ));
+                    self.tracker.on_tcp_error(Some(e.status), out);
+                    return;
+                }
                 if m.message_type == MessageType::Error {
                     // A malformed ERR is still the ERR it is framed as; what can be read of it
                     // (the status right after the header) is reported, the rest is a decode error.
@@ -635,6 +662,46 @@ fn empty_message(t: MessageType, size: u64) -> MessageInfo {
     }
 }
 
+/// What an ERR laid out like an OPN chunk carries (see [`err_like_opn`]).
+struct ErrLikeOpn {
+    channel_id: u32,
+    policy_uri: Option<String>,
+    status: u32,
+    reason: Option<String>,
+}
+
+/// Reads a whole ERR message (header included) as node-opcua lays out the ERR it sends for some
+/// refused OpenSecureChannel requests: the header, a SecureChannelId, an asymmetric security
+/// header with policy None or a readable body, a sequence header, then a ServiceFault that
+/// decodes to its last byte. `None` when the bytes are not that.
+fn err_like_opn(payload: &[u8]) -> Option<ErrLikeOpn> {
+    let mut r = Reader::new(payload.get(8..)?);
+    let channel_id = r.read_u32("ERR").ok()?;
+    let header = uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
+    uatap_codec::secure::parse_sequence_header(&mut r).ok()?;
+    let msg = parse_message(&mut r).ok()?;
+    if msg.service_name() != Some("ServiceFault") {
+        return None;
+    }
+    let status = msg.service_result()?.0;
+    let reason = msg.body.response_header().and_then(|h| {
+        h.string_table
+            .iter()
+            .flatten()
+            .map(|s| s.to_string_lossy().trim().to_string())
+            .find(|s| !s.is_empty())
+    });
+    Some(ErrLikeOpn {
+        channel_id,
+        policy_uri: header
+            .security_policy_uri
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+        status,
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,6 +837,143 @@ mod tests {
         );
         let ev = feed(&mut c, Direction::ServerToClient, &msg(2, &cipher));
         assert!(message_infos(&ev)[0].encrypted);
+    }
+
+    fn rejects(events: &[EventKind]) -> Vec<&crate::reject::RejectInfo> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Reject(r) => Some(r.as_ref()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn channel_outcomes(events: &[EventKind]) -> Vec<&'static str> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::SecureChannel(s) => Some(s.outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_encrypted_opn_answer_then_the_close_is_a_refusal() {
+        // asyncua and node-opcua answer a refused secured OPN with a ServiceFault encrypted
+        // to the client, then the connection closes with no message on the channel.
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        c.handle_close(
+            ClosedBy::Client,
+            CloseReason::Fin,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["rejected"]);
+        let r = rejects(&ev);
+        assert_eq!(r.len(), 1, "{ev:?}");
+        assert_eq!(
+            (r[0].stage, r[0].cause, r[0].inferred),
+            ("secure_channel", "client_cert_untrusted", true)
+        );
+        let summary = ev.iter().find_map(|e| match e {
+            EventKind::Summary(s) => Some(s),
+            _ => None,
+        });
+        assert!(
+            summary.is_some_and(|s| s.channels == 0 && s.rejects == 1),
+            "{summary:?}"
+        );
+    }
+
+    #[test]
+    fn an_encrypted_opn_answer_then_a_message_is_a_channel() {
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        ev.extend(feed(
+            &mut c,
+            Direction::ClientToServer,
+            &msg(2, &[0x5a; 80]),
+        ));
+        c.handle_close(
+            ClosedBy::Client,
+            CloseReason::Fin,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["ok"]);
+        assert!(rejects(&ev).is_empty(), "{ev:?}");
+        // A capture that ends right after the answer tells nothing either way.
+        let mut c = conn();
+        let mut ev = feed(&mut c, Direction::ClientToServer, &secured_opn(true));
+        ev.extend(feed(&mut c, Direction::ServerToClient, &secured_opn(false)));
+        c.handle_close(
+            ClosedBy::Unknown,
+            CloseReason::CaptureEnd,
+            Timestamp::from_unix_micros(3),
+        );
+        ev.extend(std::iter::from_fn(|| c.poll_event()).map(|e| e.kind));
+        assert_eq!(channel_outcomes(&ev), ["ok"]);
+        assert!(rejects(&ev).is_empty(), "{ev:?}");
+    }
+
+    /// node-opcua's answer to a secured OPN for a policy it does not offer: an ERR laid out
+    /// like an OPN chunk whose body is a ServiceFault.
+    fn err_like_opn_bytes(status: u32, text: &str) -> Vec<u8> {
+        let uri = b"http://opcfoundation.org/UA/SecurityPolicy#None";
+        let mut body = Vec::new();
+        body.extend_from_slice(&1u32.to_le_bytes()); // SecureChannelId, where Error should be
+        body.extend_from_slice(&(uri.len() as i32).to_le_bytes());
+        body.extend_from_slice(uri);
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        body.extend_from_slice(&(-1i32).to_le_bytes());
+        body.extend_from_slice(&[1, 0, 0, 0, 1, 0, 0, 0]); // sequence header
+        body.extend_from_slice(&[0x01, 0x00, 0x8D, 0x01]); // ServiceFault (397)
+        body.extend_from_slice(&[0; 8]); // Timestamp
+        body.extend_from_slice(&0u32.to_le_bytes()); // RequestHandle
+        body.extend_from_slice(&status.to_le_bytes());
+        body.push(0); // ServiceDiagnostics
+        body.extend_from_slice(&1i32.to_le_bytes());
+        body.extend_from_slice(&(text.len() as i32).to_le_bytes());
+        body.extend_from_slice(text.as_bytes());
+        body.extend_from_slice(&[0, 0, 0]); // AdditionalHeader
+        let mut v = b"ERRF".to_vec();
+        v.extend_from_slice(&(8 + body.len() as u32).to_le_bytes());
+        v.extend(body);
+        v
+    }
+
+    #[test]
+    fn an_err_laid_out_like_an_opn_is_read_for_its_service_fault() {
+        let mut c = conn();
+        let ev = feed(
+            &mut c,
+            Direction::ServerToClient,
+            &err_like_opn_bytes(0x8055_0000, " not supported "),
+        );
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::TcpError { status: Some(0x8055_0000), reason: Some(r) } if r == "not supported"
+            )),
+            "{ev:?}"
+        );
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                EventKind::DecodeError { what, .. }
+                    if what.starts_with(crate::reject::ERR_LIKE_OPN) && what.contains("0x00000001")
+            )),
+            "{ev:?}"
+        );
+        let r = rejects(&ev);
+        assert_eq!(r.len(), 1, "{ev:?}");
+        assert_eq!(r[0].cause, "policy_rejected");
+        assert!(r[0].evidence.contains("malformed ERR"), "{}", r[0].evidence);
     }
 
     #[test]

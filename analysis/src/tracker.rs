@@ -327,6 +327,9 @@ pub(crate) struct Tracker {
     open: Option<PendingOpen>,
     /// A secure_channel event held back until the first message tells the mode.
     held_channel: Option<SecureChannelInfo>,
+    /// The held channel is the connection's first: if the connection ends before a message
+    /// on it, the server's encrypted answer was a refusal (a ServiceFault), not a channel.
+    held_is_first: bool,
     channel_id: Option<u32>,
     /// When this connection deleted subscriptions or closed its session (teardown).
     teardown: bool,
@@ -413,6 +416,7 @@ impl Tracker {
             pending: BTreeMap::new(),
             open: None,
             held_channel: None,
+            held_is_first: false,
             channel_id: None,
             teardown: false,
             session_token: None,
@@ -461,6 +465,7 @@ impl Tracker {
                     p.info.server_cert = cert_of(&h.sender_certificate);
                     p.info.channel_id = channel_id;
                     p.info.outcome = "ok";
+                    self.held_is_first = self.summary.channels == 0;
                     self.summary.channels = self.summary.channels.saturating_add(1);
                     self.channel_id = channel_id;
                     self.note_channel(&p.info);
@@ -530,6 +535,16 @@ impl Tracker {
         now: Timestamp,
         out: &mut Out,
     ) {
+        if lost && self.held_is_first {
+            if let Some(info) = &mut self.held_channel {
+                // The server answered the first OpenSecureChannel with an encrypted message and
+                // not one message followed on the channel: servers answer a refused secured
+                // OPN with a ServiceFault encrypted to the client, then close.
+                info.outcome = "rejected";
+                self.summary.channels = self.summary.channels.saturating_sub(1);
+                self.summary.rejects = self.summary.rejects.saturating_add(1);
+            }
+        }
         self.flush_open(None, out);
         self.settle(shared, now, true, out);
         let server = self.server_key(shared);

@@ -4,8 +4,10 @@
 //   node ua_client.js basic URL [--seconds S]            (default S = 3)
 //   node ua_client.js big URL --items K [--seconds S]    (default S = 4)
 //   common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect]
+//                   [--user NAME --password-env VAR]
 //
-// Anonymous. node-opcua's connect() asks GetEndpoints on the same channel before CreateSession.
+// Anonymous, or with --user NAME the user name and the password read from the environment
+// variable --password-env VAR (never from the command line, never printed). node-opcua's connect() asks GetEndpoints on the same channel before CreateSession.
 //
 // Security: --security POLICY:MODE (default None:None), e.g. Basic256Sha256:Sign,
 // Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign. With a secured policy the client
@@ -38,6 +40,7 @@ const {
     OPCUACertificateManager,
     MessageSecurityMode,
     SecurityPolicy,
+    UserTokenType,
     AttributeIds,
     TimestampsToReturn,
 } = require("node-opcua");
@@ -72,7 +75,7 @@ function log(msg) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function parseArgs(argv) {
-    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect]";
+    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect] [--user NAME --password-env VAR]";
     const pos = [];
     const opts = { seconds: undefined, items: 2000, security: parseSecurity("None:None"), pki: DEFAULT_PKI, serverCert: undefined, reconnect: false };
     for (let i = 0; i < argv.length; i++) {
@@ -90,6 +93,12 @@ function parseArgs(argv) {
             continue;
         }
         if (val === undefined) val = argv[++i];
+        if (key === "--user" || key === "--password-env") {
+            if (val === undefined) throw new Error(`missing value for ${key}`);
+            if (key === "--user") opts.user = val;
+            else opts.passwordEnv = val;
+            continue;
+        }
         if (key === "--security" || key === "--pki" || key === "--server-cert") {
             if (val === undefined) throw new Error(`missing value for ${key}`);
             if (key === "--security") opts.security = parseSecurity(val);
@@ -220,7 +229,13 @@ async function main() {
     let rc = 1;
     let session;
     try {
-        session = await client.createSession();
+        let identity;
+        if (opts.user !== undefined) {
+            const password = process.env[opts.passwordEnv || ""];
+            if (password === undefined) throw new Error("--user needs --password-env VAR naming a variable that is set");
+            identity = { type: UserTokenType.UserName, userName: opts.user, password };
+        }
+        session = await client.createSession(identity);
         log(`session created ${session.sessionId.toString()}`);
         rc = opts.mode === "basic" ? await basic(session, opts) : await big(session, opts);
     } finally {

@@ -5,8 +5,10 @@
     ua_client.py big URL --items K [--seconds S]   (default S = 4)
     ua_client.py discover URL [--seconds S]        (default S = 3)
     common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
+                    [--cert FILE --key FILE] [--user NAME --password-env VAR]
 
-Anonymous. The connection sequence is HEL, OPN, GetEndpoints, CreateSession, ActivateSession
+Anonymous, or with --user NAME the user name and the password read from the environment
+variable --password-env VAR (never from the command line, never printed). The connection sequence is HEL, OPN, GetEndpoints, CreateSession, ActivateSession
 on one channel.
 
 Security: --security POLICY:MODE (default None:None), e.g. Basic256Sha256:Sign,
@@ -16,7 +18,9 @@ generated on first use into DIR/asyncua-client/ (cert.der, key.pem; --pki DIR, d
 <repo>/.cache/pki). The server certificate is taken from --server-cert (DER or PEM; the servers
 print its path on a "CERT" line) and trusted as is; without --server-cert asyncua asks the server
 for it first over a separate SecurityPolicy None connection (GetEndpoints), which then also
-shows up in a capture.
+shows up in a capture. --cert FILE --key FILE (DER or PEM certificate, PEM key) make the
+client use that application certificate as it is, whatever its dates (asyncua would otherwise
+replace an expired one), e.g. one made by make_cert.py.
 
 basic: Read ns=1;s=Counter, one subscription (publishing interval 100 ms) monitoring Counter
        (sampling 50 ms, queue 10); prints "<elapsed> datachange ns=1;s=Counter <value>" for every
@@ -35,6 +39,7 @@ Exit status 0 on success, non-zero on any error (or when no notification arrived
 import argparse
 import asyncio
 import logging
+import os
 import socket
 import sys
 import time
@@ -133,12 +138,15 @@ async def setup_security(client: Client, args: argparse.Namespace) -> None:
     if policy == "None":
         return
     client.application_uri = APP_URI
-    pki = (args.pki or DEFAULT_PKI) / "asyncua-client"
-    pki.mkdir(parents=True, exist_ok=True)
-    cert, key = pki / "cert.der", pki / "key.pem"
-    await setup_self_signed_certificate(
-        key, cert, APP_URI, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {"organizationName": "uatap"}
-    )
+    if args.cert and args.key:
+        cert, key = args.cert, args.key
+    else:
+        pki = (args.pki or DEFAULT_PKI) / "asyncua-client"
+        pki.mkdir(parents=True, exist_ok=True)
+        cert, key = pki / "cert.der", pki / "key.pem"
+        await setup_self_signed_certificate(
+            key, cert, APP_URI, socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {"organizationName": "uatap"}
+        )
     await client.set_security(
         getattr(security_policies, f"SecurityPolicy{policy.replace('_', '')}"),
         str(cert),
@@ -166,6 +174,12 @@ async def advertised_url(args: argparse.Namespace) -> str:
 async def run(args: argparse.Namespace) -> int:
     url = await advertised_url(args) if args.mode == "discover" else args.url
     client = TapClient(url, timeout=15)
+    if args.user:
+        password = os.environ.get(args.password_env or "")
+        if password is None:
+            raise RuntimeError("--user needs --password-env VAR naming a variable that is set")
+        client.set_user(args.user)
+        client.set_password(password)
     await setup_security(client, args)
     await client.connect()
     try:
@@ -189,7 +203,13 @@ def main() -> int:
     p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the client's "
                    "certificate and key are in DIR/asyncua-client/")
     p.add_argument("--server-cert", type=Path, help="server certificate (DER/PEM) to use and trust")
+    p.add_argument("--cert", type=Path, help="client certificate to use as is (with --key)")
+    p.add_argument("--key", type=Path, help="private key (PEM) of --cert")
+    p.add_argument("--user", help="log in with this user name (password from --password-env)")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable holding the password")
     args = p.parse_args()
+    if (args.cert is None) != (args.key is None):
+        p.error("--cert and --key go together")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
     limit = (args.seconds or 4.0) + 60
     try:

@@ -3,6 +3,8 @@
 
     ua_server.py --port N [--items K] [--period MS] [--duration S]
                  [--security POLICY:MODE] [--pki DIR] [--host ADDR]
+                 [--max-sessions N] [--max-connections N] [--no-anonymous]
+                 [--user NAME --password-env VAR]
 
 Listens on --host only (default 127.0.0.1; IPv6 e.g. ::1); endpoint opc.tcp://HOST:N/UA/Test
 (an IPv6 address in brackets: opc.tcp://[::1]:N/UA/Test), anonymous login allowed.
@@ -20,6 +22,22 @@ self-signed 2048-bit RSA certificate generated on first use into DIR/asyncua-ser
 accepted (no certificate validator). Before READY it prints "CERT <path of cert.der>" so that
 a client can be given the server certificate without a discovery connection.
 
+Refusals, one way each (for the reject tests, tests/rejects.rs):
+  --max-sessions N   at most N activated sessions (asyncua's InternalSession.max_connections):
+                     the ActivateSession of one more is refused (asyncua sends
+                     Bad_MaxConnectionsReached).
+  --max-connections N  at most N TCP connections (asyncua's max_connections): one more is closed
+                     as soon as it is accepted, before any answer to its Hello.
+  --no-anonymous     no anonymous user token policy: an anonymous ActivateSession is refused
+                     (asyncua sends Bad_IdentityTokenRejected).
+  --user NAME --password-env VAR
+                     a user name / password user, the password read from the environment
+                     variable VAR (never from the command line, never printed); with a user set,
+                     anonymous logins are still allowed unless --no-anonymous, and a user name
+                     with a wrong password is refused (asyncua sends Bad_UserAccessDenied).
+asyncua does not check the EndpointUrl of the client's Hello: any path is accepted.
+
+--port 0 listens on a port the system picks; READY names it.
 Prints "READY opc.tcp://HOST:N/UA/Test" on stdout (flushed) once listening, then runs
 until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-zero on error.
 """
@@ -27,6 +45,7 @@ until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-z
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -34,6 +53,9 @@ import time
 from pathlib import Path
 
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.internal_session import InternalSession
+from asyncua.server.user_managers import UserManager
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from peer_common import DEFAULT_PKI, MODES, POLICIES, parse_security  # noqa: E402
@@ -46,12 +68,42 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+class OneUser(UserManager):
+    """Anonymous (when allowed) plus one user name / password."""
+
+    def __init__(self, name: str | None, password: str | None) -> None:
+        self.name, self.password = name, password
+
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username is None and certificate is None:
+            return User(role=UserRole.User)
+        if self.name is not None and username == self.name and password == self.password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
 async def run(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"opc.tcp://{host}:{args.port}/UA/Test"
-    server = Server()
+    password = None
+    if args.user:
+        if not args.password_env:
+            raise SystemExit("--user needs --password-env VAR")
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise SystemExit(f"--password-env: {args.password_env} is not set")
+    # Without --user / --no-anonymous, asyncua's default (permissive) user manager.
+    users = OneUser(args.user, password) if args.user or args.no_anonymous else None
+    server = Server(user_manager=users)
     await server.init()
     server.set_endpoint(url)
+    if args.user or args.no_anonymous:
+        anonymous = [] if args.no_anonymous else [ua.AnonymousIdentityToken]
+        server.set_identity_tokens(anonymous + [ua.UserNameIdentityToken])
+    if args.max_sessions:
+        InternalSession.max_connections = args.max_sessions
+    if args.max_connections:
+        server.iserver.max_connections = args.max_connections
     server.set_server_name("uatap test server (asyncua)")
     policy, mode = args.security
     if policy == "None":
@@ -90,6 +142,8 @@ async def run(args: argparse.Namespace) -> int:
         loop.call_later(args.duration, stop.set)
 
     await server.start()
+    if args.port == 0:
+        url = f"opc.tcp://{host}:{server.bserver.port}/UA/Test"
     log(f"READY {url}")
 
     period = args.period / 1000.0
@@ -121,7 +175,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port", type=int, required=True, help="TCP port (0: the system picks one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; IPv6 e.g. ::1)")
     p.add_argument("--items", type=int, default=0, help="number of extra Double variables Item.0..K-1")
     p.add_argument("--period", type=int, default=100, help="update period in ms (default 100)")
@@ -131,6 +185,11 @@ def main() -> int:
                    help="the one endpoint offered, e.g. Basic256Sha256:Sign (default None:None)")
     p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the server's "
                    "certificate and key are in DIR/asyncua-server/")
+    p.add_argument("--max-sessions", type=int, default=0, help="at most N activated sessions")
+    p.add_argument("--max-connections", type=int, default=0, help="at most N TCP connections")
+    p.add_argument("--no-anonymous", action="store_true", help="refuse anonymous logins")
+    p.add_argument("--user", help="a user name accepted with the password from --password-env")
+    p.add_argument("--password-env", metavar="VAR", help="environment variable holding --user's password")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s:%(name)s:%(message)s")
     try:
