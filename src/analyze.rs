@@ -337,7 +337,7 @@ pub fn analyze_file(
     let result = reader.for_each_event(|ev| analysis.handle(ev, &mut out));
     Ok(Report {
         damage: result.err(),
-        notes: analysis.finish(),
+        notes: analysis.finish(&mut out),
     })
 }
 
@@ -391,6 +391,8 @@ pub struct StreamAnalysis<'c> {
     ports: std::collections::BTreeMap<u16, u64>,
     notes: Vec<String>,
     analyzer: Analyzer,
+    /// Time of the last stream event: when the analysis ends.
+    last_ts: Option<Timestamp>,
 }
 
 impl<'c> StreamAnalysis<'c> {
@@ -404,11 +406,22 @@ impl<'c> StreamAnalysis<'c> {
             ports: Default::default(),
             notes: Vec::new(),
             analyzer: Analyzer::new(config.options),
+            last_ts: None,
         }
     }
 
     /// One event of the TCP reassembly; the resulting OPC UA events go to `out`.
     pub fn handle(&mut self, ev: StreamEvent<'_>, out: &mut dyn FnMut(&Event)) {
+        let at = match &ev {
+            StreamEvent::Open { ts: t, .. }
+            | StreamEvent::Data { ts: t, .. }
+            | StreamEvent::Gap { ts: t, .. }
+            | StreamEvent::Close { ts: t, .. } => Some(ts(*t)),
+            StreamEvent::Fin { .. } => None,
+        };
+        if at.is_some() {
+            self.last_ts = at;
+        }
         match ev {
             StreamEvent::Open {
                 conn,
@@ -593,8 +606,15 @@ impl<'c> StreamAnalysis<'c> {
         }
     }
 
-    /// The notes for the person (ports decoded, legs paired).
-    pub fn finish(mut self) -> Vec<String> {
+    /// Ends the analysis: the verdicts only the end can give (sessions lost and never
+    /// recovered) go to `out`; returns the notes for the person (ports decoded, legs paired).
+    pub fn finish(mut self, out: &mut dyn FnMut(&Event)) -> Vec<String> {
+        if let Some(now) = self.last_ts {
+            self.analyzer.finish(now);
+            while let Some(e) = self.analyzer.poll_event() {
+                out(&e);
+            }
+        }
         if self.ports.is_empty() {
             self.notes
                 .push("no OPC UA connection found in the capture".to_string());
@@ -740,7 +760,7 @@ pub fn analyze_live(
         }
     }
     let stats = live.finish(|ev| analysis.handle(ev, &mut out));
-    let mut notes = analysis.finish();
+    let mut notes = analysis.finish(&mut out);
     notes.push(format!(
         "captured on {interface} for {:.1} s, stopped by {stopped_by}: {} frames, {} TCP segments{}",
         started.elapsed().as_secs_f64(),

@@ -313,6 +313,35 @@ fn session_and_subscription_followed_across_connections() {
     assert_eq!(gaps[0]["missing"], serde_json::json!([11, 12, 13, 14]));
     let closes = of_kind(&evs, "conn_close");
     assert_eq!(closes[0]["reason"], "rst");
+    // One verdict on the recovery: the session came back, but 11..14 were never republished.
+    let rec = of_kind(&evs, "reconnect");
+    assert_eq!(rec.len(), 1, "{rec:?}");
+    let r = rec[0];
+    assert!(r["conn"].as_str().unwrap().starts_with("127.0.0.1:40001->"));
+    assert_eq!(r["session_id"], activations[0]["session_id"]);
+    assert_eq!(r["session_reused"], true);
+    assert_eq!(r["came_back"], true);
+    assert_eq!(r["lost"], serde_json::json!([11, 12, 13, 14]));
+    assert_eq!(r["republished"], serde_json::json!([]));
+    assert_eq!(r["recovered"], false);
+    let downtime = r["downtime_ms"].as_f64().unwrap();
+    assert!(downtime > 0.0 && downtime < 10_000.0, "{downtime}");
+    let verdict = |id: &str| {
+        r["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {r}"))["verdict"]
+            .clone()
+    };
+    // The second connection replays the first one's OPN, so the server "granted" the same
+    // SecureChannelId again: R2 wants a new channel.
+    assert_eq!(verdict("R2"), "WARN");
+    assert_eq!(r["old_channel_id"], r["new_channel_id"]);
+    assert_eq!(verdict("R3"), "PASS");
+    assert_eq!(verdict("R10"), "FAIL");
+    assert_eq!(verdict("R12"), "WARN");
     let _ = std::fs::remove_dir_all(dir);
 }
 

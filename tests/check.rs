@@ -225,10 +225,10 @@ fn snapshot_update_then_compare_then_detect_change() {
     let golden = s.path("basic-none.jsonl");
     let (code, out, err) = check(&[CAPTURE, "--snapshot", &golden, "--update"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("written (128 events)"), "{out}");
+    assert!(out.contains("written (129 events)"), "{out}");
     let text = std::fs::read_to_string(&golden).expect("golden written");
-    assert_eq!(text.lines().count(), 128);
-    // Messages included, each line one event of the contract.
+    assert_eq!(text.lines().count(), 129); // 128 before monitored_item events existed
+                                           // Messages included, each line one event of the contract.
     assert_eq!(
         text.lines()
             .filter(|l| l.contains(r#""kind":"message""#))
@@ -301,5 +301,5 @@ fn snapshot_diff_shows_at_most_40_lines() {
         })
         .count();
     assert_eq!(changed, 40, "{out}");
-    assert!(out.contains("... 188 more differing lines"), "{out}");
+    assert!(out.contains("... 189 more differing lines"), "{out}");
 }

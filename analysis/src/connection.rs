@@ -32,6 +32,7 @@ pub struct Analyzer {
     shared: Shared,
     options: Options,
     next_seq: u64,
+    events: VecDeque<Event>,
 }
 
 impl Analyzer {
@@ -41,6 +42,7 @@ impl Analyzer {
             shared: Shared::default(),
             options,
             next_seq: 0,
+            events: VecDeque::new(),
         }
     }
 
@@ -80,7 +82,27 @@ impl Analyzer {
         reason: CloseReason,
         now: Timestamp,
     ) {
-        conn.handle_close(by, reason, now);
+        conn.close(&mut self.shared, by, reason, now);
+    }
+
+    /// The analysis ends (end of a capture, proxy shutdown): emits the verdicts that only the
+    /// end can give, e.g. a `reconnect` event for each session lost and never recovered.
+    /// Call once, after closing the connections, then drain [`Analyzer::poll_event`].
+    pub fn finish(&mut self, now: Timestamp) {
+        for (conn, info) in self.shared.finish(now) {
+            self.events.push_back(Event {
+                ts: now,
+                conn: conn.into(),
+                dir: None,
+                kind: EventKind::Reconnect(Box::new(info)),
+            });
+        }
+    }
+
+    /// The next event that belongs to no open connection (see [`Analyzer::finish`]).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 }
 
@@ -120,7 +142,7 @@ impl Connection {
     ) -> Self {
         let id: std::sync::Arc<str> = format!("{client}->{server}").into();
         let mut c = Connection {
-            id,
+            id: id.clone(),
             options,
             c2s: Reassembler::default(),
             s2c: Reassembler::default(),
@@ -128,7 +150,7 @@ impl Connection {
             bytes_s2c: 0,
             closed: false,
             protection: None,
-            tracker: Tracker::new(seq, server.clone()),
+            tracker: Tracker::new(seq, id.to_string(), &client, server.clone()),
             own_shared: Shared::default(),
             events: VecDeque::new(),
         };
@@ -182,6 +204,12 @@ impl Connection {
 
     /// The connection ended; emits what was left open, the `summary` and `conn_close`, once.
     pub fn handle_close(&mut self, by: ClosedBy, reason: CloseReason, now: Timestamp) {
+        let mut shared = std::mem::take(&mut self.own_shared);
+        self.close(&mut shared, by, reason, now);
+        self.own_shared = shared;
+    }
+
+    fn close(&mut self, shared: &mut Shared, by: ClosedBy, reason: CloseReason, now: Timestamp) {
         if self.closed {
             return;
         }
@@ -204,7 +232,9 @@ impl Connection {
             }
         }
         let mut out = Vec::new();
-        self.tracker.on_close(&mut out);
+        // The end of a capture is no loss: the client may well be connected still.
+        let lost = reason != CloseReason::CaptureEnd && by != ClosedBy::Unknown;
+        self.tracker.on_close(shared, lost, now, &mut out);
         self.push_all(now, out);
         let summary = self.tracker.summary.clone();
         self.push(now, None, EventKind::Summary(summary));

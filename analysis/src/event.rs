@@ -4,8 +4,9 @@ use serde_json::{json, Map, Value};
 use uatap_codec::status::StatusCode;
 
 use crate::payload::{
-    PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo, ServiceFaultInfo, SessionInfo,
-    SubscriptionInfo, SummaryInfo,
+    ItemQualityInfo, ItemStaleInfo, MonitoredItemInfo, PublishInfo, ReconnectInfo, RepublishInfo,
+    SecureChannelInfo, SequenceGapInfo, ServiceFaultInfo, SessionInfo, SubscriptionInfo,
+    SummaryInfo,
 };
 use crate::time::Timestamp;
 
@@ -205,6 +206,14 @@ pub enum EventKind {
     Republish(RepublishInfo),
     /// A ServiceFault.
     ServiceFault(ServiceFaultInfo),
+    /// A client came back after a lost connection (or never did), with the verdict.
+    Reconnect(Box<ReconnectInfo>),
+    /// One result of a monitored-item service.
+    MonitoredItem(MonitoredItemInfo),
+    /// An item's value changed quality class.
+    ItemQuality(ItemQualityInfo),
+    /// An item's SourceTimestamp stopped advancing.
+    ItemStale(ItemStaleInfo),
     /// What happened on a connection, at its end.
     Summary(SummaryInfo),
     /// The proxy changed what it forwards because the user asked it to (a configured fault,
@@ -246,6 +255,10 @@ impl EventKind {
             EventKind::SequenceGap(_) => "sequence_gap",
             EventKind::Republish(_) => "republish",
             EventKind::ServiceFault(_) => "service_fault",
+            EventKind::Reconnect(_) => "reconnect",
+            EventKind::MonitoredItem(_) => "monitored_item",
+            EventKind::ItemQuality(_) => "item_quality",
+            EventKind::ItemStale(_) => "item_stale",
             EventKind::Summary(_) => "summary",
         }
     }
@@ -373,6 +386,10 @@ impl Event {
             EventKind::Republish(p) => merge(&mut m, p),
             EventKind::ServiceFault(p) => merge(&mut m, p),
             EventKind::Summary(p) => merge(&mut m, p),
+            EventKind::Reconnect(p) => merge(&mut m, p),
+            EventKind::MonitoredItem(p) => merge(&mut m, p),
+            EventKind::ItemQuality(p) => merge(&mut m, p),
+            EventKind::ItemStale(p) => merge(&mut m, p),
         }
         Value::Object(m)
     }
@@ -529,6 +546,58 @@ impl Event {
                 p.status.status_name.or(p.status.status.as_deref()).unwrap_or("?"),
                 p.for_service.unwrap_or("?"),
                 p.note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            ),
+            EventKind::Reconnect(p) => format!(
+                "RECONNECT session={} {} channel {}->{} reused={} transferred={:?} republished={} lost={}{}{}{}",
+                p.session_id.as_deref().unwrap_or("?"),
+                if !p.came_back { "NEVER CAME BACK" } else if p.recovered { "recovered" } else { "NOT recovered" },
+                p.old_channel_id.map_or("?".into(), |c| c.to_string()),
+                p.new_channel_id.map_or("?".into(), |c| c.to_string()),
+                p.session_reused,
+                p.transferred,
+                p.republished.len(),
+                p.lost.len(),
+                p.downtime_ms.map(|d| format!(" downtime={d:.0}ms")).unwrap_or_default(),
+                {
+                    let bad: Vec<String> = p
+                        .rules
+                        .iter()
+                        .filter(|r| r.verdict == "FAIL" || r.verdict == "WARN")
+                        .map(|r| format!("{} {}: {}", r.id, r.verdict, r.detail))
+                        .collect();
+                    if bad.is_empty() { String::new() } else { format!(" | {}", bad.join(" | ")) }
+                },
+                if p.patterns.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | patterns: {}", p.patterns.iter().map(|x| x.name).collect::<Vec<_>>().join(","))
+                },
+            ),
+            EventKind::MonitoredItem(p) => format!(
+                "MONITORED ITEM {} sub={} handle={} id={} node={}{}{}",
+                p.action,
+                p.subscription_id,
+                p.client_handle.map_or("?".into(), |h| h.to_string()),
+                p.monitored_item_id.map_or("?".into(), |h| h.to_string()),
+                p.node_id.as_deref().unwrap_or("?"),
+                status_text(&p.status),
+                p.mode.map(|m| format!(" mode={m}")).unwrap_or_default(),
+            ),
+            EventKind::ItemQuality(p) => format!(
+                "ITEM QUALITY sub={} handle={} node={} {} -> {}",
+                p.subscription_id,
+                p.client_handle,
+                p.node_id.as_deref().unwrap_or("?"),
+                p.from_name.or(p.from.as_deref()).unwrap_or("(first value)"),
+                p.to_name.unwrap_or(&p.to),
+            ),
+            EventKind::ItemStale(p) => format!(
+                "ITEM STALE sub={} handle={} node={}: SourceTimestamp stuck at {} for {} data publishes",
+                p.subscription_id,
+                p.client_handle,
+                p.node_id.as_deref().unwrap_or("?"),
+                p.since.as_deref().unwrap_or("?"),
+                p.publishes_since,
             ),
             EventKind::Summary(p) => format!(
                 "SUMMARY messages={} channels={} renewals={} sessions={} subscriptions={} publishes={} notifications={} gaps={} rejects={} faults={} (abnormal {}) decode_errors={}{}",

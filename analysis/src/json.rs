@@ -249,6 +249,10 @@ impl Event {
             EventKind::Republish(p) => o.payload(p),
             EventKind::ServiceFault(p) => o.payload(p),
             EventKind::Summary(p) => o.payload(p),
+            EventKind::Reconnect(p) => o.payload(p),
+            EventKind::MonitoredItem(p) => o.payload(p),
+            EventKind::ItemQuality(p) => o.payload(p),
+            EventKind::ItemStale(p) => o.payload(p),
         }
         out.push('}');
     }

@@ -10,8 +10,10 @@
 pub mod cert;
 pub mod connection;
 pub mod event;
+mod items;
 mod json;
 pub mod payload;
+pub mod reconnect;
 pub mod time;
 mod tracker;
 

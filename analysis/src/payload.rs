@@ -224,3 +224,124 @@ pub struct SummaryInfo {
     /// Publish requests still queued at a normal teardown (servers may drop them silently).
     pub unanswered_publish_at_teardown: u64,
 }
+
+/// `monitored_item`: one result of CreateMonitoredItems, ModifyMonitoredItems,
+/// DeleteMonitoredItems or SetMonitoringMode; frozen tags are often items that failed here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitoredItemInfo {
+    /// `create`, `modify`, `delete`, `set_monitoring_mode`.
+    pub action: &'static str,
+    /// SubscriptionId.
+    pub subscription_id: u32,
+    /// ClientHandle (from the request, or remembered from the create).
+    pub client_handle: Option<u32>,
+    /// MonitoredItemId (from the create result, or the request of the other services).
+    pub monitored_item_id: Option<u32>,
+    /// The node monitored, when a CreateMonitoredItems request showed it.
+    pub node_id: Option<String>,
+    /// Result for this item.
+    #[serde(flatten)]
+    pub status: Status,
+    /// `disabled`, `sampling`, `reporting` (create and set_monitoring_mode).
+    pub mode: Option<&'static str>,
+    /// Sampling interval granted, ms (create, modify).
+    pub revised_sampling_interval_ms: Option<f64>,
+    /// Queue size granted (create, modify).
+    pub revised_queue_size: Option<u32>,
+}
+
+/// `item_quality`: an item's DataValue status changed class (Good / Uncertain / Bad).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemQualityInfo {
+    /// SubscriptionId.
+    pub subscription_id: u32,
+    /// ClientHandle.
+    pub client_handle: u32,
+    /// The node, when its CreateMonitoredItems was seen.
+    pub node_id: Option<String>,
+    /// Previous status, hex (`null` for the first value seen).
+    pub from: Option<String>,
+    /// Name of the previous status.
+    pub from_name: Option<&'static str>,
+    /// New status, hex.
+    pub to: String,
+    /// Name of the new status.
+    pub to_name: Option<&'static str>,
+    /// SourceTimestamp of the value that changed class.
+    pub source_timestamp: Option<String>,
+}
+
+/// `item_stale`: an item's SourceTimestamp stopped advancing while its subscription keeps
+/// publishing data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemStaleInfo {
+    /// SubscriptionId.
+    pub subscription_id: u32,
+    /// ClientHandle.
+    pub client_handle: u32,
+    /// The node, when its CreateMonitoredItems was seen.
+    pub node_id: Option<String>,
+    /// The last SourceTimestamp that advanced (RFC 3339).
+    pub since: Option<String>,
+    /// Data NotificationMessages of the subscription since then.
+    pub publishes_since: u64,
+}
+
+/// The verdict on one rule of `reference/reconnect.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleVerdict {
+    /// `R1` … `R30`.
+    pub id: &'static str,
+    /// `PASS`, `FAIL`, `WARN`, `N/A`.
+    pub verdict: &'static str,
+    /// False only for `FAIL`.
+    pub ok: bool,
+    /// What the traffic showed.
+    pub detail: String,
+}
+
+/// A known bad reconnect pattern seen in the field, named so it can be searched for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PatternInfo {
+    /// Stable snake_case name, e.g. `subscription_recreated_repeatedly`.
+    pub name: &'static str,
+    /// What in the traffic shows it.
+    pub detail: String,
+}
+
+/// `reconnect`: a client came back after a lost connection (or never did), and the verdict on
+/// how it recovered its session, subscriptions and notifications.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReconnectInfo {
+    /// Public SessionId of the session that was lost.
+    pub session_id: Option<String>,
+    /// SecureChannelId of the lost channel.
+    pub old_channel_id: Option<u32>,
+    /// SecureChannelId the client came back on (`null` if it never came back).
+    pub new_channel_id: Option<u32>,
+    /// ActivateSession on the old session succeeded on the new channel.
+    pub session_reused: bool,
+    /// SubscriptionIds transferred to a new session with a Good result.
+    pub transferred: Vec<u32>,
+    /// NotificationMessage numbers recovered by Republish.
+    pub republished: Vec<u32>,
+    /// Numbers the server sent or would have sent that the client never received.
+    pub lost: Vec<u32>,
+    /// Nothing was lost and every old subscription continues (transferred or reused).
+    pub recovered: bool,
+    /// From the loss (connection end, or the last Publish seen) to the new activation, ms.
+    pub downtime_ms: Option<f64>,
+    /// One verdict per rule that applies.
+    pub rules: Vec<RuleVerdict>,
+    /// Known bad patterns seen (an addition).
+    pub patterns: Vec<PatternInfo>,
+    /// The client came back at all (an addition; false for the verdict at the end).
+    pub came_back: bool,
+    /// Connection id of the lost connection (an addition).
+    pub old_conn: String,
+    /// Old subscriptions abandoned: neither reused nor transferred, their queued
+    /// notifications dropped, count unknown (an addition).
+    pub dropped_subscriptions: Vec<u32>,
+    /// Subscriptions created after the reconnect (an addition).
+    pub recreated_subscriptions: Vec<u32>,
+}

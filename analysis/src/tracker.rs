@@ -5,19 +5,30 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use uatap_codec::ids::structure;
 use uatap_codec::reassembly::OpenSecurityHeader;
 use uatap_codec::services::{
-    security_mode_name, IdentityToken, Message, ServiceBody, REQUEST_TYPE_ISSUE, REQUEST_TYPE_RENEW,
+    parse_notification, scan_data_change, security_mode_name, IdentityToken, Message, Notification,
+    ServiceBody, REQUEST_TYPE_ISSUE, REQUEST_TYPE_RENEW,
 };
 use uatap_codec::status::StatusCode;
+use uatap_codec::types::Variant;
 
 use crate::cert::{summarize_certificate, CertSummary};
 use crate::event::{Direction, EventKind};
+use crate::items::{monitoring_mode_name, ItemEvent, Items};
 use crate::payload::{
-    PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo, ServiceFaultInfo, SessionInfo,
-    Status, SubscriptionInfo, SummaryInfo,
+    MonitoredItemInfo, PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo,
+    ServiceFaultInfo, SessionInfo, Status, SubscriptionInfo, SummaryInfo,
 };
+use crate::reconnect::{never_came_back, OldSession, OldSubscription, Recovery, MAX_ACK_NOTES};
 use crate::time::Timestamp;
+
+/// ServerStatus.State: what a client should monitor to notice a lost connection (R1).
+const SERVER_STATE: u32 = 2259;
+/// The Server object and its ResendData method (R12).
+const SERVER_OBJECT: u32 = 2253;
+const RESEND_DATA: u32 = 12873;
 
 /// Most requests kept waiting for an answer per connection; older ones are forgotten.
 const MAX_PENDING: usize = 65_536;
@@ -36,12 +47,84 @@ pub(crate) struct Shared {
         HashMap<(u32, u32), SubscriptionState, std::hash::BuildHasherDefault<PairHasher>>,
     /// Server address -> its number in `subscriptions`.
     servers: HashMap<String, u32>,
+    /// (client host, server number) -> when recoveries of that client recreated subscriptions
+    /// (the last few), to name a recreate loop.
+    recreations: HashMap<(String, u32), Vec<Timestamp>>,
 }
+
+/// Recreations remembered per client host.
+const MAX_RECREATIONS: usize = 32;
+/// Failed attempts remembered per lost session.
+const MAX_ATTEMPTS: usize = 64;
 
 impl Shared {
     fn server_number(&mut self, server: &str) -> u32 {
         let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
         *self.servers.entry(server.to_string()).or_insert(next)
+    }
+
+    /// What a session looked like before it was lost, for a recovery's verdict.
+    fn old_session(&self, token: &str) -> OldSession {
+        let Some(s) = self.sessions.get(token) else {
+            return OldSession::default();
+        };
+        let mut subscriptions: Vec<OldSubscription> = Vec::new();
+        let mut last_seen: Option<Timestamp> = None;
+        for ((server, id), sub) in &self.subscriptions {
+            if Some(*server) != s.server || sub.session.as_deref() != Some(token) {
+                continue;
+            }
+            if let Some(t) = sub.last_publish_at {
+                if last_seen.is_none_or(|l| t > l) {
+                    last_seen = Some(t);
+                }
+            }
+            subscriptions.push(OldSubscription {
+                id: *id,
+                last_received: sub.last_data,
+                ack_keep_alive: sub.ack_keep_alive.clone(),
+                ack_unavailable: sub.ack_unavailable.clone(),
+            });
+        }
+        subscriptions.sort_by_key(|o| o.id);
+        OldSession {
+            session_id: s.session_id.clone(),
+            conn: s.conn_id.clone().unwrap_or_default(),
+            channel_id: s.activated_on.and_then(|a| a.1),
+            lost_at: s.lost_at,
+            last_seen,
+            policy_uri: s.policy_uri.clone(),
+            client_thumbprint: s.client_thumbprint.clone(),
+            identity: s.identity,
+            watches_server_state: s.watches_server_state,
+            session_timeout_ms: s.timeout_ms,
+            attempts: s.attempts.clone(),
+            subscriptions,
+        }
+    }
+
+    /// Verdicts for the sessions lost and never recovered: called once when the analysis
+    /// ends. Returns (connection id of the lost session, verdict), oldest loss first.
+    pub(crate) fn finish(
+        &mut self,
+        now: Timestamp,
+    ) -> Vec<(String, crate::payload::ReconnectInfo)> {
+        let mut lost: Vec<(Timestamp, String)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.lost_at.is_some() && !s.recovered)
+            .map(|(t, s)| (s.lost_at.unwrap_or(now), t.clone()))
+            .collect();
+        lost.sort();
+        let mut out = Vec::new();
+        for (_, token) in lost {
+            let old = self.old_session(&token);
+            if let Some(s) = self.sessions.get_mut(&token) {
+                s.recovered = true;
+            }
+            out.push((old.conn.clone(), never_came_back(&old, now)));
+        }
+        out
     }
 }
 
@@ -68,6 +151,22 @@ struct SessionState {
     session_id: Option<String>,
     /// Connection and channel of the last successful activation.
     activated_on: Option<(u64, Option<u32>)>,
+    /// Connection id, client host and server number of that activation.
+    conn_id: Option<String>,
+    client_host: Option<String>,
+    server: Option<u32>,
+    policy_uri: Option<String>,
+    client_thumbprint: Option<String>,
+    identity: Option<&'static str>,
+    /// A monitored item on, or a Read of, ServerStatus.State (R1).
+    watches_server_state: bool,
+    /// Its connection ended without CloseSession.
+    lost_at: Option<Timestamp>,
+    /// A recovery (or the final verdict) has dealt with the loss.
+    recovered: bool,
+    timeout_ms: Option<f64>,
+    /// Failed attempts since the loss (R4).
+    attempts: Vec<Timestamp>,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +175,19 @@ struct SubscriptionState {
     last_data: Option<u32>,
     /// Created in this capture, so its first number must be 1.
     created_here: bool,
+    /// AuthenticationToken of the session that owns it.
+    session: Option<String>,
+    last_publish_at: Option<Timestamp>,
+    /// AvailableSequenceNumbers of the last Publish response (or transfer result).
+    available: Vec<u32>,
+    /// Number carried by the last keep-alive, while no data message has used it.
+    keep_alive: Option<u32>,
+    /// Acknowledgements of keep-alive numbers (R18) and of numbers not available (R23).
+    ack_keep_alive: Vec<u32>,
+    ack_unavailable: Vec<u32>,
+    items: Items,
+    /// A StatusChangeNotification Good_SubscriptionTransferred was seen for it (R8).
+    transferred_notice: bool,
 }
 
 #[derive(Debug)]
@@ -106,6 +218,25 @@ enum Detail {
     },
     CloseSession {
         token: String,
+    },
+    CreateItems {
+        subscription_id: u32,
+        /// (ClientHandle, NodeId, MonitoringMode) per item.
+        items: Vec<(u32, String, i32)>,
+    },
+    ModifyItems {
+        subscription_id: u32,
+        /// (MonitoredItemId, ClientHandle) per item.
+        items: Vec<(u32, u32)>,
+    },
+    DeleteItems {
+        subscription_id: u32,
+        ids: Vec<u32>,
+    },
+    SetMonitoringMode {
+        subscription_id: u32,
+        mode: i32,
+        ids: Vec<u32>,
     },
 }
 
@@ -139,6 +270,15 @@ pub(crate) struct Tracker {
     teardown: bool,
     session_token: Option<String>,
     pub(crate) summary: SummaryInfo,
+    conn_id: String,
+    /// Client address without the port: a client comes back from another port.
+    client_host: String,
+    channel_policy_uri: Option<String>,
+    client_thumbprint: Option<String>,
+    /// A client coming back on this connection, until the verdict.
+    recovery: Option<Box<Recovery>>,
+    /// ActivateSession on a session of another connection failed here: (token, status).
+    failed_activate: Option<(String, u32)>,
 }
 
 type Out = Vec<(Option<Direction>, EventKind)>;
@@ -190,8 +330,18 @@ fn missing_between(from: u32, to: u32) -> (Vec<u32>, u64) {
 }
 
 impl Tracker {
-    pub(crate) fn new(conn_seq: u64, server: String) -> Self {
+    pub(crate) fn new(conn_seq: u64, conn_id: String, client: &str, server: String) -> Self {
+        let client_host = client
+            .rsplit_once(':')
+            .map_or(client, |(h, _)| h)
+            .to_string();
         Tracker {
+            conn_id,
+            client_host,
+            channel_policy_uri: None,
+            client_thumbprint: None,
+            recovery: None,
+            failed_activate: None,
             conn_seq,
             server,
             server_number: None,
@@ -248,6 +398,7 @@ impl Tracker {
                     p.info.outcome = "ok";
                     self.summary.channels = self.summary.channels.saturating_add(1);
                     self.channel_id = channel_id;
+                    self.note_channel(&p.info);
                     // The mode and the result are inside the encryption: hold the event
                     // until the first message on the channel shows the mode.
                     self.held_channel = Some(p.info);
@@ -264,6 +415,17 @@ impl Tracker {
                 self.server_number = Some(n);
                 n
             }
+        }
+    }
+
+    /// What R3 compares across a reconnect: the policy and the client certificate.
+    fn note_channel(&mut self, info: &SecureChannelInfo) {
+        self.channel_policy_uri = info.policy_uri.clone();
+        self.client_thumbprint = info.client_cert.as_ref().map(|c| c.thumbprint_sha1.clone());
+        if let Some(r) = &mut self.recovery {
+            r.new_channel_id = self.channel_id;
+            r.new_policy_uri = self.channel_policy_uri.clone();
+            r.new_client_thumbprint = self.client_thumbprint.clone();
         }
     }
 
@@ -294,9 +456,51 @@ impl Tracker {
         }
     }
 
-    /// The connection ended: report what never got an answer.
-    pub(crate) fn on_close(&mut self, out: &mut Out) {
+    /// The connection ended (`lost`: not because the capture ended): report what never got an
+    /// answer, give a recovery in progress its verdict, and remember a session lost with it.
+    pub(crate) fn on_close(
+        &mut self,
+        shared: &mut Shared,
+        lost: bool,
+        now: Timestamp,
+        out: &mut Out,
+    ) {
         self.flush_open(None, out);
+        self.settle(shared, now, true, out);
+        let server = self.server_key(shared);
+        let mut session_here = false;
+        if let Some(token) = &self.session_token {
+            if let Some(s) = shared.sessions.get_mut(token) {
+                if s.activated_on.is_some_and(|a| a.0 == self.conn_seq) {
+                    session_here = true;
+                    // A client that asked to close its session or delete its subscriptions
+                    // meant to leave, even if the answer never came.
+                    if lost && !self.teardown {
+                        s.lost_at = Some(now);
+                        s.recovered = false;
+                    }
+                }
+            }
+        }
+        if lost && !session_here {
+            // A connection that ended before any session: a failed attempt to come back.
+            let host = &self.client_host;
+            if let Some(s) = shared
+                .sessions
+                .values_mut()
+                .filter(|s| {
+                    s.lost_at.is_some()
+                        && !s.recovered
+                        && s.server == Some(server)
+                        && s.client_host.as_deref() == Some(host.as_str())
+                })
+                .max_by_key(|s| s.lost_at)
+            {
+                if s.attempts.len() < MAX_ATTEMPTS {
+                    s.attempts.push(now);
+                }
+            }
+        }
         let teardown = self.teardown;
         let (quiet, loud): (Vec<_>, Vec<_>) = self
             .pending
@@ -325,15 +529,16 @@ impl Tracker {
         self.summary.messages = self.summary.messages.saturating_add(1);
         match dir {
             Direction::ClientToServer => {
-                self.on_request(msg, request_id, now, header);
+                self.on_request(shared, msg, request_id, now, header);
                 None
             }
             Direction::ServerToClient => {
                 let pending = request_id.and_then(|id| self.pending.remove(&id));
                 let latency = pending.as_ref().map(|p| now.millis_since(p.at));
                 self.on_response(
-                    shared, msg, request_id, pending, latency, header, channel_id, out,
+                    shared, msg, request_id, pending, latency, header, channel_id, now, out,
                 );
+                self.settle(shared, now, false, out);
                 latency
             }
         }
@@ -341,6 +546,7 @@ impl Tracker {
 
     fn on_request(
         &mut self,
+        shared: &mut Shared,
         msg: &Message<'_>,
         request_id: Option<u32>,
         now: Timestamp,
@@ -372,17 +578,100 @@ impl Tracker {
                 });
                 Detail::None
             }
-            ServiceBody::PublishRequest(r) => Detail::Publish(
-                r.subscription_acknowledgements
+            ServiceBody::PublishRequest(r) => {
+                let acks: Vec<[u32; 2]> = r
+                    .subscription_acknowledgements
                     .iter()
                     .flatten()
                     .map(|a| [a.subscription_id, a.sequence_number])
-                    .collect(),
-            ),
-            ServiceBody::RepublishRequest(r) => Detail::Republish {
+                    .collect();
+                self.check_acks(shared, &acks);
+                if let Some(rec) = &mut self.recovery {
+                    rec.on_publish_request();
+                }
+                Detail::Publish(acks)
+            }
+            ServiceBody::RepublishRequest(r) => {
+                if let Some(rec) = &mut self.recovery {
+                    rec.on_republish_request(r.subscription_id, r.retransmit_sequence_number);
+                }
+                Detail::Republish {
+                    subscription_id: r.subscription_id,
+                    sequence_number: r.retransmit_sequence_number,
+                }
+            }
+            ServiceBody::CreateMonitoredItemsRequest(r) => {
+                let items: Vec<(u32, String, i32)> = r
+                    .items_to_create
+                    .iter()
+                    .flatten()
+                    .map(|i| {
+                        (
+                            i.requested_parameters.client_handle,
+                            i.item_to_monitor.node_id.to_string(),
+                            i.monitoring_mode,
+                        )
+                    })
+                    .collect();
+                if r.items_to_create
+                    .iter()
+                    .flatten()
+                    .any(|i| i.item_to_monitor.node_id.as_ns0_numeric() == Some(SERVER_STATE))
+                {
+                    self.watches_server_state(shared);
+                }
+                Detail::CreateItems {
+                    subscription_id: r.subscription_id,
+                    items,
+                }
+            }
+            ServiceBody::ModifyMonitoredItemsRequest(r) => Detail::ModifyItems {
                 subscription_id: r.subscription_id,
-                sequence_number: r.retransmit_sequence_number,
+                items: r
+                    .items_to_modify
+                    .iter()
+                    .flatten()
+                    .map(|i| (i.monitored_item_id, i.requested_parameters.client_handle))
+                    .collect(),
             },
+            ServiceBody::DeleteMonitoredItemsRequest(r) => Detail::DeleteItems {
+                subscription_id: r.subscription_id,
+                ids: r.monitored_item_ids.clone().unwrap_or_default(),
+            },
+            ServiceBody::SetMonitoringModeRequest(r) => Detail::SetMonitoringMode {
+                subscription_id: r.subscription_id,
+                mode: r.monitoring_mode,
+                ids: r.monitored_item_ids.clone().unwrap_or_default(),
+            },
+            ServiceBody::ReadRequest(r) => {
+                if r.nodes_to_read
+                    .iter()
+                    .flatten()
+                    .any(|n| n.node_id.as_ns0_numeric() == Some(SERVER_STATE))
+                {
+                    self.watches_server_state(shared);
+                }
+                if let Some(rec) = &mut self.recovery {
+                    rec.on_read();
+                }
+                Detail::None
+            }
+            ServiceBody::CallRequest(r) => {
+                for m in r.methods_to_call.iter().flatten() {
+                    if m.object_id.as_ns0_numeric() == Some(SERVER_OBJECT)
+                        && m.method_id.as_ns0_numeric() == Some(RESEND_DATA)
+                    {
+                        let sub = m.input_arguments.iter().flatten().find_map(|v| match v {
+                            Variant::UInt32(n) => Some(*n),
+                            _ => None,
+                        });
+                        if let Some(rec) = &mut self.recovery {
+                            rec.on_resend_data(sub);
+                        }
+                    }
+                }
+                Detail::None
+            }
             ServiceBody::ModifySubscriptionRequest(r) => Detail::Modify(r.subscription_id),
             ServiceBody::DeleteSubscriptionsRequest(r) => {
                 // Servers answer the Publish requests still queued (Bad_NoSubscription) before
@@ -394,10 +683,16 @@ impl Tracker {
                 enabled: r.publishing_enabled,
                 ids: r.subscription_ids.clone().unwrap_or_default(),
             },
-            ServiceBody::TransferSubscriptionsRequest(r) => Detail::Transfer {
-                ids: r.subscription_ids.clone().unwrap_or_default(),
-                send_initial_values: r.send_initial_values,
-            },
+            ServiceBody::TransferSubscriptionsRequest(r) => {
+                let ids = r.subscription_ids.clone().unwrap_or_default();
+                if let Some(rec) = &mut self.recovery {
+                    rec.on_transfer_request(&ids, r.send_initial_values);
+                }
+                Detail::Transfer {
+                    ids,
+                    send_initial_values: r.send_initial_values,
+                }
+            }
             ServiceBody::CreateSessionRequest(r) => Detail::CreateSession {
                 name: r.session_name.as_str().map(str::to_string),
             },
@@ -452,6 +747,7 @@ impl Tracker {
         latency: Option<f64>,
         header: Option<&OpenSecurityHeader>,
         channel_id: Option<u32>,
+        now: Timestamp,
         out: &mut Out,
     ) {
         let result = msg.service_result().map_or(0, |s| s.0);
@@ -493,6 +789,7 @@ impl Tracker {
                         self.summary.channels = self.summary.channels.saturating_add(1);
                     }
                     self.channel_id = Some(r.security_token.channel_id);
+                    self.note_channel(&info);
                 } else {
                     self.summary.rejects = self.summary.rejects.saturating_add(1);
                 }
@@ -507,9 +804,13 @@ impl Tracker {
                     r.authentication_token.to_string(),
                     SessionState {
                         session_id: Some(session_id.clone()),
-                        activated_on: None,
+                        timeout_ms: Some(r.revised_session_timeout),
+                        ..SessionState::default()
                     },
                 );
+                if ok {
+                    self.on_new_session(shared, now);
+                }
                 self.count_session(ok);
                 let name = match detail {
                     Detail::CreateSession { name } => name.clone(),
@@ -541,6 +842,7 @@ impl Tracker {
                     _ => (None, None, None),
                 };
                 let here = (self.conn_seq, channel_id);
+                let server = self.server_key(shared);
                 let session = token
                     .as_ref()
                     .map(|t| shared.sessions.entry(t.clone()).or_default());
@@ -548,10 +850,43 @@ impl Tracker {
                     .as_ref()
                     .and_then(|s| s.activated_on)
                     .map(|prev| prev != here);
+                // Activated before on another connection to the same server: a client coming
+                // back (a proxy's other leg has another server address).
+                let came_back = session.as_ref().is_some_and(|s| {
+                    s.activated_on.is_some_and(|a| a.0 != self.conn_seq) && s.server == Some(server)
+                });
                 let session_id = session.as_ref().and_then(|s| s.session_id.clone());
+                if !ok && came_back {
+                    if let Some(t) = &token {
+                        self.failed_activate = Some((t.clone(), result));
+                    }
+                }
                 if ok {
-                    if let Some(s) = session {
+                    let recovering_new = self.recovery.is_some() && !came_back;
+                    if came_back && self.recovery.is_none() {
+                        if let Some(t) = &token {
+                            let old = shared.old_session(t);
+                            self.start_recovery(shared, old, now, true, None);
+                        }
+                    }
+                    if let Some(s) = token.as_ref().and_then(|t| shared.sessions.get_mut(t)) {
                         s.activated_on = Some(here);
+                        s.conn_id = Some(self.conn_id.clone());
+                        s.client_host = Some(self.client_host.clone());
+                        s.server = Some(server);
+                        s.policy_uri = self.channel_policy_uri.clone();
+                        s.client_thumbprint = self.client_thumbprint.clone();
+                        s.identity = identity;
+                        s.lost_at = None;
+                        s.recovered = true;
+                        s.attempts.clear();
+                    }
+                    if let Some(r) = &mut self.recovery {
+                        if recovering_new {
+                            r.on_new_session_activated(identity);
+                        } else {
+                            r.new_identity = identity;
+                        }
                     }
                     self.session_token = token;
                     if reused == Some(true) {
@@ -607,10 +942,14 @@ impl Tracker {
                     shared.subscriptions.insert(
                         key,
                         SubscriptionState {
-                            last_data: None,
                             created_here: true,
+                            session: self.session_token.clone(),
+                            ..SubscriptionState::default()
                         },
                     );
+                    if let Some(rec) = &mut self.recovery {
+                        rec.on_subscription_created(r.subscription_id);
+                    }
                 }
                 out.push((
                     d,
@@ -694,10 +1033,19 @@ impl Tracker {
                 let results = r.results.as_deref().unwrap_or(&[]);
                 for (i, id) in ids.iter().enumerate() {
                     let res = results.get(i);
-                    if res.is_some_and(|t| t.status_code.is_good()) {
+                    if let (Some(rec), Some(t)) = (&mut self.recovery, res) {
+                        rec.on_transfer_result(
+                            *id,
+                            t.status_code.0,
+                            t.available_sequence_numbers.as_deref().unwrap_or(&[]),
+                        );
+                    }
+                    if let Some(t) = res.filter(|t| t.status_code.is_good()) {
                         self.summary.subscriptions = self.summary.subscriptions.saturating_add(1);
                         let key = (self.server_key(shared), *id);
-                        shared.subscriptions.entry(key).or_default();
+                        let sub = shared.subscriptions.entry(key).or_default();
+                        sub.session = self.session_token.clone();
+                        sub.available = t.available_sequence_numbers.clone().unwrap_or_default();
                     }
                     out.push((
                         d,
@@ -712,6 +1060,130 @@ impl Tracker {
                             available_sequence_numbers: res
                                 .map(|t| t.available_sequence_numbers.clone().unwrap_or_default()),
                             send_initial_values: initial,
+                        }),
+                    ));
+                }
+            }
+            ServiceBody::CreateMonitoredItemsResponse(r) => {
+                let Detail::CreateItems {
+                    subscription_id,
+                    items,
+                } = detail
+                else {
+                    return;
+                };
+                let key = (self.server_key(shared), *subscription_id);
+                let mut sub = shared.subscriptions.get_mut(&key);
+                let results = r.results.as_deref().unwrap_or(&[]);
+                let mut any_good = false;
+                for (i, (handle, node, mode)) in items.iter().enumerate() {
+                    let res = results.get(i);
+                    let good = res.is_some_and(|x| x.status_code.is_good());
+                    if let (true, Some(s), Some(x)) = (good, sub.as_deref_mut(), res) {
+                        s.items
+                            .created(*handle, x.monitored_item_id, Some(node.clone()));
+                    }
+                    any_good |= good;
+                    out.push((
+                        d,
+                        EventKind::MonitoredItem(MonitoredItemInfo {
+                            action: "create",
+                            subscription_id: *subscription_id,
+                            client_handle: Some(*handle),
+                            monitored_item_id: res.filter(|_| good).map(|x| x.monitored_item_id),
+                            node_id: Some(node.clone()),
+                            status: res.map_or(status.clone(), |x| Status::of(x.status_code.0)),
+                            mode: monitoring_mode_name(*mode),
+                            revised_sampling_interval_ms: res.map(|x| x.revised_sampling_interval),
+                            revised_queue_size: res.map(|x| x.revised_queue_size),
+                        }),
+                    ));
+                }
+                if any_good {
+                    if let Some(rec) = &mut self.recovery {
+                        rec.on_items_created(*subscription_id);
+                    }
+                }
+            }
+            ServiceBody::ModifyMonitoredItemsResponse(r) => {
+                let Detail::ModifyItems {
+                    subscription_id,
+                    items,
+                } = detail
+                else {
+                    return;
+                };
+                let key = (self.server_key(shared), *subscription_id);
+                let mut sub = shared.subscriptions.get_mut(&key);
+                let results = r.results.as_deref().unwrap_or(&[]);
+                for (i, (id, handle)) in items.iter().enumerate() {
+                    let res = results.get(i);
+                    let mut node_id = None;
+                    if let Some(s) = sub.as_deref_mut() {
+                        node_id = s.items.by_id(*id).1;
+                        if res.is_some_and(|x| x.status_code.is_good()) {
+                            s.items.rehandled(*id, *handle);
+                        }
+                    }
+                    out.push((
+                        d,
+                        EventKind::MonitoredItem(MonitoredItemInfo {
+                            action: "modify",
+                            subscription_id: *subscription_id,
+                            client_handle: Some(*handle),
+                            monitored_item_id: Some(*id),
+                            node_id,
+                            status: res.map_or(status.clone(), |x| Status::of(x.status_code.0)),
+                            mode: None,
+                            revised_sampling_interval_ms: res.map(|x| x.revised_sampling_interval),
+                            revised_queue_size: res.map(|x| x.revised_queue_size),
+                        }),
+                    ));
+                }
+            }
+            ServiceBody::DeleteMonitoredItemsResponse(r)
+            | ServiceBody::SetMonitoringModeResponse(r) => {
+                let (action, subscription_id, ids, mode) = match detail {
+                    Detail::DeleteItems {
+                        subscription_id,
+                        ids,
+                    } => ("delete", *subscription_id, ids, None),
+                    Detail::SetMonitoringMode {
+                        subscription_id,
+                        mode,
+                        ids,
+                    } => (
+                        "set_monitoring_mode",
+                        *subscription_id,
+                        ids,
+                        monitoring_mode_name(*mode),
+                    ),
+                    _ => return,
+                };
+                let key = (self.server_key(shared), subscription_id);
+                let mut sub = shared.subscriptions.get_mut(&key);
+                let results = r.results.as_deref().unwrap_or(&[]);
+                for (i, id) in ids.iter().enumerate() {
+                    let res = results.get(i);
+                    let (handle, node_id) =
+                        sub.as_deref().map_or((None, None), |s| s.items.by_id(*id));
+                    if action == "delete" && res.is_some_and(|x| x.is_good()) {
+                        if let Some(s) = sub.as_deref_mut() {
+                            s.items.deleted(*id);
+                        }
+                    }
+                    out.push((
+                        d,
+                        EventKind::MonitoredItem(MonitoredItemInfo {
+                            action,
+                            subscription_id,
+                            client_handle: handle,
+                            monitored_item_id: Some(*id),
+                            node_id,
+                            status: res.map_or(status.clone(), |x| Status::of(x.0)),
+                            mode,
+                            revised_sampling_interval_ms: None,
+                            revised_queue_size: None,
                         }),
                     ));
                 }
@@ -754,6 +1226,20 @@ impl Tracker {
                         self.summary.sequence_gaps = self.summary.sequence_gaps.saturating_add(1);
                         out.push((d, EventKind::SequenceGap(gap)));
                     }
+                    sub.last_publish_at = Some(now);
+                    sub.keep_alive = keep_alive.then_some(nm.sequence_number);
+                    sub.available.clear();
+                    sub.available
+                        .extend(r.available_sequence_numbers.iter().flatten().copied());
+                    if sub.session.is_none() {
+                        sub.session = self.session_token.clone();
+                    }
+                    if let Some(rec) = &mut self.recovery {
+                        rec.on_publish_response(r.subscription_id, nm.sequence_number, keep_alive);
+                    }
+                    if !keep_alive {
+                        scan_notifications(sub, r.subscription_id, nm, d, out);
+                    }
                 }
             }
             ServiceBody::RepublishResponse(r) => {
@@ -762,7 +1248,22 @@ impl Tracker {
                     sequence_number,
                 } = detail
                 {
-                    let _ = r;
+                    let seq = r.notification_message.sequence_number;
+                    if ok {
+                        if let Some(rec) = &mut self.recovery {
+                            rec.on_republish_result(*subscription_id, seq, result);
+                        }
+                        let key = (self.server_key(shared), *subscription_id);
+                        if let Some(sub) = shared.subscriptions.get_mut(&key) {
+                            // A recovered message counts as received.
+                            if sub.last_data.is_some_and(|l| following(l) == seq) {
+                                sub.last_data = Some(seq);
+                            }
+                            if !sub.available.contains(&seq) {
+                                sub.available.push(seq);
+                            }
+                        }
+                    }
                     out.push((
                         d,
                         EventKind::Republish(RepublishInfo {
@@ -775,6 +1276,129 @@ impl Tracker {
             }
             _ => {}
         }
+    }
+
+    /// A session of this connection reads or monitors ServerStatus.State (R1).
+    fn watches_server_state(&mut self, shared: &mut Shared) {
+        if let Some(s) = self
+            .session_token
+            .as_ref()
+            .and_then(|t| shared.sessions.get_mut(t))
+        {
+            s.watches_server_state = true;
+        }
+    }
+
+    /// Acknowledgements the server cannot hold: of keep-alive numbers (R18) or of numbers not in
+    /// the last AvailableSequenceNumbers (R23).
+    fn check_acks(&mut self, shared: &mut Shared, acks: &[[u32; 2]]) {
+        if acks.is_empty() {
+            return;
+        }
+        let server = self.server_key(shared);
+        for [id, seq] in acks {
+            let Some(sub) = shared.subscriptions.get_mut(&(server, *id)) else {
+                continue;
+            };
+            if sub.last_publish_at.is_none() {
+                continue; // nothing known to compare with
+            }
+            let keep_alive = sub.keep_alive == Some(*seq);
+            if !keep_alive && sub.available.contains(seq) {
+                continue;
+            }
+            let notes = if keep_alive {
+                &mut sub.ack_keep_alive
+            } else {
+                &mut sub.ack_unavailable
+            };
+            if notes.len() < MAX_ACK_NOTES {
+                notes.push(*seq);
+            }
+            if let Some(r) = &mut self.recovery {
+                r.on_bad_ack(*id, *seq, keep_alive);
+            }
+        }
+    }
+
+    /// CreateSession succeeded: a client coming back without its old session?
+    fn on_new_session(&mut self, shared: &mut Shared, now: Timestamp) {
+        if self.recovery.is_some() {
+            return;
+        }
+        let server = self.server_key(shared);
+        let failed = self.failed_activate.take();
+        let token = match &failed {
+            Some((t, _)) => Some(t.clone()),
+            None => shared
+                .sessions
+                .iter()
+                .filter(|(_, s)| {
+                    s.lost_at.is_some()
+                        && !s.recovered
+                        && s.server == Some(server)
+                        && s.client_host.as_deref() == Some(self.client_host.as_str())
+                })
+                .max_by_key(|(_, s)| s.lost_at)
+                .map(|(t, _)| t.clone()),
+        };
+        let Some(token) = token else { return };
+        let old = shared.old_session(&token);
+        if let Some(s) = shared.sessions.get_mut(&token) {
+            s.recovered = true;
+        }
+        self.start_recovery(shared, old, now, false, failed.map(|f| f.1));
+    }
+
+    fn start_recovery(
+        &mut self,
+        shared: &mut Shared,
+        old: OldSession,
+        now: Timestamp,
+        reused: bool,
+        activate_failed: Option<u32>,
+    ) {
+        let _ = shared;
+        let mut r = Recovery::new(old, now, reused, activate_failed);
+        r.new_channel_id = self.channel_id;
+        r.new_policy_uri = self.channel_policy_uri.clone();
+        r.new_client_thumbprint = self.client_thumbprint.clone();
+        self.recovery = Some(Box::new(r));
+    }
+
+    /// Gives the verdict of a recovery that is settled (or `force`d at the end).
+    fn settle(&mut self, shared: &mut Shared, now: Timestamp, force: bool, out: &mut Out) {
+        let ready = self
+            .recovery
+            .as_ref()
+            .is_some_and(|r| force || r.settled(now));
+        if !ready {
+            return;
+        }
+        let Some(mut r) = self.recovery.take() else {
+            return;
+        };
+        let server = self.server_key(shared);
+        if r.recreates() {
+            let list = shared
+                .recreations
+                .entry((self.client_host.clone(), server))
+                .or_default();
+            if list.len() >= MAX_RECREATIONS {
+                list.remove(0);
+            }
+            list.push(now);
+            r.recreations = list.clone();
+        }
+        if r.old_subscription_ids().iter().any(|id| {
+            shared
+                .subscriptions
+                .get(&(server, *id))
+                .is_some_and(|s| s.transferred_notice)
+        }) {
+            r.on_transferred_notice();
+        }
+        out.push((None, EventKind::Reconnect(Box::new(r.verdict(now)))));
     }
 
     fn count_session(&mut self, ok: bool) {
@@ -835,11 +1459,19 @@ impl Tracker {
                 note,
             }),
         ));
+        if code == StatusCode::BAD_TOO_MANY_PUBLISH_REQUESTS {
+            if let Some(rec) = &mut self.recovery {
+                rec.on_too_many_publish();
+            }
+        }
         match pending.map(|p| &p.detail) {
             Some(Detail::Republish {
                 subscription_id,
                 sequence_number,
             }) => {
+                if let Some(rec) = &mut self.recovery {
+                    rec.on_republish_result(*subscription_id, *sequence_number, result);
+                }
                 out.push((
                     d,
                     EventKind::Republish(RepublishInfo {
@@ -855,6 +1487,12 @@ impl Tracker {
                 user,
             }) => {
                 self.summary.rejects = self.summary.rejects.saturating_add(1);
+                let server = self.server_key(shared);
+                if shared.sessions.get(token).is_some_and(|s| {
+                    s.activated_on.is_some_and(|a| a.0 != self.conn_seq) && s.server == Some(server)
+                }) {
+                    self.failed_activate = Some((token.clone(), result));
+                }
                 out.push((
                     d,
                     EventKind::Session(SessionInfo {
@@ -902,6 +1540,51 @@ impl Tracker {
                 out.push((None, EventKind::SecureChannel(Box::new(p.info))));
             }
         }
+    }
+}
+
+/// Item quality and staleness from a data NotificationMessage, scanned only when the
+/// subscription has items known from CreateMonitoredItems; and the R8 notice.
+fn scan_notifications(
+    sub: &mut SubscriptionState,
+    subscription_id: u32,
+    nm: &uatap_codec::services::NotificationMessage<'_>,
+    d: Option<Direction>,
+    out: &mut Out,
+) {
+    let scan = !sub.items.is_empty();
+    let mut events = Vec::new();
+    for eo in nm.notification_data.iter().flatten() {
+        match eo.type_id.as_ns0_numeric() {
+            Some(structure::DATA_CHANGE_NOTIFICATION) if scan => {
+                if let Some(body) = eo.binary_body() {
+                    // A malformed tail only stops the scan; the message was decoded already.
+                    let _ = scan_data_change(body, |v| {
+                        sub.items.on_value(subscription_id, v, &mut events)
+                    });
+                }
+            }
+            Some(structure::STATUS_CHANGE_NOTIFICATION) => {
+                if let Ok(Notification::StatusChange(c)) = parse_notification(eo) {
+                    if c.status == StatusCode::GOOD_SUBSCRIPTION_TRANSFERRED {
+                        sub.transferred_notice = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if scan {
+        sub.items.after_data_message(subscription_id, &mut events);
+    }
+    for e in events {
+        out.push((
+            d,
+            match e {
+                ItemEvent::Quality(q) => EventKind::ItemQuality(q),
+                ItemEvent::Stale(s) => EventKind::ItemStale(s),
+            },
+        ));
     }
 }
 
@@ -979,6 +1662,7 @@ mod tests {
         SubscriptionState {
             last_data: None,
             created_here: true,
+            ..SubscriptionState::default()
         }
     }
 
@@ -1015,12 +1699,14 @@ mod tests {
         let mut w = SubscriptionState {
             last_data: Some(u32::MAX - 1),
             created_here: false,
+            ..SubscriptionState::default()
         };
         assert_eq!(track_sequence(&mut w, 1, u32::MAX, false), None);
         assert_eq!(track_sequence(&mut w, 1, 1, false), None);
         let mut w = SubscriptionState {
             last_data: Some(u32::MAX - 1),
             created_here: false,
+            ..SubscriptionState::default()
         };
         let g = track_sequence(&mut w, 1, 2, false).unwrap();
         assert_eq!(g.missing, vec![u32::MAX, 1]);
@@ -1029,6 +1715,7 @@ mod tests {
         let mut w = SubscriptionState {
             last_data: Some(EARLY_WRAP_FLOOR),
             created_here: false,
+            ..SubscriptionState::default()
         };
         assert_eq!(track_sequence(&mut w, 1, 1, false), None);
     }

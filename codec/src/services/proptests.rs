@@ -111,6 +111,16 @@ struct_roundtrips! {
         s::create_monitored_items_response(), 128;
     delete_monitored_items_request: DeleteMonitoredItemsRequest =
         s::delete_monitored_items_request(), 128;
+    monitored_item_modify_request: MonitoredItemModifyRequest =
+        s::monitored_item_modify_request(), 256;
+    modify_monitored_items_request: ModifyMonitoredItemsRequest =
+        s::modify_monitored_items_request(), 128;
+    monitored_item_modify_result: MonitoredItemModifyResult =
+        s::monitored_item_modify_result(), 256;
+    modify_monitored_items_response: ModifyMonitoredItemsResponse =
+        s::modify_monitored_items_response(), 128;
+    set_monitoring_mode_request: SetMonitoringModeRequest =
+        s::set_monitoring_mode_request(), 128;
     subscription_acknowledgement: SubscriptionAcknowledgement =
         s::subscription_acknowledgement(), 256;
     publish_request: PublishRequest = s::publish_request(), 128;
@@ -239,6 +249,13 @@ message_roundtrips! {
         DeleteMonitoredItemsRequest(s::delete_monitored_items_request()), 32;
     message_delete_monitored_items_response:
         DeleteMonitoredItemsResponse(s::status_results()), 32;
+    message_modify_monitored_items_request:
+        ModifyMonitoredItemsRequest(s::modify_monitored_items_request()), 32;
+    message_modify_monitored_items_response:
+        ModifyMonitoredItemsResponse(s::modify_monitored_items_response()), 32;
+    message_set_monitoring_mode_request:
+        SetMonitoringModeRequest(s::set_monitoring_mode_request()), 32;
+    message_set_monitoring_mode_response: SetMonitoringModeResponse(s::status_results()), 32;
     message_publish_request: PublishRequest(s::publish_request()), 32;
     message_publish_response: PublishResponse(s::publish_response()), 32;
     message_republish_request: RepublishRequest(s::republish_request()), 32;

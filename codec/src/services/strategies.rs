@@ -586,6 +586,56 @@ pub(crate) fn delete_monitored_items_request() -> BoxedStrategy<DeleteMonitoredI
     })
 }
 
+/// Any MonitoredItemModifyRequest.
+pub(crate) fn monitored_item_modify_request() -> BoxedStrategy<MonitoredItemModifyRequest<'static>>
+{
+    strategy!(MonitoredItemModifyRequest {
+        monitored_item_id: any::<u32>(),
+        requested_parameters: monitoring_parameters(),
+    })
+}
+
+/// Any ModifyMonitoredItemsRequest.
+pub(crate) fn modify_monitored_items_request() -> BoxedStrategy<ModifyMonitoredItemsRequest<'static>>
+{
+    strategy!(ModifyMonitoredItemsRequest {
+        request_header: request_header(),
+        subscription_id: any::<u32>(),
+        timestamps_to_return: any::<i32>(),
+        items_to_modify: arr(monitored_item_modify_request(), 3),
+    })
+}
+
+/// Any MonitoredItemModifyResult.
+pub(crate) fn monitored_item_modify_result() -> BoxedStrategy<MonitoredItemModifyResult<'static>> {
+    strategy!(MonitoredItemModifyResult {
+        status_code: status_code(),
+        revised_sampling_interval: double(),
+        revised_queue_size: any::<u32>(),
+        filter_result: extension_object(),
+    })
+}
+
+/// Any ModifyMonitoredItemsResponse.
+pub(crate) fn modify_monitored_items_response(
+) -> BoxedStrategy<ModifyMonitoredItemsResponse<'static>> {
+    strategy!(ModifyMonitoredItemsResponse {
+        response_header: response_header(),
+        results: arr(monitored_item_modify_result(), 3),
+        diagnostic_infos: arr(diagnostic_info(), 2),
+    })
+}
+
+/// Any SetMonitoringModeRequest.
+pub(crate) fn set_monitoring_mode_request() -> BoxedStrategy<SetMonitoringModeRequest<'static>> {
+    strategy!(SetMonitoringModeRequest {
+        request_header: request_header(),
+        subscription_id: any::<u32>(),
+        monitoring_mode: any::<i32>(),
+        monitored_item_ids: arr(any::<u32>(), 5),
+    })
+}
+
 /// Any SubscriptionAcknowledgement.
 pub(crate) fn subscription_acknowledgement() -> BoxedStrategy<SubscriptionAcknowledgement> {
     strategy!(SubscriptionAcknowledgement {
@@ -998,6 +1048,10 @@ pub(crate) fn typed_id(b: &ServiceBody<'_>) -> Option<u32> {
         B::CreateMonitoredItemsResponse(_) => id::CREATE_MONITORED_ITEMS_RESPONSE,
         B::DeleteMonitoredItemsRequest(_) => id::DELETE_MONITORED_ITEMS_REQUEST,
         B::DeleteMonitoredItemsResponse(_) => id::DELETE_MONITORED_ITEMS_RESPONSE,
+        B::ModifyMonitoredItemsRequest(_) => id::MODIFY_MONITORED_ITEMS_REQUEST,
+        B::ModifyMonitoredItemsResponse(_) => id::MODIFY_MONITORED_ITEMS_RESPONSE,
+        B::SetMonitoringModeRequest(_) => id::SET_MONITORING_MODE_REQUEST,
+        B::SetMonitoringModeResponse(_) => id::SET_MONITORING_MODE_RESPONSE,
         B::PublishRequest(_) => id::PUBLISH_REQUEST,
         B::PublishResponse(_) => id::PUBLISH_RESPONSE,
         B::RepublishRequest(_) => id::REPUBLISH_REQUEST,
@@ -1017,7 +1071,7 @@ pub(crate) fn typed_id(b: &ServiceBody<'_>) -> Option<u32> {
 }
 
 /// Every encoding id with a typed decoder (the ids [`typed_id`] returns).
-pub(crate) const TYPED_IDS: [u32; 41] = [
+pub(crate) const TYPED_IDS: [u32; 45] = [
     id::OPEN_SECURE_CHANNEL_REQUEST,
     id::OPEN_SECURE_CHANNEL_RESPONSE,
     id::CLOSE_SECURE_CHANNEL_REQUEST,
@@ -1045,6 +1099,10 @@ pub(crate) const TYPED_IDS: [u32; 41] = [
     id::CREATE_MONITORED_ITEMS_RESPONSE,
     id::DELETE_MONITORED_ITEMS_REQUEST,
     id::DELETE_MONITORED_ITEMS_RESPONSE,
+    id::MODIFY_MONITORED_ITEMS_REQUEST,
+    id::MODIFY_MONITORED_ITEMS_RESPONSE,
+    id::SET_MONITORING_MODE_REQUEST,
+    id::SET_MONITORING_MODE_RESPONSE,
     id::PUBLISH_REQUEST,
     id::PUBLISH_RESPONSE,
     id::REPUBLISH_REQUEST,

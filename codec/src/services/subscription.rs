@@ -184,6 +184,70 @@ ua_struct! {
 }
 
 ua_struct! {
+    /// New parameters for one monitored item, named by its MonitoredItemId.
+    pub struct MonitoredItemModifyRequest<'a> {
+        /// Server's id for the item.
+        monitored_item_id: one u32,
+        /// Parameters (ClientHandle may change too).
+        requested_parameters: one MonitoringParameters<'a>,
+    }
+}
+
+ua_struct! {
+    /// Changes the sampling parameters of monitored items (§5.13.3).
+    pub struct ModifyMonitoredItemsRequest<'a> {
+        /// Header.
+        request_header: one RequestHeader<'a>,
+        /// SubscriptionId.
+        subscription_id: one u32,
+        /// Source (0), Server (1), Both (2), Neither (3).
+        timestamps_to_return: one i32,
+        /// Items.
+        items_to_modify: array MonitoredItemModifyRequest<'a>,
+    }
+}
+
+ua_struct! {
+    /// Result for one modified item.
+    pub struct MonitoredItemModifyResult<'a> {
+        /// Result.
+        status_code: one StatusCode,
+        /// Sampling interval granted.
+        revised_sampling_interval: one f64,
+        /// Queue size granted.
+        revised_queue_size: one u32,
+        /// Filter result.
+        filter_result: one ExtensionObject<'a>,
+    }
+}
+
+ua_struct! {
+    /// Results, one per item in request order.
+    pub struct ModifyMonitoredItemsResponse<'a> {
+        /// Header.
+        response_header: one ResponseHeader<'a>,
+        /// Results.
+        results: array MonitoredItemModifyResult<'a>,
+        /// Diagnostics.
+        diagnostic_infos: array DiagnosticInfo<'a>,
+    }
+}
+
+ua_struct! {
+    /// Disables, samples or reports monitored items (§5.13.4); a Disabled item is a frozen tag.
+    pub struct SetMonitoringModeRequest<'a> {
+        /// Header.
+        request_header: one RequestHeader<'a>,
+        /// SubscriptionId.
+        subscription_id: one u32,
+        /// Disabled (0), Sampling (1), Reporting (2).
+        monitoring_mode: one i32,
+        /// Items.
+        monitored_item_ids: array u32,
+    }
+}
+
+ua_struct! {
     /// Acknowledges one NotificationMessage.
     pub struct SubscriptionAcknowledgement {
         /// SubscriptionId.
@@ -400,5 +464,157 @@ impl NotificationMessage<'_> {
                 _ => 0,
             })
             .sum()
+    }
+}
+
+/// What a quick scan of one MonitoredItemNotification reads: enough to follow an item's
+/// quality and freshness without building its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ItemScan {
+    /// ClientHandle.
+    pub client_handle: u32,
+    /// DataValue StatusCode (absent means Good).
+    pub status: Option<u32>,
+    /// DataValue SourceTimestamp.
+    pub source_timestamp: Option<DateTime>,
+}
+
+/// Fixed byte size of a scalar Variant of this built-in type, when it has one.
+fn fixed_scalar_size(type_id: u8) -> Option<usize> {
+    Some(match type_id {
+        0 => 0,
+        1..=3 => 1,
+        4 | 5 => 2,
+        6 | 7 | 10 | 19 => 4,
+        8 | 9 | 11 | 13 => 8,
+        14 => 16,
+        _ => return None,
+    })
+}
+
+/// Skips one Variant: fixed-size scalars and strings by length, anything else by decoding it.
+fn skip_variant(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    const S: &str = "Variant";
+    let mask = r.rest().first().copied().unwrap_or(0);
+    let type_id = mask & 0x3F;
+    if mask & 0xC0 == 0 {
+        if let Some(n) = fixed_scalar_size(type_id) {
+            r.skip(1, S)?;
+            return r.skip(n, S);
+        }
+        if matches!(type_id, 12 | 15 | 16) {
+            r.skip(1, S)?;
+            let len = r.read_i32(S)?;
+            return r.skip(usize::try_from(len).unwrap_or(0), S);
+        }
+    }
+    Variant::decode(r).map(|_| ())
+}
+
+/// Reads each MonitoredItemNotification of a DataChangeNotification body (ClientHandle,
+/// DataValue status and SourceTimestamp) and skips its value: the live proxy follows item
+/// quality at Publish rate without decoding every Variant. Stops at the first malformed item.
+pub fn scan_data_change(body: &[u8], mut f: impl FnMut(ItemScan)) -> Result<(), DecodeError> {
+    const S: &str = "DataChangeNotification";
+    let mut r = Reader::new(body);
+    let count = r.read_array_length(S, "MonitoredItems", 5)?.unwrap_or(0);
+    for _ in 0..count {
+        let client_handle = r.read_u32(S)?;
+        let mask = r.read_u8(S)?;
+        if mask & 0x01 != 0 {
+            skip_variant(&mut r)?;
+        }
+        let status = if mask & 0x02 != 0 {
+            Some(r.read_u32(S)?)
+        } else {
+            None
+        };
+        let source_timestamp = if mask & 0x04 != 0 {
+            Some(DateTime(r.read_i64(S)?))
+        } else {
+            None
+        };
+        // SourcePicoseconds, ServerTimestamp, ServerPicoseconds.
+        let tail = [(0x10, 2), (0x08, 8), (0x20, 2)]
+            .iter()
+            .filter(|(bit, _)| mask & bit != 0)
+            .map(|(_, n)| n)
+            .sum();
+        r.skip(tail, S)?;
+        f(ItemScan {
+            client_handle,
+            status,
+            source_timestamp,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::arithmetic_side_effects
+)]
+mod scan_tests {
+    use super::*;
+    use crate::encode::Encode;
+    use crate::types::{ArrayValues, UaString};
+
+    #[test]
+    fn scan_reads_what_the_full_decoder_reads() {
+        let values = [
+            DataValue {
+                value: Some(Variant::from(3.5f64)),
+                status: Some(0x8000_0000),
+                source_timestamp: Some(DateTime(77)),
+                server_timestamp: Some(DateTime(78)),
+                server_picoseconds: Some(5),
+                ..DataValue::default()
+            },
+            DataValue {
+                value: Some(Variant::from(UaString::from("text"))),
+                source_timestamp: Some(DateTime(99)),
+                source_picoseconds: Some(1),
+                ..DataValue::default()
+            },
+            DataValue::new(Variant::from(ArrayValues::Int32(Some(vec![1, 2, 3])))),
+        ];
+        let dc = DataChangeNotification {
+            monitored_items: Some(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| MonitoredItemNotification {
+                        client_handle: 10 + i as u32,
+                        value: v.clone(),
+                    })
+                    .collect(),
+            ),
+            diagnostic_infos: None,
+        };
+        let mut seen = Vec::new();
+        scan_data_change(&dc.to_vec(), |s| seen.push(s)).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ItemScan {
+                    client_handle: 10,
+                    status: Some(0x8000_0000),
+                    source_timestamp: Some(DateTime(77))
+                },
+                ItemScan {
+                    client_handle: 11,
+                    status: None,
+                    source_timestamp: Some(DateTime(99))
+                },
+                ItemScan {
+                    client_handle: 12,
+                    status: None,
+                    source_timestamp: None
+                },
+            ]
+        );
+        assert!(scan_data_change(&[1, 0, 0, 0, 5], |_| {}).is_err());
     }
 }
