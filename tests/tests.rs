@@ -11,5 +11,6 @@ mod fixtures;
 mod live;
 mod metrics;
 mod proxy;
+mod reconnect_stacks;
 mod rewrite;
 mod shapes;
