@@ -39,7 +39,9 @@
 //        and "<elapsed> stack: EVENT" for the reconnection events node-opcua emits
 //        (connection_lost, start_reconnection, backoff, connection_reestablished,
 //        after_reconnection, session_restored, subscription id changes...). Ends with
-//        DeleteSubscriptions, CloseSession and "done; last seq N values M".
+//        DeleteSubscriptions, CloseSession and "done; last seq N values M"; a reconnect in
+//        progress at the end of the S seconds, or ended less than 3 s before, makes it stay
+//        until 3 s after it ended.
 //
 // Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 "use strict";
@@ -197,7 +199,16 @@ const WATCH_OPTIONS = {
     defaultTransactionTimeout: 3000,
 };
 
+// watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
+const SETTLE_MS = 3000;
+const reconnect = { busy: false, doneAt: -Infinity };
+
 function logStackEvents(client, session) {
+    client.on("connection_lost", () => (reconnect.busy = true));
+    client.on("connection_reestablished", () => {
+        reconnect.busy = false;
+        reconnect.doneAt = Date.now();
+    });
     for (const name of ["connection_lost", "start_reconnection", "connection_reestablished", "after_reconnection",
         "reconnection_attempt_has_failed", "reconnection_canceled", "timed_out_request", "connection_failed"]) {
         client.on(name, (arg) => log(`stack: client ${name}${arg && arg.message ? " " + arg.message : ""}`));
@@ -245,6 +256,7 @@ async function watch(client, session, opts) {
     item.on("changed", () => values++);
     log(`WATCHING sub=${sub.subscriptionId}`);
     await sleep(opts.seconds * 1000);
+    while (reconnect.busy || Date.now() - reconnect.doneAt < SETTLE_MS) await sleep(200);
     const last = sub.lastSequenceNumber;
     await sub.terminate();
     log(`done; last seq ${last} values ${values}`);

@@ -47,7 +47,8 @@ watch: stays up S seconds through connection losses, with asyncua's own reconnec
        ("republished": the message came from a Republish), and "<elapsed> stack: TEXT" for what
        asyncua reports of the reconnect (its INFO/WARNING log lines: lost connection, session
        reused or recreated, transfer, republish, recreate). Ends with DeleteSubscriptions,
-       CloseSession and "done; messages N values M".
+       CloseSession and "done; last seq N values M"; a reconnect in progress at the end of the
+       S seconds, or ended less than 3 s before, makes it stay until 3 s after it ended.
 
 Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 """
@@ -102,6 +103,18 @@ class CountHandler:
         self.count += 1
 
 
+# watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
+SETTLE = 3.0
+
+
+class ReconnectState:
+    busy = False
+    done_at = float("-inf")
+
+
+RECONNECT = ReconnectState()
+
+
 class StackLog(logging.Handler):
     """asyncua's own account of a reconnect, as "stack:" lines (not its per-Publish chatter)."""
 
@@ -109,6 +122,11 @@ class StackLog(logging.Handler):
         text = record.getMessage()
         if text.startswith("Publish callback called"):
             return
+        if text.startswith("Supervisor detected"):
+            RECONNECT.busy = True
+        elif text.startswith("Reconnected successfully"):
+            RECONNECT.busy = False
+            RECONNECT.done_at = time.monotonic()
         log(f"stack: {text.splitlines()[0]}")
 
 
@@ -158,6 +176,8 @@ async def watch(client: Client, seconds: float) -> int:
     await sub.subscribe_data_change(client.get_node("ns=1;s=Counter"), queuesize=10, sampling_interval=50)
     log(f"WATCHING sub={sub.subscription_id}")
     await asyncio.sleep(seconds)
+    while RECONNECT.busy or time.monotonic() - RECONNECT.done_at < SETTLE:
+        await asyncio.sleep(0.2)  # a reconnect in progress or just done: see how it ends
     messages = sub.last_sequence_number or 0
     await sub.delete()
     await asyncio.sleep(0)  # let queued handler tasks run
