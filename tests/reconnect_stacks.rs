@@ -8,8 +8,8 @@
 //! The faults: `cut` and `blackhole` after a given PublishResponse, against the node-opcua server
 //! (the asyncua server answers a Republish of a number it does not hold with Good and an empty
 //! message instead of Bad_MessageNotAvailable, so a client's Republish loop never ends: see the
-//! README, "What each stack does on reconnect"), and `drop-message` of one PublishResponse,
-//! against the asyncua server.
+//! README, "What each stack does on reconnect"; one test shows it), and `drop-message` of one
+//! PublishResponse, against the asyncua server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -383,19 +383,17 @@ fn reconnect_verdict(o: &Outcome) -> Value {
     assert_eq!(rec.len(), 1, "one reconnect verdict: {rec:?}");
     let rec = rec[0].clone();
     assert_eq!(rec["came_back"], true, "{rec}");
-    let republished: BTreeSet<(u64, u64)> = o
-        .of_kind("republish")
+    // What the client got that no PublishResponse brought: it came through Republish (a Good
+    // RepublishResponse may also be empty, so the republish events alone do not tell).
+    let by_publish: BTreeSet<(u64, u64)> = o
+        .of_kind("publish")
         .iter()
-        .filter(|e| e["status_name"] == "Good")
-        .map(|e| {
-            (
-                num(&e["subscription_id"]),
-                num(&e["retransmit_sequence_number"]),
-            )
-        })
+        .filter(|e| e["keep_alive"] == false)
+        .map(|e| (num(&e["subscription_id"]), num(&e["sequence_number"])))
         .collect();
-    let got_by_republish: Vec<u64> = republished
-        .intersection(&o.logged())
+    let got_by_republish: Vec<u64> = o
+        .logged()
+        .difference(&by_publish)
         .map(|(_, s)| *s)
         .collect();
     assert_eq!(
@@ -610,6 +608,68 @@ fn reconnect_asyncua_client_drop_message() {
     assert!(after.is_empty(), "{after:?}");
     assert!(o.of_kind("sequence_gap").is_empty());
     assert!(o.of_kind("reconnect").is_empty());
+    let _ = std::fs::remove_dir_all(&o.dir);
+}
+
+/// The asyncua server answers a Republish of a number it does not hold with Good and an empty
+/// NotificationMessage (sequence number 0) instead of Bad_MessageNotAvailable. node-opcua takes
+/// that 0 as its last number and asks for 1, again and again: its Republish loop never ends (some
+/// hundred requests a second for as long as the session lasts; data still comes through the
+/// Publish requests it had queued). uatap names it (R10 FAIL, `republish_loop_stuck`), live and
+/// offline, and the empty answers the client logged are ones uatap saw.
+#[test]
+fn reconnect_node_client_cut_asyncua_server_republish_never_ends() {
+    let o = scenario(
+        "node-cut-asyncua-server",
+        "asyncua",
+        "node",
+        &format!("cut after PublishResponse seq={FAULT_AFTER_SEQ}"),
+        3,
+    );
+    common_checks(&o);
+    let rec = reconnect_verdict(&o);
+    assert_eq!(rec["session_reused"], true, "{rec}");
+    let patterns: Vec<&str> = rec["patterns"]
+        .as_array()
+        .expect("patterns")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(patterns.contains(&"republish_loop_stuck"), "{rec}");
+    let r10 = rec["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .find(|r| r["id"] == "R10")
+        .expect("R10 judged");
+    assert_eq!(r10["verdict"], "FAIL", "{r10}");
+    // The client asked for 1 over and over, and got an empty message each time: every empty
+    // message it logged is a Good RepublishResponse uatap saw without data.
+    let asked_one = o
+        .of_kind("republish")
+        .iter()
+        .filter(|e| e["retransmit_sequence_number"] == 1)
+        .count();
+    assert!(asked_one > 100, "Republish(1) asked {asked_one} times");
+    let good = o
+        .of_kind("republish")
+        .iter()
+        .filter(|e| e["status_name"] == "Good")
+        .count();
+    let empty_answers = good - nums(&rec["republished"]).len();
+    let empty = o.keepalives.iter().filter(|k| k.seq == 0).count();
+    assert!(
+        empty > 100 && empty <= empty_answers,
+        "{empty} empty messages logged, {empty_answers} empty Good RepublishResponses seen"
+    );
+    // The loop never reaches Bad_MessageNotAvailable; data still comes through the Publish
+    // requests the client had queued.
+    assert!(!o
+        .of_kind("republish")
+        .iter()
+        .any(|e| e["status_name"] == "Bad_MessageNotAvailable"));
+    let last_republished = *nums(&rec["republished"]).last().expect("republished");
+    assert!(o.data.iter().any(|r| r.seq > last_republished + 5));
     let _ = std::fs::remove_dir_all(&o.dir);
 }
 

@@ -41,7 +41,7 @@
 //        after_reconnection, session_restored, subscription id changes...). Ends with
 //        DeleteSubscriptions, CloseSession and "done; last seq N values M"; a reconnect in
 //        progress at the end of the S seconds, or ended less than 3 s before, makes it stay
-//        until 3 s after it ended.
+//        until 3 s after it ended (8 s more at most).
 //
 // Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 "use strict";
@@ -201,6 +201,7 @@ const WATCH_OPTIONS = {
 
 // watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
 const SETTLE_MS = 3000;
+const MAX_SETTLE_MS = 8000;
 const reconnect = { busy: false, doneAt: -Infinity };
 
 function logStackEvents(client, session) {
@@ -256,7 +257,8 @@ async function watch(client, session, opts) {
     item.on("changed", () => values++);
     log(`WATCHING sub=${sub.subscriptionId}`);
     await sleep(opts.seconds * 1000);
-    while (reconnect.busy || Date.now() - reconnect.doneAt < SETTLE_MS) await sleep(200);
+    const settleEnd = Date.now() + MAX_SETTLE_MS;
+    while ((reconnect.busy || Date.now() - reconnect.doneAt < SETTLE_MS) && Date.now() < settleEnd) await sleep(200);
     const last = sub.lastSequenceNumber;
     await sub.terminate();
     log(`done; last seq ${last} values ${values}`);

@@ -48,7 +48,8 @@ watch: stays up S seconds through connection losses, with asyncua's own reconnec
        asyncua reports of the reconnect (its INFO/WARNING log lines: lost connection, session
        reused or recreated, transfer, republish, recreate). Ends with DeleteSubscriptions,
        CloseSession and "done; last seq N values M"; a reconnect in progress at the end of the
-       S seconds, or ended less than 3 s before, makes it stay until 3 s after it ended.
+       S seconds, or ended less than 3 s before, makes it stay until 3 s after it ended (8 s
+       more at most).
 
 Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 """
@@ -105,6 +106,7 @@ class CountHandler:
 
 # watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
 SETTLE = 3.0
+MAX_SETTLE = 8.0
 
 
 class ReconnectState:
@@ -176,7 +178,8 @@ async def watch(client: Client, seconds: float) -> int:
     await sub.subscribe_data_change(client.get_node("ns=1;s=Counter"), queuesize=10, sampling_interval=50)
     log(f"WATCHING sub={sub.subscription_id}")
     await asyncio.sleep(seconds)
-    while RECONNECT.busy or time.monotonic() - RECONNECT.done_at < SETTLE:
+    settle_end = time.monotonic() + MAX_SETTLE
+    while (RECONNECT.busy or time.monotonic() - RECONNECT.done_at < SETTLE) and time.monotonic() < settle_end:
         await asyncio.sleep(0.2)  # a reconnect in progress or just done: see how it ends
     messages = sub.last_sequence_number or 0
     await sub.delete()
