@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 use crate::proxy::Proxy;
-use crate::util::{free_port, peers_dir, python, run, temp_dir, terminate};
+use crate::util::{peers_dir, python, run, temp_dir, terminate};
 
 /// The PublishResponse after which the fault fires: two seconds of data first.
 const FAULT_AFTER_SEQ: u64 = 20;
@@ -149,13 +149,16 @@ fn parse_client(stdout: &str) -> (Vec<Received>, Vec<Received>, Vec<String>) {
     (data, keepalives, stack)
 }
 
-fn wait_ready(child: &mut Child) {
+/// Waits for the server's "READY opc.tcp://HOST:PORT/UA/Test" line; returns that URL (the
+/// server was given port 0 and names the port it got).
+fn wait_ready(child: &mut Child) -> String {
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
     for line in lines.by_ref() {
-        if line.expect("server stdout").contains("READY") {
+        let line = line.expect("server stdout");
+        if let Some(url) = line.strip_prefix("READY ") {
             std::thread::spawn(move || for _ in lines {});
-            return;
+            return url.trim().to_string();
         }
     }
     panic!("the server ended before READY");
@@ -164,30 +167,25 @@ fn wait_ready(child: &mut Child) {
 /// Runs one scenario: `server` and `client` are "node" or "asyncua".
 fn scenario(name: &str, server: &str, client: &str, fault: &str, seconds: u32) -> Outcome {
     let dir = temp_dir(&format!("reconnect-{name}"));
-    let port = free_port().to_string();
     let mut srv = match server {
         "node" => Command::new("node")
             .arg(peers_dir().join("ua_server.js"))
-            .args(["--port", &port])
+            .args(["--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn(),
         _ => Command::new(python())
             .arg(peers_dir().join("ua_server.py"))
-            .args(["--port", &port])
+            .args(["--port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn(),
     }
     .expect("server starts");
-    wait_ready(&mut srv);
+    let upstream = wait_ready(&mut srv);
     let recording = dir.join("recording.pcapng");
     let rec = recording.to_str().expect("utf-8 path").to_string();
-    let proxy = Proxy::start_with(
-        &format!("opc.tcp://127.0.0.1:{port}/UA/Test"),
-        &dir,
-        &["--fault", fault, "--record", &rec],
-    );
+    let proxy = Proxy::start_with(&upstream, &dir, &["--fault", fault, "--record", &rec]);
     let url = format!("opc.tcp://{}/UA/Test", proxy.listen);
     let secs = seconds.to_string();
     let out = match client {

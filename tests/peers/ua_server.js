@@ -25,7 +25,8 @@
 // and announced on a "CERT <path>" line before READY, for the client's --server-cert.
 //
 // Prints "READY opc.tcp://HOST:N/UA/Test" on stdout once listening, then runs until
-// SIGTERM/SIGINT or --duration seconds.
+// SIGTERM/SIGINT or --duration seconds. --port 0 listens on a port the system chooses, named on
+// the READY line (the endpoints the server advertises then say port 0).
 "use strict";
 
 const fs = require("fs");
@@ -53,7 +54,7 @@ function parseSecurity(text) {
 }
 
 function parseArgs(argv) {
-    const opts = { port: 0, items: 0, period: 100, maxNotif: 0, duration: 0, security: parseSecurity("None:None"), pki: DEFAULT_PKI, host: "127.0.0.1" };
+    const opts = { port: undefined, items: 0, period: 100, maxNotif: 0, duration: 0, security: parseSecurity("None:None"), pki: DEFAULT_PKI, host: "127.0.0.1" };
     const names = { "--port": "port", "--items": "items", "--period": "period", "--max-notif": "maxNotif", "--duration": "duration" };
     for (let i = 0; i < argv.length; i++) {
         let [key, val] = argv[i].split("=", 2);
@@ -75,7 +76,7 @@ function parseArgs(argv) {
         if (val === undefined || !Number.isFinite(n) || n < 0) throw new Error(`bad value for ${key}: ${val}`);
         opts[names[key]] = n;
     }
-    if (!opts.port) throw new Error("--port is required");
+    if (opts.port === undefined) throw new Error("--port is required (0: a free port, printed on the READY line)");
     if (!opts.period) throw new Error("--period must be > 0");
     return opts;
 }
@@ -170,7 +171,9 @@ async function main() {
     if (opts.duration > 0) setTimeout(() => stop("duration"), opts.duration * 1000);
 
     await server.start();
-    const url = `opc.tcp://${options.hostname}:${opts.port}/UA/Test`;
+    // With --port 0 the system chose the port: the endpoint knows which.
+    const port = opts.port || server.endpoints[0].port;
+    const url = `opc.tcp://${options.hostname}:${port}/UA/Test`;
     const advertised = server.getEndpointUrl();
     if (advertised !== url) console.error(`warning: server advertises ${advertised}, expected ${url}`);
     process.stdout.write(`READY ${url}\n`);

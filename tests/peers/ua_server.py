@@ -21,7 +21,9 @@ accepted (no certificate validator). Before READY it prints "CERT <path of cert.
 a client can be given the server certificate without a discovery connection.
 
 Prints "READY opc.tcp://HOST:N/UA/Test" on stdout (flushed) once listening, then runs
-until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-zero on error.
+until SIGTERM/SIGINT or --duration seconds. --port 0 listens on a port the system chooses, named
+on the READY line (the endpoints the server advertises then say port 0). Exit status 0 on a
+clean stop, non-zero on error.
 """
 
 import argparse
@@ -90,6 +92,8 @@ async def run(args: argparse.Namespace) -> int:
         loop.call_later(args.duration, stop.set)
 
     await server.start()
+    if args.port == 0:  # the system chose the port: the listening socket knows which
+        url = f"opc.tcp://{host}:{server.bserver.port}/UA/Test"
     log(f"READY {url}")
 
     period = args.period / 1000.0
