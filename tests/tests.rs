@@ -11,6 +11,7 @@ mod fixtures;
 mod live;
 mod metrics;
 mod proxy;
+mod reconnect;
 mod reconnect_stacks;
 mod rewrite;
 mod shapes;

@@ -61,6 +61,17 @@ impl Analyzer {
         now: Timestamp,
     ) {
         conn.input(&mut self.shared, dir, bytes, now);
+        // A session lost elsewhere whose timeout ran out: its verdict rides on this
+        // connection's events (named by the lost connection), so a proxy gets it without
+        // calling `finish`.
+        for (lost_conn, info) in self.shared.expired(now) {
+            conn.events.push_back(Event {
+                ts: now,
+                conn: lost_conn.into(),
+                dir: None,
+                kind: EventKind::Reconnect(Box::new(info)),
+            });
+        }
     }
 
     /// A capture gap on `conn`.
@@ -97,6 +108,12 @@ impl Analyzer {
                 kind: EventKind::Reconnect(Box::new(info)),
             });
         }
+    }
+
+    /// Sessions and subscriptions held across connections (tests check it stays bounded).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
+        self.shared.tracked()
     }
 
     /// The next event that belongs to no open connection (see [`Analyzer::finish`]).

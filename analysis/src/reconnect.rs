@@ -405,7 +405,10 @@ impl Recovery {
         let mut must_recreate = 0usize;
         for s in self.subs.values() {
             if self.continues(s) {
-                if s.pending_asks > 0 || !s.published_since_last_ask {
+                // A Republish loop is over only at Bad_MessageNotAvailable (or
+                // Bad_SubscriptionIdInvalid); one that stops short is judged at the limit.
+                let loop_open = !s.asks.is_empty() && s.loop_end.is_none();
+                if s.pending_asks > 0 || !s.published_since_last_ask || loop_open {
                     return false;
                 }
             } else {
@@ -417,6 +420,22 @@ impl Recovery {
             return self.recreated_enough(must_recreate);
         }
         must_recreate == 0 || self.recreated_enough(must_recreate)
+    }
+
+    /// Old subscriptions that neither continue nor were recreated under the same id: their
+    /// state can be forgotten once the verdict is given (a client recreating subscriptions for
+    /// hours must not grow the analysis).
+    pub(crate) fn abandoned(&self) -> Vec<u32> {
+        self.subs
+            .iter()
+            .filter(|(id, s)| !self.continues(s) && !self.new_subscriptions.contains(id))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The old session was replaced by a new one.
+    pub(crate) fn session_replaced(&self) -> bool {
+        !self.session_reused
     }
 
     /// True when this recovery recreated subscriptions (for the recreate-loop pattern).

@@ -194,10 +194,15 @@ impl Sim {
 
     /// A new connection from `port` and its OpenSecureChannel (Issue, None) granting `channel`.
     fn connect(&mut self, port: u16, channel: u32) -> Link {
+        self.connect_from("10.0.0.1", port, channel)
+    }
+
+    /// Like [`Sim::connect`], from another client host.
+    fn connect_from(&mut self, host: &str, port: u16, channel: u32) -> Link {
         let now = self.now();
         let c = self
             .an
-            .open(format!("10.0.0.1:{port}"), "10.0.0.2:4840".into(), now);
+            .open(format!("{host}:{port}"), "10.0.0.2:4840".into(), now);
         let mut l = Link {
             c,
             channel,
@@ -621,14 +626,15 @@ fn refused_transfer_after_failed_activate_and_recreated_subscription() {
     s.session(&mut b, 101, 6);
     s.transfer(&mut b, 0x8028_0000, &[]);
     s.create_subscription(&mut b, 8);
-    assert!(
-        reconnects(&s.events).is_empty(),
-        "waits for the monitored items"
-    );
+    // Lost for 85 s, past the 60 s session timeout: that verdict came first.
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "waits for the monitored items: {r:?}");
+    assert!(!r[0].came_back);
     s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
     let r = reconnects(&s.events);
-    assert_eq!(r.len(), 1, "{r:?}");
-    let r = &r[0];
+    assert_eq!(r.len(), 2, "{r:?}");
+    let r = &r[1];
+    assert!(r.came_back);
     assert_eq!(rule(r, "R5").verdict, "PASS");
     assert!(rule(r, "R5").detail.contains("Bad_SessionIdInvalid"));
     assert_eq!(rule(r, "R2").verdict, "PASS");
@@ -803,6 +809,28 @@ fn subscription_recreated_again_and_again_is_named() {
         .expect("pattern");
     assert!(p.detail.contains("4 reconnects"), "{}", p.detail);
     assert!(p.detail.contains("about every 12.0 s"), "{}", p.detail);
+    // Memory stays bounded however long the loop goes: only the live session and its
+    // subscription are held.
+    assert_eq!(s.an.tracked(), (1, 1));
+}
+
+#[test]
+fn abandoned_subscriptions_are_forgotten() {
+    let mut s = Sim::new();
+    let a = s.first_connection(2);
+    s.close(a, ClosedBy::Server, CloseReason::Rst);
+    let mut b = s.connect(50002, 2);
+    s.session(&mut b, 101, 6);
+    s.create_subscription(&mut b, 8);
+    s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].dropped_subscriptions, vec![SUB]);
+    assert_eq!(r[0].recreated_subscriptions, vec![8]);
+    assert!(patterns(&r[0]).contains(&"queued_data_dropped"));
+    assert!(!r[0].recovered);
+    // Subscription 7 and session 100 are gone from the state; 8 and 101 remain.
+    assert_eq!(s.an.tracked(), (1, 1));
 }
 
 #[test]
@@ -1151,4 +1179,197 @@ fn publish_request_flood_is_named() {
     assert_eq!(v.verdict, "WARN");
     assert!(v.detail.starts_with("3 Publish requests"), "{}", v.detail);
     assert_eq!(patterns(&r[0]), vec!["too_many_publish_requests"]);
+}
+
+/// A small deterministic generator (xorshift64*), so the random conversations are the same on
+/// every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// Thousands of random conversations of connects, cuts, sessions, activations, subscriptions,
+/// Publish, Republish and transfers: no panic (overflow included: tests run with debug
+/// assertions), both JSON writers agree, and every verdict is consistent with itself.
+#[test]
+fn random_conversations_keep_the_invariants() {
+    // How often each kind of story came up, so the test is known to reach them.
+    let (mut reused, mut replaced, mut never, mut quality) = (0, 0, 0, 0);
+    for seed in 1..=400u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut s = Sim::new();
+        let mut links: Vec<Link> = Vec::new();
+        let mut port = 50000u16;
+        for _ in 0..60 {
+            let op = rng.below(11);
+            if links.is_empty() || op == 0 {
+                port += 1;
+                let ch = u32::from(port % 7);
+                links.push(s.connect(port, ch));
+                continue;
+            }
+            let i = rng.below(links.len() as u64) as usize;
+            match op {
+                1 => {
+                    let l = links.swap_remove(i);
+                    let (by, reason) = rng.pick(&[
+                        (ClosedBy::Client, CloseReason::Rst),
+                        (ClosedBy::Server, CloseReason::Fin),
+                        (ClosedBy::Unknown, CloseReason::CaptureEnd),
+                    ]);
+                    s.close(l, by, reason);
+                }
+                2 => {
+                    let t = rng.pick(&[5u32, 6, 7]);
+                    s.session(&mut links[i], 100 + t, t);
+                }
+                3 => {
+                    let t = rng.pick(&[5u32, 6, 7]);
+                    let res = rng.pick(&[0u32, 0x8025_0000]);
+                    s.activate(&mut links[i], t, res);
+                }
+                4 => {
+                    let id = rng.pick(&[SUB, 8]);
+                    s.create_subscription(&mut links[i], id);
+                }
+                5 => {
+                    let sub = rng.pick(&[SUB, 8]);
+                    let st = rng.pick(&[0u32, 0x8034_0000]);
+                    let item = 11 + rng.below(3) as u32;
+                    s.create_items(
+                        &mut links[i],
+                        sub,
+                        &[(1, NodeId::numeric(0, 2259), st, item)],
+                    );
+                }
+                6 => {
+                    let seq = 1 + rng.below(8) as u32;
+                    let acks: Vec<u32> = (0..rng.below(3)).map(|_| rng.below(8) as u32).collect();
+                    let avail: Vec<u32> =
+                        (0..rng.below(4)).map(|_| 1 + rng.below(8) as u32).collect();
+                    let status = rng.pick(&[None, Some(0x8031_0000), Some(0x4000_0000)]);
+                    let items: Vec<(u32, Option<u32>, i64)> = if rng.below(3) == 0 {
+                        vec![]
+                    } else {
+                        vec![(1, status, rng.below(5) as i64)]
+                    };
+                    s.publish(&mut links[i], &acks, seq, &items, &avail);
+                }
+                7 => {
+                    let seq = rng.below(9) as u32;
+                    let res = rng.pick(&[0u32, NOT_AVAILABLE, 0x8028_0000]);
+                    s.republish(&mut links[i], seq, res);
+                }
+                8 => {
+                    let res = rng.pick(&[0u32, 0x8028_0000, 0x801F_0000]);
+                    let avail: Vec<u32> =
+                        (0..rng.below(3)).map(|_| 1 + rng.below(8) as u32).collect();
+                    s.transfer(&mut links[i], res, &avail);
+                }
+                9 => {
+                    let ms = s.ms + rng.below(40_000) as i64;
+                    s.at(ms);
+                }
+                _ => {
+                    let req = PublishRequest {
+                        request_header: req_header(links[i].token),
+                        subscription_acknowledgements: None,
+                    };
+                    let id = s.request(&mut links[i], 826, &req);
+                    s.fault(&mut links[i], id, 0x8078_0000);
+                }
+            }
+        }
+        for l in links.drain(..) {
+            s.close(l, ClosedBy::Client, CloseReason::Rst);
+        }
+        s.finish();
+        for e in &s.events {
+            let mut line = String::new();
+            e.write_json(&mut line);
+            let parsed: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+            assert_eq!(parsed, e.to_json(), "seed {seed}: {line}");
+        }
+        for r in reconnects(&s.events) {
+            assert!(
+                r.lost.iter().all(|n| !r.republished.contains(n)),
+                "seed {seed}: {r:?}"
+            );
+            assert!(!r.recovered || r.lost.is_empty(), "seed {seed}: {r:?}");
+            assert!(
+                r.came_back || r.new_channel_id.is_none(),
+                "seed {seed}: {r:?}"
+            );
+            assert!(!r.lost.contains(&0), "seed {seed}: 0 is never a number");
+            match (r.came_back, r.session_reused) {
+                (false, _) => never += 1,
+                (true, true) => reused += 1,
+                (true, false) => replaced += 1,
+            }
+        }
+        quality += s
+            .events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::ItemQuality(_)))
+            .count();
+    }
+    eprintln!(
+        "reused {reused}, replaced {replaced}, never came back {never}, item_quality {quality}"
+    );
+    assert!(reused > 20 && replaced > 20 && never > 20 && quality > 20);
+}
+
+#[test]
+fn verdict_when_the_session_timeout_runs_out_without_finish() {
+    let mut s = Sim::new();
+    let a = s.first_connection(2);
+    s.at(5_000);
+    s.close(a, ClosedBy::Server, CloseReason::Rst);
+    // Another client's traffic before and after the 60 s session timeout.
+    s.at(30_000);
+    let mut other = s.connect_from("10.0.0.9", 60000, 9);
+    assert!(
+        reconnects(&s.events).is_empty(),
+        "not due before the timeout"
+    );
+    s.at(66_000);
+    s.create_session(&mut other, 300, 30);
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert!(!r[0].came_back);
+    assert!(rule(&r[0], "R2")
+        .detail
+        .contains("past the session timeout"));
+    let e = s
+        .events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Reconnect(_)))
+        .expect("event");
+    assert_eq!(
+        &*e.conn, "10.0.0.1:50001->10.0.0.2:4840",
+        "named by the lost connection"
+    );
+    // The client does come back later, with a new session: that is still one story.
+    s.at(80_000);
+    let mut b = s.connect(50002, 2);
+    s.activate(&mut b, 5, 0x8025_0000);
+    s.session(&mut b, 101, 6);
+    s.create_subscription(&mut b, 8);
+    s.create_items(&mut b, 8, &[(1, NodeId::string(2, "Line4.CNC"), 0, 21)]);
+    s.close(b, ClosedBy::Unknown, CloseReason::CaptureEnd);
+    s.finish();
+    let r = reconnects(&s.events);
+    assert_eq!(r.len(), 2, "no second verdict at the end: {r:?}");
+    assert!(r[1].came_back);
+    assert_eq!(r[1].session_id.as_deref(), Some("ns=1;i=100"));
+    assert_eq!(rule(&r[1], "R5").verdict, "PASS");
 }

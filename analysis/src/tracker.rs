@@ -18,8 +18,8 @@ use crate::cert::{summarize_certificate, CertSummary};
 use crate::event::{Direction, EventKind};
 use crate::items::{monitoring_mode_name, ItemEvent, Items};
 use crate::payload::{
-    MonitoredItemInfo, PublishInfo, RepublishInfo, SecureChannelInfo, SequenceGapInfo,
-    ServiceFaultInfo, SessionInfo, Status, SubscriptionInfo, SummaryInfo,
+    MonitoredItemInfo, PublishInfo, ReconnectInfo, RepublishInfo, SecureChannelInfo,
+    SequenceGapInfo, ServiceFaultInfo, SessionInfo, Status, SubscriptionInfo, SummaryInfo,
 };
 use crate::reconnect::{never_came_back, OldSession, OldSubscription, Recovery, MAX_ACK_NOTES};
 use crate::time::Timestamp;
@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// (client host, server number) -> when recoveries of that client recreated subscriptions
     /// (the last few), to name a recreate loop.
     recreations: HashMap<(String, u32), Vec<Timestamp>>,
+    /// The earliest time a lost session's timeout runs out (when a verdict may be due).
+    next_expiry: Option<Timestamp>,
 }
 
 /// Recreations remembered per client host.
@@ -61,6 +63,12 @@ impl Shared {
     fn server_number(&mut self, server: &str) -> u32 {
         let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
         *self.servers.entry(server.to_string()).or_insert(next)
+    }
+
+    /// Number of sessions and subscriptions held.
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
+        (self.sessions.len(), self.subscriptions.len())
     }
 
     /// What a session looked like before it was lost, for a recovery's verdict.
@@ -105,14 +113,45 @@ impl Shared {
 
     /// Verdicts for the sessions lost and never recovered: called once when the analysis
     /// ends. Returns (connection id of the lost session, verdict), oldest loss first.
-    pub(crate) fn finish(
+    pub(crate) fn finish(&mut self, now: Timestamp) -> Vec<(String, ReconnectInfo)> {
+        self.verdicts_due(now, |_| true)
+    }
+
+    /// Verdicts for lost sessions whose session timeout ran out before the client came back:
+    /// the server has dropped them, so the verdict need not wait for the end (a proxy runs for
+    /// months). Cheap when nothing is due: called on every input.
+    pub(crate) fn expired(&mut self, now: Timestamp) -> Vec<(String, ReconnectInfo)> {
+        if self.next_expiry.is_none_or(|e| now < e) {
+            return Vec::new();
+        }
+        let out = self.verdicts_due(now, |s| s.expiry().is_some_and(|e| e <= now));
+        self.next_expiry = self
+            .sessions
+            .values()
+            .filter(|s| s.awaits_verdict())
+            .filter_map(SessionState::expiry)
+            .min();
+        out
+    }
+
+    /// Notes when a just-lost session's timeout runs out.
+    fn lost_session_expires(&mut self, at: Option<Timestamp>) {
+        if let Some(at) = at {
+            if self.next_expiry.is_none_or(|e| at < e) {
+                self.next_expiry = Some(at);
+            }
+        }
+    }
+
+    fn verdicts_due(
         &mut self,
         now: Timestamp,
-    ) -> Vec<(String, crate::payload::ReconnectInfo)> {
+        due: impl Fn(&SessionState) -> bool,
+    ) -> Vec<(String, ReconnectInfo)> {
         let mut lost: Vec<(Timestamp, String)> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.lost_at.is_some() && !s.recovered)
+            .filter(|(_, s)| s.awaits_verdict() && due(s))
             .map(|(t, s)| (s.lost_at.unwrap_or(now), t.clone()))
             .collect();
         lost.sort();
@@ -120,7 +159,8 @@ impl Shared {
         for (_, token) in lost {
             let old = self.old_session(&token);
             if let Some(s) = self.sessions.get_mut(&token) {
-                s.recovered = true;
+                // Still linkable if the client does come back with a new session.
+                s.verdict_given = true;
             }
             out.push((old.conn.clone(), never_came_back(&old, now)));
         }
@@ -167,6 +207,28 @@ struct SessionState {
     timeout_ms: Option<f64>,
     /// Failed attempts since the loss (R4).
     attempts: Vec<Timestamp>,
+    /// The never-came-back verdict was given (at its timeout or at the end).
+    verdict_given: bool,
+}
+
+impl SessionState {
+    /// Lost, not (yet) recovered, no verdict yet.
+    fn awaits_verdict(&self) -> bool {
+        self.lost_at.is_some() && !self.recovered && !self.verdict_given
+    }
+
+    /// When the server drops it: the loss plus its session timeout.
+    fn expiry(&self) -> Option<Timestamp> {
+        let lost = self.lost_at?;
+        let ms = self.timeout_ms?;
+        if !ms.is_finite() || ms < 0.0 {
+            return None;
+        }
+        let micros = (ms * 1000.0).min(i64::MAX as f64) as i64;
+        Some(Timestamp::from_unix_micros(
+            lost.unix_micros.saturating_add(micros),
+        ))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -277,6 +339,8 @@ pub(crate) struct Tracker {
     client_thumbprint: Option<String>,
     /// A client coming back on this connection, until the verdict.
     recovery: Option<Box<Recovery>>,
+    /// AuthenticationToken of the session the recovery in progress is about.
+    recovery_token: Option<String>,
     /// ActivateSession on a session of another connection failed here: (token, status).
     failed_activate: Option<(String, u32)>,
 }
@@ -341,6 +405,7 @@ impl Tracker {
             channel_policy_uri: None,
             client_thumbprint: None,
             recovery: None,
+            recovery_token: None,
             failed_activate: None,
             conn_seq,
             server,
@@ -469,6 +534,7 @@ impl Tracker {
         self.settle(shared, now, true, out);
         let server = self.server_key(shared);
         let mut session_here = false;
+        let mut expiry = None;
         if let Some(token) = &self.session_token {
             if let Some(s) = shared.sessions.get_mut(token) {
                 if s.activated_on.is_some_and(|a| a.0 == self.conn_seq) {
@@ -478,10 +544,13 @@ impl Tracker {
                     if lost && !self.teardown {
                         s.lost_at = Some(now);
                         s.recovered = false;
+                        s.verdict_given = false;
+                        expiry = s.expiry();
                     }
                 }
             }
         }
+        shared.lost_session_expires(expiry);
         if lost && !session_here {
             // A connection that ended before any session: a failed attempt to come back.
             let host = &self.client_host;
@@ -866,7 +935,7 @@ impl Tracker {
                     if came_back && self.recovery.is_none() {
                         if let Some(t) = &token {
                             let old = shared.old_session(t);
-                            self.start_recovery(shared, old, now, true, None);
+                            self.start_recovery(t.clone(), old, now, true, None);
                         }
                     }
                     if let Some(s) = token.as_ref().and_then(|t| shared.sessions.get_mut(t)) {
@@ -1347,19 +1416,19 @@ impl Tracker {
         if let Some(s) = shared.sessions.get_mut(&token) {
             s.recovered = true;
         }
-        self.start_recovery(shared, old, now, false, failed.map(|f| f.1));
+        self.start_recovery(token, old, now, false, failed.map(|f| f.1));
     }
 
     fn start_recovery(
         &mut self,
-        shared: &mut Shared,
+        token: String,
         old: OldSession,
         now: Timestamp,
         reused: bool,
         activate_failed: Option<u32>,
     ) {
-        let _ = shared;
         let mut r = Recovery::new(old, now, reused, activate_failed);
+        self.recovery_token = Some(token);
         r.new_channel_id = self.channel_id;
         r.new_policy_uri = self.channel_policy_uri.clone();
         r.new_client_thumbprint = self.client_thumbprint.clone();
@@ -1399,6 +1468,23 @@ impl Tracker {
             r.on_transferred_notice();
         }
         out.push((None, EventKind::Reconnect(Box::new(r.verdict(now)))));
+        // Forget what the verdict has dealt with: bounded memory for clients that recreate
+        // their subscriptions again and again.
+        if let Some(token) = self.recovery_token.take() {
+            for id in r.abandoned() {
+                let key = (server, id);
+                if shared
+                    .subscriptions
+                    .get(&key)
+                    .is_some_and(|s| s.session.as_deref() == Some(token.as_str()))
+                {
+                    shared.subscriptions.remove(&key);
+                }
+            }
+            if r.session_replaced() {
+                shared.sessions.remove(&token);
+            }
+        }
     }
 
     fn count_session(&mut self, ok: bool) {

@@ -4,7 +4,7 @@
 //   node ua_client.js basic URL [--seconds S]            (default S = 3)
 //   node ua_client.js big URL --items K [--seconds S]    (default S = 4)
 //   node ua_client.js watch URL [--seconds S]            (default S = 10)
-//   common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
+//   common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect]
 //
 // Anonymous. node-opcua's connect() asks GetEndpoints on the same channel before CreateSession.
 //
@@ -42,6 +42,10 @@
 //        DeleteSubscriptions, CloseSession and "done; last seq N values M"; a reconnect in
 //        progress at the end of the S seconds, or ended less than 3 s before, makes it stay
 //        until 3 s after it ended (8 s more at most).
+//
+// --reconnect: when the connection breaks, come back (node-opcua's own recovery: new channel,
+//        ActivateSession on the same session, Republish) instead of failing; logs
+//        "client event: connection_lost" and "client event: connection_reestablished".
 //
 // Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 "use strict";
@@ -87,9 +91,9 @@ function log(msg) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function parseArgs(argv) {
-    const usage = "usage: node ua_client.js {basic|big|watch} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]";
+    const usage = "usage: node ua_client.js {basic|big|watch} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect]";
     const pos = [];
-    const opts = { seconds: undefined, items: 2000, security: parseSecurity("None:None"), pki: DEFAULT_PKI, serverCert: undefined };
+    const opts = { seconds: undefined, items: 2000, security: parseSecurity("None:None"), pki: DEFAULT_PKI, serverCert: undefined, reconnect: false };
     for (let i = 0; i < argv.length; i++) {
         let [key, val] = argv[i].split("=", 2);
         if (key === "-h" || key === "--help") {
@@ -98,6 +102,10 @@ function parseArgs(argv) {
         }
         if (!key.startsWith("--")) {
             pos.push(argv[i]);
+            continue;
+        }
+        if (key === "--reconnect") {
+            opts.reconnect = true;
             continue;
         }
         if (val === undefined) val = argv[++i];
@@ -279,7 +287,9 @@ async function main() {
         endpointMustExist: false,
         securityMode: MessageSecurityMode[mode],
         securityPolicy: SecurityPolicy[policy],
-        connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
+        connectionStrategy: opts.reconnect
+            ? { maxRetry: 50, initialDelay: 200, maxDelay: 500 }
+            : { maxRetry: 0, initialDelay: 100, maxDelay: 200 },
         requestedSessionTimeout: 60000,
         keepSessionAlive: false,
     };
@@ -300,6 +310,8 @@ async function main() {
     const client = OPCUAClient.create(options);
     client.on("backoff", (retry, delay) => log(`client event: backoff retry ${retry} delay ${delay}`));
     client.on("close", () => log("client event: close"));
+    client.on("connection_lost", () => log("client event: connection_lost"));
+    client.on("connection_reestablished", () => log("client event: connection_reestablished"));
 
     await client.connect(opts.url);
     let rc = 1;
