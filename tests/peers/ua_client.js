@@ -319,8 +319,8 @@ async function main() {
     try {
         session = await client.createSession();
         log(`session created ${session.sessionId.toString()}`);
-        const run = { basic: () => basic(session, opts), big: () => big(session, opts), watch: () => watch(client, session, opts) };
-        rc = await run[opts.mode]();
+        if (opts.mode === "watch") rc = await watch(client, session, opts);
+        else rc = opts.mode === "basic" ? await basic(session, opts) : await big(session, opts);
     } finally {
         if (session) await session.close(true);
         await client.disconnect();
