@@ -188,6 +188,10 @@ struct UaConn {
     shown: bool,
     /// Events held until the leg decision.
     held: Vec<Event>,
+    /// The hidden server leg of a proxied pair (with `--leg client`): its bytes are no longer
+    /// analysed, so that its copy of the session does not take the place of the client leg's
+    /// (a reconnect would then be followed on neither leg).
+    muted: bool,
 }
 
 /// Bytes of the client stream that make up the fingerprint: the HEL and the first OPN chunk.
@@ -520,6 +524,7 @@ impl<'c> StreamAnalysis<'c> {
                                 decided: self.config.leg == Leg::Both,
                                 shown: true,
                                 held: Vec::new(),
+                                muted: false,
                             }));
                         }
                         None => {
@@ -553,6 +558,7 @@ impl<'c> StreamAnalysis<'c> {
                                     // leg toward the server.
                                     *paired = true;
                                     u.shown = self.config.leg != Leg::Client;
+                                    u.muted = self.config.leg == Leg::Client;
                                     self.notes.push(format!(
                                     "{} and {} carry the same bytes: the two legs of one proxied connection; showing the {} leg (--leg)",
                                     first_id,
@@ -580,7 +586,9 @@ impl<'c> StreamAnalysis<'c> {
                             u.fingerprint = Vec::new();
                         }
                     }
-                    self.analyzer.handle_input(&mut u.conn, d, &bytes, ts(t));
+                    if !u.muted {
+                        self.analyzer.handle_input(&mut u.conn, d, &bytes, ts(t));
+                    }
                     emit(u, out);
                 }
             }
@@ -591,7 +599,10 @@ impl<'c> StreamAnalysis<'c> {
                 missing_bytes,
                 ..
             } => {
-                if let Some(Tracked::Ua(u)) = self.conns.get_mut(&conn) {
+                if let Some(Tracked::Ua(u)) = self.conns.get_mut(&conn).filter(|u| match u {
+                    Tracked::Ua(u) => !u.muted,
+                    _ => true,
+                }) {
                     let d = direction(dir, u.swapped);
                     self.analyzer
                         .handle_gap(&mut u.conn, d, missing_bytes, ts(t));
@@ -617,7 +628,9 @@ impl<'c> StreamAnalysis<'c> {
                         recorder::CloseReason::Reused => CloseReason::Error,
                         recorder::CloseReason::EndOfCapture => CloseReason::CaptureEnd,
                     };
-                    self.analyzer.handle_close(&mut u.conn, by, reason, ts(t));
+                    if !u.muted {
+                        self.analyzer.handle_close(&mut u.conn, by, reason, ts(t));
+                    }
                     if let Some(fp) = self.first_legs.remove(&conn) {
                         // Legs of a proxy overlap in time: a later connection with the same
                         // opening (bytes replayed after a reconnect) is not a leg of this one.

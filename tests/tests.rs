@@ -13,6 +13,7 @@ mod metrics;
 mod probe;
 mod proxy;
 mod reconnect_relay;
+mod reconnect_stacks;
 mod rejects;
 mod report;
 mod rewrite;

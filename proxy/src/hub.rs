@@ -63,7 +63,8 @@ pub enum Tap {
         ts: Timestamp,
     },
     /// Bytes a fault kept from the receiver (blackhole, drop-message, an answered HEL): they
-    /// are recorded on the sender's leg only and not analysed, as the receiver never saw them.
+    /// are recorded on the sender's leg only. The analysis follows the client's leg: what the
+    /// client sent is analysed, what the server sent and the client never got is not.
     Withheld {
         /// Connection number.
         id: u64,
@@ -361,8 +362,22 @@ pub fn run_hub(
                 }
             }
             Tap::Withheld { id, dir, bytes, ts } => {
+                let mut note = pending_notes.remove(&id).unwrap_or_default();
+                if dir == Direction::ClientToServer {
+                    // The client did send them: they are on the client's leg of the recording,
+                    // so the live analysis (of that leg) sees them too, as `analyze` will.
+                    if let Some(c) = conns.get_mut(&id) {
+                        analyzer.handle_input(c, dir, &bytes, ts);
+                        let text = emit(c, &mut sinks, rec);
+                        if !text.is_empty() {
+                            if !note.is_empty() {
+                                note.push('\n');
+                            }
+                            note.push_str(&text);
+                        }
+                    }
+                }
                 if let Some(r) = recording.as_mut() {
-                    let note = pending_notes.remove(&id).unwrap_or_default();
                     r.withheld(id, dir, &bytes, ts, &note);
                 }
             }

@@ -3,6 +3,7 @@
 //
 //   node ua_client.js basic URL [--seconds S]            (default S = 3)
 //   node ua_client.js big URL --items K [--seconds S]    (default S = 4)
+//   node ua_client.js watch URL [--seconds S]            (default S = 10)
 //   common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect]
 //                   [--user NAME --password-env VAR]
 //
@@ -25,6 +26,24 @@
 // big:   one subscription (publishing interval 1000 ms, MaxNotificationsPerPublish 0) with K
 //        items ns=1;s=Item.0..K-1 in one CreateMonitoredItems (queue 10 each); after S seconds
 //        tears down like basic and prints "done; notifications N".
+// watch: stays up S seconds through connection losses with node-opcua's own reconnection
+//        (connectionStrategy with retries, keepSessionAlive, transportTimeout 3 s so that a link
+//        that forwards nothing counts as broken), left to do what it does by default: new
+//        channel, ActivateSession on the same session, Republish from the last sequence number
+//        + 1 until Bad_MessageNotAvailable; CreateSession + TransferSubscriptions (or recreate)
+//        when the old session is gone. One subscription (publishing interval 100 ms,
+//        MaxKeepAliveCount 5, LifetimeCount 300, session timeout 30 s) monitoring Counter
+//        (sampling 50 ms, queue 10). Prints one line per NotificationMessage the subscription
+//        receives (its "raw_notification" event, Publish and Republish alike):
+//            "<elapsed> notification sub=ID seq=N values=V1,V2"
+//            "<elapsed> keepalive sub=ID seq=N"
+//            "<elapsed> status sub=ID seq=N status=NAME"
+//        and "<elapsed> stack: EVENT" for the reconnection events node-opcua emits
+//        (connection_lost, start_reconnection, backoff, connection_reestablished,
+//        after_reconnection, session_restored, subscription id changes...). Ends with
+//        DeleteSubscriptions, CloseSession and "done; last seq N values M"; a reconnect in
+//        progress at the end of the S seconds, or ended less than 3 s before, makes it stay
+//        until 3 s after it ended (8 s more at most).
 //
 // --reconnect: when the connection breaks, come back (node-opcua's own recovery: new channel,
 //        ActivateSession on the same session, Republish) instead of failing; logs
@@ -75,7 +94,7 @@ function log(msg) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function parseArgs(argv) {
-    const usage = "usage: node ua_client.js {basic|big} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect] [--user NAME --password-env VAR]";
+    const usage = "usage: node ua_client.js {basic|big|watch} URL [--seconds S] [--items K] [--security POLICY:MODE] [--pki DIR] [--server-cert FILE] [--reconnect] [--user NAME --password-env VAR]";
     const pos = [];
     const opts = { seconds: undefined, items: 2000, security: parseSecurity("None:None"), pki: DEFAULT_PKI, serverCert: undefined, reconnect: false };
     for (let i = 0; i < argv.length; i++) {
@@ -112,10 +131,10 @@ function parseArgs(argv) {
         else if (key === "--items") opts.items = n;
         else throw new Error(`unknown argument ${key}\n${usage}`);
     }
-    if (pos.length !== 2 || !["basic", "big"].includes(pos[0])) throw new Error(usage);
+    if (pos.length !== 2 || !["basic", "big", "watch"].includes(pos[0])) throw new Error(usage);
     opts.mode = pos[0];
     opts.url = pos[1];
-    if (opts.seconds === undefined) opts.seconds = opts.mode === "basic" ? 3 : 4;
+    if (opts.seconds === undefined) opts.seconds = { basic: 3, big: 4, watch: 10 }[opts.mode];
     return opts;
 }
 
@@ -186,6 +205,83 @@ async function big(session, opts) {
     return count > 0 ? 0 : 3;
 }
 
+// The watch mode's client options: node-opcua's own reconnection, a broken link noticed within
+// a few seconds.
+const WATCH_OPTIONS = {
+    connectionStrategy: { maxRetry: 100, initialDelay: 200, maxDelay: 1000 },
+    requestedSessionTimeout: 30000,
+    keepSessionAlive: true,
+    keepAliveInterval: 1000,
+    transportTimeout: 3000,
+    defaultTransactionTimeout: 3000,
+};
+
+// watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
+const SETTLE_MS = 3000;
+const MAX_SETTLE_MS = 8000;
+const reconnect = { busy: false, doneAt: -Infinity };
+
+function logStackEvents(client, session) {
+    client.on("connection_lost", () => (reconnect.busy = true));
+    client.on("connection_reestablished", () => {
+        reconnect.busy = false;
+        reconnect.doneAt = Date.now();
+    });
+    for (const name of ["connection_lost", "start_reconnection", "connection_reestablished", "after_reconnection",
+        "reconnection_attempt_has_failed", "reconnection_canceled", "timed_out_request", "connection_failed"]) {
+        client.on(name, (arg) => log(`stack: client ${name}${arg && arg.message ? " " + arg.message : ""}`));
+    }
+    client.on("backoff", (retry, delay) => log(`stack: client backoff retry ${retry} delay ${delay}`));
+    for (const name of ["session_restored", "session_closed", "keepalive_failure"]) {
+        session.on(name, () => log(`stack: session ${name}`));
+    }
+}
+
+function logMessage(subscriptionId, msg) {
+    const head = `sub=${subscriptionId} seq=${msg.sequenceNumber}`;
+    const data = msg.notificationData || [];
+    if (data.length === 0) log(`keepalive ${head}`);
+    for (const n of data) {
+        if (!n) continue;
+        if (n.schema.name === "DataChangeNotification") {
+            log(`notification ${head} values=${n.monitoredItems.map((m) => m.value.value.value).join(",")}`);
+        } else if (n.schema.name === "StatusChangeNotification") {
+            log(`status ${head} status=${n.status.name}`);
+        }
+    }
+}
+
+async function watch(client, session, opts) {
+    logStackEvents(client, session);
+    const nodeId = "ns=1;s=Counter";
+    const sub = await session.createSubscription2({
+        requestedPublishingInterval: 100,
+        requestedLifetimeCount: 300,
+        requestedMaxKeepAliveCount: 5,
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 0,
+    });
+    sub.on("raw_notification", (msg) => logMessage(sub.subscriptionId, msg));
+    sub.on("subscriptionId_changed", (id, old) => log(`stack: subscription id ${old} -> ${id}`));
+    sub.on("status_changed", (status) => log(`stack: subscription status_changed ${status.name}`));
+    let values = 0;
+    const item = await sub.monitor(
+        { nodeId, attributeId: AttributeIds.Value },
+        { samplingInterval: 50, discardOldest: true, queueSize: 10 },
+        TimestampsToReturn.Both
+    );
+    item.on("changed", () => values++);
+    log(`WATCHING sub=${sub.subscriptionId}`);
+    await sleep(opts.seconds * 1000);
+    const settleEnd = Date.now() + MAX_SETTLE_MS;
+    while ((reconnect.busy || Date.now() - reconnect.doneAt < SETTLE_MS) && Date.now() < settleEnd) await sleep(200);
+    const last = sub.lastSequenceNumber;
+    await sub.terminate();
+    log(`done; last seq ${last} values ${values}`);
+    return values > 0 ? 0 : 3;
+}
+
 async function main() {
     const opts = parseArgs(process.argv.slice(2));
     const watchdog = setTimeout(() => {
@@ -219,6 +315,7 @@ async function main() {
         if (opts.serverCert) options.serverCertificate = readCertificateDer(opts.serverCert);
         log(`security ${policy} ${mode}, PKI ${rootFolder}`);
     }
+    if (opts.mode === "watch") Object.assign(options, WATCH_OPTIONS);
     const client = OPCUAClient.create(options);
     client.on("backoff", (retry, delay) => log(`client event: backoff retry ${retry} delay ${delay}`));
     client.on("close", () => log("client event: close"));
@@ -237,7 +334,8 @@ async function main() {
         }
         session = await client.createSession(identity);
         log(`session created ${session.sessionId.toString()}`);
-        rc = opts.mode === "basic" ? await basic(session, opts) : await big(session, opts);
+        if (opts.mode === "watch") rc = await watch(client, session, opts);
+        else rc = opts.mode === "basic" ? await basic(session, opts) : await big(session, opts);
     } finally {
         if (session) await session.close(true);
         await client.disconnect();

@@ -4,6 +4,7 @@
     ua_client.py basic URL [--seconds S]           (default S = 3)
     ua_client.py big URL --items K [--seconds S]   (default S = 4)
     ua_client.py discover URL [--seconds S]        (default S = 3)
+    ua_client.py watch URL [--seconds S]           (default S = 10)
     common options: [--security POLICY:MODE] [--pki DIR] [--server-cert FILE]
                     [--cert FILE --key FILE] [--user NAME --password-env VAR]
 
@@ -32,6 +33,27 @@ discover: like Eclipse Milo (Ignition): GetEndpoints on URL over its own connect
 big:   one subscription (publishing interval 1000 ms, MaxNotificationsPerPublish 0) with K
        items ns=1;s=Item.0..K-1 in one CreateMonitoredItems (queue 10 each); after S seconds
        tears down like basic and prints "done; notifications N".
+watch: stays up S seconds through connection losses, with asyncua's own reconnection: asyncua
+       2.1.0 has one, off by default (Client(auto_reconnect=True)). Its supervisor Reads
+       ServerState every second (a Read unanswered within 1 s is a lost connection; the client's
+       request timeout is 2 s); on a loss it opens a new socket and SecureChannel, tries
+       ActivateSession on the old session (CreateSession + ActivateSession if that fails), then
+       per subscription TransferSubscriptions (SendInitialValues false) and Republish from the
+       last data sequence number + 1 until Bad_MessageNotAvailable; a failed transfer or an
+       unfilled gap makes it recreate the subscription and its items. A gap in the sequence
+       numbers on a live connection is not acted on. One subscription (publishing interval
+       100 ms, MaxKeepAliveCount 5, LifetimeCount 300, session timeout 30 s) monitoring Counter
+       (sampling 50 ms, queue 10). Prints one line per NotificationMessage the stack hands to
+       the subscription:
+           "<elapsed> notification sub=ID seq=N values=V1,V2[ republished]"
+           "<elapsed> keepalive sub=ID seq=N"
+           "<elapsed> status sub=ID seq=N status=NAME"
+       ("republished": the message came from a Republish), and "<elapsed> stack: TEXT" for what
+       asyncua reports of the reconnect (its INFO/WARNING log lines: lost connection, session
+       reused or recreated, transfer, republish, recreate). Ends with DeleteSubscriptions,
+       CloseSession and "done; last seq N values M"; a reconnect in progress at the end of the
+       S seconds, or ended less than 3 s before, makes it stay until 3 s after it ended (8 s
+       more at most).
 
 Exit status 0 on success, non-zero on any error (or when no notification arrived at all).
 """
@@ -46,6 +68,7 @@ import time
 from pathlib import Path
 
 from asyncua import Client, ua
+from asyncua.common.subscription import Subscription
 from asyncua.crypto import security_policies
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -84,6 +107,90 @@ class CountHandler:
 
     def datachange_notification(self, node, val, data) -> None:
         self.count += 1
+
+
+# watch: how long to stay after a reconnect ends (and while one is in progress), past --seconds.
+SETTLE = 3.0
+MAX_SETTLE = 8.0
+
+
+class ReconnectState:
+    busy = False
+    done_at = float("-inf")
+
+
+RECONNECT = ReconnectState()
+
+
+class StackLog(logging.Handler):
+    """asyncua's own account of a reconnect, as "stack:" lines (not its per-Publish chatter)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text.startswith("Publish callback called"):
+            return
+        if text.startswith("Supervisor detected"):
+            RECONNECT.busy = True
+        elif text.startswith("Reconnected successfully"):
+            RECONNECT.busy = False
+            RECONNECT.done_at = time.monotonic()
+        log(f"stack: {text.splitlines()[0]}")
+
+
+def log_notification_messages() -> None:
+    """Wraps Subscription.publish_callback, which asyncua calls with every PublishResult of a
+    subscription (from Publish and from its Republish loop), to log what the stack received."""
+    received = Subscription.publish_callback
+
+    async def logged(self: Subscription, result: ua.PublishResult) -> None:
+        msg = result.NotificationMessage
+        head = f"sub={result.SubscriptionId} seq={msg.SequenceNumber}"
+        if not msg.NotificationData:
+            log(f"keepalive {head}")
+        for data in msg.NotificationData or []:
+            if isinstance(data, ua.DataChangeNotification):
+                values = ",".join(str(m.Value.Value.Value) for m in data.MonitoredItems)
+                log(f"notification {head} values={values}{' republished' if self._replaying else ''}")
+            elif isinstance(data, ua.StatusChangeNotification):
+                log(f"status {head} status={data.Status.name}")
+        await received(self, result)
+
+    Subscription.publish_callback = logged
+
+
+class WatchHandler:
+    def __init__(self) -> None:
+        self.values = 0
+
+    def datachange_notification(self, node, val, data) -> None:
+        self.values += 1
+
+    def status_change_notification(self, status) -> None:
+        pass
+
+
+async def watch(client: Client, seconds: float) -> int:
+    params = ua.CreateSubscriptionParameters(
+        RequestedPublishingInterval=100,
+        RequestedLifetimeCount=300,
+        RequestedMaxKeepAliveCount=5,
+        MaxNotificationsPerPublish=0,
+        PublishingEnabled=True,
+        Priority=0,
+    )
+    handler = WatchHandler()
+    sub = await client.create_subscription(params, handler)
+    await sub.subscribe_data_change(client.get_node("ns=1;s=Counter"), queuesize=10, sampling_interval=50)
+    log(f"WATCHING sub={sub.subscription_id}")
+    await asyncio.sleep(seconds)
+    settle_end = time.monotonic() + MAX_SETTLE
+    while (RECONNECT.busy or time.monotonic() - RECONNECT.done_at < SETTLE) and time.monotonic() < settle_end:
+        await asyncio.sleep(0.2)  # a reconnect in progress or just done: see how it ends
+    messages = sub.last_sequence_number or 0
+    await sub.delete()
+    await asyncio.sleep(0)  # let queued handler tasks run
+    log(f"done; last seq {messages} values {handler.values}")
+    return 0 if handler.values else 3
 
 
 def gaps_of(values: list[int]) -> list[int]:
@@ -173,7 +280,18 @@ async def advertised_url(args: argparse.Namespace) -> str:
 
 async def run(args: argparse.Namespace) -> int:
     url = await advertised_url(args) if args.mode == "discover" else args.url
-    client = TapClient(url, timeout=15)
+    if args.mode == "watch":
+        client = TapClient(url, timeout=2, watchdog_intervall=1.0, auto_reconnect=True,
+                           reconnect_max_delay=2.0, reconnect_request_timeout=20.0)
+        client.session_timeout = 30000
+        for name in ("asyncua.client.client", "asyncua.common.subscription"):
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.INFO)
+            logger.addHandler(StackLog())
+            logger.propagate = False
+        log_notification_messages()
+    else:
+        client = TapClient(url, timeout=15)
     if args.user:
         password = os.environ.get(args.password_env or "")
         if password is None:
@@ -183,7 +301,9 @@ async def run(args: argparse.Namespace) -> int:
     await setup_security(client, args)
     await client.connect()
     try:
-        if args.mode in ("basic", "discover"):
+        if args.mode == "watch":
+            rc = await watch(client, args.seconds if args.seconds is not None else 10.0)
+        elif args.mode in ("basic", "discover"):
             rc = await basic(client, args.seconds if args.seconds is not None else 3.0)
         else:
             rc = await big(client, args.seconds if args.seconds is not None else 4.0, args.items)
@@ -194,7 +314,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=["basic", "big", "discover"])
+    p.add_argument("mode", choices=["basic", "big", "discover", "watch"])
     p.add_argument("url")
     p.add_argument("--seconds", type=float, default=None)
     p.add_argument("--items", type=int, default=2000)

@@ -56,7 +56,8 @@
 //
 // --port 0 listens on a port the system picks; READY names it.
 // Prints "READY opc.tcp://HOST:N/UA/Test" on stdout once listening, then runs until
-// SIGTERM/SIGINT or --duration seconds.
+// SIGTERM/SIGINT or --duration seconds. --port 0 listens on a port the system chooses, named on
+// the READY line (the endpoints the server advertises then say port 0).
 "use strict";
 
 const fs = require("fs");
@@ -125,7 +126,7 @@ function parseArgs(argv) {
         if (val === undefined || !Number.isFinite(n) || n < 0) throw new Error(`bad value for ${key}: ${val}`);
         opts[names[key]] = n;
     }
-    if (opts.port === undefined) throw new Error("--port is required");
+    if (opts.port === undefined) throw new Error("--port is required (0: a free port, printed on the READY line)");
     if (opts.user !== undefined && opts.passwordEnv === undefined) throw new Error("--user needs --password-env VAR");
     if (!opts.period) throw new Error("--period must be > 0");
     return opts;

@@ -39,7 +39,9 @@ asyncua does not check the EndpointUrl of the client's Hello: any path is accept
 
 --port 0 listens on a port the system picks; READY names it.
 Prints "READY opc.tcp://HOST:N/UA/Test" on stdout (flushed) once listening, then runs
-until SIGTERM/SIGINT or --duration seconds. Exit status 0 on a clean stop, non-zero on error.
+until SIGTERM/SIGINT or --duration seconds. --port 0 listens on a port the system chooses, named
+on the READY line (the endpoints the server advertises then say port 0). Exit status 0 on a
+clean stop, non-zero on error.
 """
 
 import argparse
@@ -142,7 +144,7 @@ async def run(args: argparse.Namespace) -> int:
         loop.call_later(args.duration, stop.set)
 
     await server.start()
-    if args.port == 0:
+    if args.port == 0:  # the system chose the port: the listening socket knows which
         url = f"opc.tcp://{host}:{server.bserver.port}/UA/Test"
     log(f"READY {url}")
 

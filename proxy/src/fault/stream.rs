@@ -91,9 +91,11 @@ impl Default for MessageFramer {
 }
 
 impl MessageFramer {
-    /// Turns holding on or off (it takes effect at the next chunk boundary).
+    /// Turns holding on or off (it takes effect at the next chunk boundary). Once chunks were
+    /// dropped on a security None channel, holding stays on: every later chunk must be
+    /// renumbered for the channel to stay valid, also after the fault that dropped them ended.
     pub fn set_hold(&mut self, hold: bool) {
-        self.hold = hold;
+        self.hold = hold || (self.dropped_chunks > 0 && !self.secured);
     }
 
     /// True while bytes are held back.
@@ -500,6 +502,37 @@ mod tests {
         }
         assert!(dropped_seq.is_some());
         assert!(seen.contains(&Some(829)));
+    }
+
+    /// A fault that drops one message and is then done (`x1`): the relay stops asking for whole
+    /// messages, yet every later chunk is still renumbered.
+    #[test]
+    fn chunks_after_a_drop_stay_renumbered_when_the_fault_is_done() {
+        let s2c = fixture_s2c("basic-none");
+        let mut f = MessageFramer::default();
+        f.set_hold(true);
+        let (mut out, mut withheld) = (Vec::new(), Vec::new());
+        let mut dropped = false;
+        for piece in s2c.chunks(7) {
+            let stop = f.push(piece, &mut out, &mut withheld, &mut |m| {
+                if m.type_id == Some(829) && !dropped {
+                    dropped = true;
+                    Verdict::Drop { fault: 1 }
+                } else {
+                    Verdict::Forward
+                }
+            });
+            assert_eq!(stop, None);
+            // The relay's view once the fault has dropped its one message.
+            f.set_hold(!dropped);
+        }
+        f.finish(&mut out);
+        assert!(dropped);
+        let seqs: Vec<u32> = chunks(&out).iter().filter_map(|c| seq_of(c)).collect();
+        assert!(seqs.len() > 3);
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0] + 1, "{seqs:?}");
+        }
     }
 
     #[test]
