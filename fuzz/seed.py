@@ -178,6 +178,23 @@ class Corpus:
             self.n += 1
 
 
+FAULT_EXAMPLES = [
+    "cut at 10s",
+    "reset after ActivateSessionResponse",
+    "cut after PublishResponse seq=120 conn 3",
+    "blackhole s2c after 5s for 30s",
+    "latency 200ms jitter 50ms c2s",
+    "bandwidth 10kB/s s2c",
+    "drop-message PublishResponse x3 after 5s",
+    "refuse x2",
+    "err Bad_TcpServerTooBusy",
+    "reject next OPN with Bad_SecurityChecksFailed",
+    "slow-close 2s",
+    '[[listener]]\nlisten = "0.0.0.0:4841"\nupstream = "opc.tcp://kepware:49320"\n'
+    'faults = ["cut at 60s"]\n',
+]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fixtures", type=Path, default=ROOT / "fixtures")
@@ -188,7 +205,11 @@ def main():
     if not captures:
         sys.exit(f"no captures in {args.fixtures}")
     corpora = {n: Corpus(args.out, n, MAX_SEED if n in ("chunk", "message") else None)
-               for n in ("chunk", "message", "reassembly", "connection")}
+               for n in ("chunk", "message", "reassembly", "connection", "fault_stream",
+                         "fault_spec")}
+    # The fault language: the README's examples and a config file.
+    for line in FAULT_EXAMPLES:
+        corpora["fault_spec"].add(line.encode())
 
     for pcap in captures:
         conns = OrderedDict()  # tcp.stream -> [(srcport, dstport, payload)]
@@ -212,6 +233,9 @@ def main():
                     corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
                     if i == 0:
                         corpora["reassembly"].add(reassembly_seed(3, 1024, w))
+                for i, w in enumerate(windows(chunks, MAX_STREAM)):
+                    # Control byte (piece size, holding pattern, verdicts), then the stream.
+                    corpora["fault_stream"].add(bytes([(i * 37 + 11) % 256]) + w)
                 for i, w in enumerate(windows(rechunk(chunks, 1000), MAX_STREAM)):
                     corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
             corpora["connection"].add(
