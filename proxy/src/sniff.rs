@@ -117,7 +117,10 @@ impl LiveStreams {
     /// Starts capturing on `interface`; with `port`, keeps only TCP segments from or to that
     /// port (and takes the side on it as the server of connections whose handshake was missed).
     pub fn open(interface: &str, port: Option<u16>) -> Result<Self, SniffError> {
-        let sniffer = Sniffer::open(interface)?;
+        let mut sniffer = Sniffer::open(interface)?;
+        if let Some(p) = port {
+            sniffer.set_port_filter(p)?;
+        }
         let mut tcp = TcpReassembler::new(ReassemblyConfig::default());
         if let Some(p) = port {
             tcp.set_client_hint(move |src, dst| {
@@ -179,6 +182,58 @@ impl LiveStreams {
         self.stats.loopback_duplicates = self.sniffer.loopback_duplicates();
         self.stats
     }
+}
+
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BpfInsn {
+    /// Operation.
+    pub code: u16,
+    /// Instructions to skip when true.
+    pub jt: u8,
+    /// Instructions to skip when false.
+    pub jf: u8,
+    /// Constant.
+    pub k: u32,
+}
+
+const BPF_LD_H_ABS: u16 = 0x28;
+const BPF_LD_B_ABS: u16 = 0x30;
+const BPF_LD_H_IND: u16 = 0x48;
+const BPF_LDX_MSH: u16 = 0xb1;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+
+/// The kernel-side filter for "TCP from or to `port`" on Ethernet (and loopback) frames, so a
+/// busy interface does not fill the socket's buffer with traffic uatap would drop anyway (the
+/// frames are checked again in user space). VLAN-tagged frames pass to user space unfiltered.
+pub fn tcp_port_filter(port: u16) -> Vec<BpfInsn> {
+    let i = |code, jt, jf, k| BpfInsn { code, jt, jf, k };
+    let p = u32::from(port);
+    vec![
+        i(BPF_LD_H_ABS, 0, 0, 12),       // 0: ethertype
+        i(BPF_JEQ_K, 17, 0, 0x8100),     // 1: VLAN -> accept (19)
+        i(BPF_JEQ_K, 0, 6, 0x86dd),      // 2: IPv6? else 9
+        i(BPF_LD_B_ABS, 0, 0, 20),       // 3: next header
+        i(BPF_JEQ_K, 0, 15, 6),          // 4: TCP? else reject (20)
+        i(BPF_LD_H_ABS, 0, 0, 54),       // 5: source port
+        i(BPF_JEQ_K, 12, 0, p),          // 6: -> accept
+        i(BPF_LD_H_ABS, 0, 0, 56),       // 7: destination port
+        i(BPF_JEQ_K, 10, 11, p),         // 8: accept / reject
+        i(BPF_JEQ_K, 0, 10, 0x0800),     // 9: IPv4? else reject
+        i(BPF_LD_B_ABS, 0, 0, 23),       // 10: protocol
+        i(BPF_JEQ_K, 0, 8, 6),           // 11: TCP? else reject
+        i(BPF_LD_H_ABS, 0, 0, 20),       // 12: flags and fragment offset
+        i(BPF_JSET_K, 6, 0, 0x1fff),     // 13: a later fragment -> reject
+        i(BPF_LDX_MSH, 0, 0, 14),        // 14: x = IPv4 header length
+        i(BPF_LD_H_IND, 0, 0, 14),       // 15: source port
+        i(BPF_JEQ_K, 2, 0, p),           // 16: -> accept
+        i(BPF_LD_H_IND, 0, 0, 16),       // 17: destination port
+        i(BPF_JEQ_K, 0, 1, p),           // 18: accept / reject
+        i(BPF_RET_K, 0, 0, 0x0004_0000), // 19: accept (whole frame)
+        i(BPF_RET_K, 0, 0, 0),           // 20: reject
+    ]
 }
 
 #[cfg(target_os = "linux")]
@@ -393,6 +448,33 @@ mod sys {
                 drops: 0,
                 loopback_duplicates: 0,
             })
+        }
+
+        /// Lets the kernel queue only TCP frames from or to `port` (Ethernet and loopback
+        /// interfaces; others keep every frame). Frames are still checked in user space.
+        pub fn set_port_filter(&mut self, port: u16) -> Result<(), SniffError> {
+            if self.link_type != LinkType::ETHERNET {
+                return Ok(());
+            }
+            let program: Vec<libc::sock_filter> = super::tcp_port_filter(port)
+                .into_iter()
+                .map(|i| libc::sock_filter {
+                    code: i.code,
+                    jt: i.jt,
+                    jf: i.jf,
+                    k: i.k,
+                })
+                .collect();
+            let fprog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr().cast_mut(),
+            };
+            setsockopt(&self.fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog).map_err(
+                |source| SniffError::Io {
+                    what: format!("cannot attach the port filter on {}", self.name),
+                    source,
+                },
+            )
         }
 
         /// The interface's name.
@@ -617,6 +699,11 @@ mod sys {
             Err(SniffError::Unsupported)
         }
 
+        /// Never called: the sniffer cannot exist.
+        pub fn set_port_filter(&mut self, _port: u16) -> Result<(), SniffError> {
+            match self.never {}
+        }
+
         /// The interface's name.
         #[must_use]
         pub fn interface(&self) -> &str {
@@ -714,5 +801,73 @@ mod tests {
         }
         assert_eq!(seen, 1, "the outgoing copy is skipped");
         assert!(s.loopback_duplicates() >= 1);
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    /// Runs a classic BPF program over a frame (the subset the filter uses).
+    fn run(prog: &[BpfInsn], pkt: &[u8]) -> u32 {
+        let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
+        let h = |o: usize| u32::from(u16::from_be_bytes([pkt[o], pkt[o + 1]]));
+        loop {
+            let i = prog[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_H_ABS => a = h(i.k as usize),
+                BPF_LD_B_ABS => a = u32::from(pkt[i.k as usize]),
+                BPF_LD_H_IND => a = h(x as usize + i.k as usize),
+                BPF_LDX_MSH => x = 4 * u32::from(pkt[i.k as usize] & 0xf),
+                BPF_JEQ_K => pc += usize::from(if a == i.k { i.jt } else { i.jf }),
+                BPF_JSET_K => pc += usize::from(if a & i.k != 0 { i.jt } else { i.jf }),
+                BPF_RET_K => return i.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn v4(proto: u8, sport: u16, dport: u16, frag: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 14 + 24 + 20];
+        p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        p[14] = 0x46; // IPv4 with 4 bytes of options: header 24 bytes
+        p[20..22].copy_from_slice(&frag.to_be_bytes());
+        p[23] = proto;
+        p[38..40].copy_from_slice(&sport.to_be_bytes());
+        p[40..42].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    fn v6(next: u8, sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 14 + 40 + 20];
+        p[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+        p[20] = next;
+        p[54..56].copy_from_slice(&sport.to_be_bytes());
+        p[56..58].copy_from_slice(&dport.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn keeps_the_port_and_drops_the_rest() {
+        let f = tcp_port_filter(4840);
+        assert!(run(&f, &v4(6, 50000, 4840, 0)) > 0);
+        assert!(
+            run(&f, &v4(6, 4840, 50000, 0x4000)) > 0,
+            "DF set is not a fragment"
+        );
+        assert_eq!(run(&f, &v4(6, 50000, 4841, 0)), 0);
+        assert_eq!(run(&f, &v4(17, 50000, 4840, 0)), 0, "UDP");
+        assert_eq!(run(&f, &v4(6, 50000, 4840, 0x0010)), 0, "a later fragment");
+        assert!(run(&f, &v6(6, 4840, 1)) > 0);
+        assert!(run(&f, &v6(6, 1, 4840)) > 0);
+        assert_eq!(run(&f, &v6(6, 1, 2)), 0);
+        assert_eq!(run(&f, &v6(17, 1, 4840)), 0);
+        let mut vlan = v4(6, 1, 2, 0);
+        vlan[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        assert!(run(&f, &vlan) > 0, "VLAN frames go to user space");
+        let mut arp = v4(6, 1, 2, 0);
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(run(&f, &arp), 0);
     }
 }
