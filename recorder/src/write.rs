@@ -9,7 +9,10 @@
 //!
 //! Every block is built in memory and written with one `write_all` followed by a flush, so a
 //! recording cut short (crash, `kill -9`, full disk) still ends on a block boundary and opens
-//! in every tool; there is nothing to finalize.
+//! in every tool; there is nothing to finalize. With a write buffer
+//! ([`PcapngWriter::set_write_buffer`], [`RotatingWriter::set_write_buffer`]) whole blocks are
+//! collected in memory and written together, many per system call; what was collected but not
+//! yet written is lost by a crash, and the file still ends on a block boundary.
 //!
 //! Block layout: draft-ietf-opsawg-pcapng, sections 4.1 (SHB), 4.2 (IDB), 4.3 (EPB), 4.7 (DSB).
 
@@ -344,10 +347,18 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
 
 /// Writes one pcapng section to any `Write`: SHB at creation, then IDBs, EPBs and DSBs, each
 /// with a single `write_all` and a flush. Dropping it without [`finish`](Self::finish) loses
-/// nothing that a write call reported as done.
+/// nothing that a write call reported as done, unless a write buffer was set
+/// ([`set_write_buffer`](Self::set_write_buffer)): then the blocks collected since the last
+/// write are lost.
 pub struct PcapngWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
+    /// Whole blocks collected but not yet written (write buffer only).
+    pending: Vec<u8>,
+    /// Write once this many bytes are collected; 0: write every block at once.
+    buffer_limit: usize,
+    /// Bytes of whole blocks handed to `out` without error.
+    flushed: u64,
     interfaces: Vec<LinkType>,
     last_ts: Timestamp,
     bytes_written: u64,
@@ -374,6 +385,9 @@ impl<W: Write> PcapngWriter<W> {
         let mut writer = PcapngWriter {
             out,
             buf: Vec::with_capacity(256),
+            pending: Vec::new(),
+            buffer_limit: 0,
+            flushed: 0,
             interfaces: Vec::new(),
             last_ts: Timestamp::default(),
             bytes_written: 0,
@@ -429,10 +443,47 @@ impl<W: Write> PcapngWriter<W> {
         self.write_block()
     }
 
-    /// Bytes of whole blocks written so far (the file size for a fresh file).
+    /// Bytes of whole blocks written so far (the file size for a fresh file, once the write
+    /// buffer is flushed).
     #[must_use]
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written
+    }
+
+    /// Collects whole blocks in memory and writes them once `limit` bytes are collected, or on
+    /// [`flush`](Self::flush) or [`finish`](Self::finish); 0 (the default) writes every block
+    /// at once. Fewer, larger writes for a busy recording; a crash loses what was collected.
+    pub fn set_write_buffer(&mut self, limit: usize) -> Result<(), WriteError> {
+        self.buffer_limit = limit;
+        if limit == 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the blocks collected by the write buffer (nothing without one).
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.stopped {
+            return Err(WriteError::Stopped);
+        }
+        let result = self
+            .out
+            .write_all(&self.pending)
+            .and_then(|()| self.out.flush());
+        match result {
+            Ok(()) => {
+                self.flushed += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.stopped = true;
+                Err(WriteError::from_io(e, None))
+            }
+        }
     }
 
     /// Enhanced Packet Blocks written so far.
@@ -453,8 +504,10 @@ impl<W: Write> PcapngWriter<W> {
         &self.out
     }
 
-    /// Flushes and hands the output back. Optional: every block is already flushed.
+    /// Flushes and hands the output back. Optional without a write buffer: every block is
+    /// already flushed.
     pub fn finish(mut self) -> Result<W, WriteError> {
+        self.flush()?;
         self.out.flush().map_err(|e| WriteError::from_io(e, None))?;
         Ok(self.out)
     }
@@ -463,6 +516,14 @@ impl<W: Write> PcapngWriter<W> {
         if self.stopped {
             return Err(WriteError::Stopped);
         }
+        if self.buffer_limit > 0 {
+            self.pending.extend_from_slice(&self.buf);
+            self.bytes_written += self.buf.len() as u64;
+            if self.pending.len() >= self.buffer_limit {
+                return self.flush();
+            }
+            return Ok(());
+        }
         let result = self
             .out
             .write_all(&self.buf)
@@ -470,6 +531,7 @@ impl<W: Write> PcapngWriter<W> {
         match result {
             Ok(()) => {
                 self.bytes_written += self.buf.len() as u64;
+                self.flushed = self.bytes_written;
                 Ok(())
             }
             Err(e) => {
@@ -918,13 +980,38 @@ impl SegmentHeader {
 }
 
 /// Adds `data` as big-endian 16-bit words (a last odd byte padded with zero) to `acc`
-/// (RFC 1071); the u64 cannot overflow for any frame size.
+/// (RFC 1071); the u64 cannot overflow for any frame size. Eight bytes at a time: the four
+/// words of a big-endian u64 are added in two 32-bit lanes, which are folded into `acc`
+/// before they can overflow, so the result is exactly the sum of the words.
 fn sum_words(data: &[u8], acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    let mut acc = chunks
+    const LANES: u64 = 0x0000_FFFF_0000_FFFF;
+    // Each step adds at most 2 * 0xFFFF to a 32-bit lane: 32_768 steps cannot overflow it.
+    const STEPS: usize = 32_768;
+    let mut acc = acc;
+    let mut quads = data.chunks_exact(8);
+    loop {
+        let mut lanes = 0u64;
+        let mut steps = 0;
+        for q in quads.by_ref() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(q);
+            let x = u64::from_be_bytes(b);
+            lanes += (x & LANES) + ((x >> 16) & LANES);
+            steps += 1;
+            if steps == STEPS {
+                break;
+            }
+        }
+        acc += (lanes & 0xFFFF_FFFF) + (lanes >> 32);
+        if steps < STEPS {
+            break;
+        }
+    }
+    let mut words = quads.remainder().chunks_exact(2);
+    acc = words
         .by_ref()
         .fold(acc, |a, w| a + u64::from(u16::from_be_bytes([w[0], w[1]])));
-    if let [last] = chunks.remainder() {
+    if let [last] = words.remainder() {
         acc += u64::from(*last) << 8;
     }
     acc
@@ -977,6 +1064,8 @@ pub struct RotatingWriter {
     number: u64,
     rotate_pending: bool,
     stopped: bool,
+    /// Write buffer of every file ([`PcapngWriter::set_write_buffer`]).
+    buffer_limit: usize,
 }
 
 impl RotatingWriter {
@@ -998,6 +1087,7 @@ impl RotatingWriter {
             number: 1,
             rotate_pending: false,
             stopped: false,
+            buffer_limit: 0,
         })
     }
 
@@ -1045,7 +1135,25 @@ impl RotatingWriter {
         self.files.iter().map(PathBuf::as_path)
     }
 
-    /// Flushes the current file. Optional: every block is already written.
+    /// Collects whole blocks in memory and writes them `limit` bytes at a time, in this file
+    /// and the next ones (see [`PcapngWriter::set_write_buffer`]); call [`flush`](Self::flush)
+    /// to bound what a crash can lose. 0 (the default) writes every block at once.
+    pub fn set_write_buffer(&mut self, limit: usize) -> Result<(), WriteError> {
+        self.check_running()?;
+        self.buffer_limit = limit;
+        let result = self.current.set_write_buffer(limit);
+        self.checked(result)
+    }
+
+    /// Writes the blocks collected by the write buffer (nothing without one).
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.check_running()?;
+        let result = self.current.flush();
+        self.checked(result)
+    }
+
+    /// Flushes the current file (with a write buffer, writes what it collected). Optional
+    /// without a write buffer: every block is already written.
     pub fn finish(self) -> Result<(), WriteError> {
         let path = self.current_path;
         self.current
@@ -1068,7 +1176,7 @@ impl RotatingWriter {
             if e.stops_recording() {
                 self.stopped = true;
                 // Cut a partly written block so the file still ends cleanly.
-                let _ = self.current.out.set_len(self.current.bytes_written());
+                let _ = self.current.out.set_len(self.current.flushed);
             }
             e.with_path(&self.current_path)
         })
@@ -1093,6 +1201,9 @@ impl RotatingWriter {
                 }
             }
         }
+        // What the old file collected goes into it before the next one starts.
+        let result = self.current.flush();
+        self.checked(result)?;
         let number = self.number + 1;
         let path = file_name(&self.base, &self.config, number, SystemTime::now());
         let mut next = open_file(&path, self.current.last_timestamp())?;
@@ -1105,6 +1216,7 @@ impl RotatingWriter {
                     .iter()
                     .try_for_each(|(ty, data)| next.write_decryption_secrets(*ty, data))
             });
+        let headers = headers.and_then(|()| next.set_write_buffer(self.buffer_limit));
         if let Err(e) = headers {
             // A file without its interfaces is useless.
             drop(next);
