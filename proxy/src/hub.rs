@@ -3,8 +3,12 @@
 //! forwarding path never waits for it.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use uatap_analysis::{
@@ -46,8 +50,8 @@ pub enum Tap {
         id: u64,
         /// Which way.
         dir: Direction,
-        /// The bytes.
-        bytes: Vec<u8>,
+        /// The bytes (the relay's own read buffer, handed over without a copy).
+        bytes: TapBytes,
         /// When they were read.
         ts: Timestamp,
     },
@@ -100,6 +104,139 @@ pub enum Tap {
     },
 }
 
+/// Bytes one relay reads per system call: large reads mean fewer system calls for a busy
+/// connection, and an idle one holds no buffer at all (see [`TapBytes::read_buffer`]).
+pub const READ_BUFFER: usize = 128 * 1024;
+
+/// Reads up to this size are copied into a buffer of their own size for the analysis, and the
+/// read buffer is free again at once: many small messages (requests, responses) must not hold
+/// a large buffer each while they wait for the analysis.
+const SMALL_READ: usize = 16 * 1024;
+
+/// Read buffers that may be out at once (read into, forwarded, waiting for the analysis):
+/// this bounds the memory of the taps (32 MiB). Beyond it a relay reads into a buffer of its
+/// own and the analysis loses those bytes (a gap), the forwarding nothing.
+const MAX_BUFFERS: usize = 256;
+
+/// The read buffers not in use, shared by every relay and the analysis thread.
+static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Read buffers that exist (free or in use), at most [`MAX_BUFFERS`].
+static BUFFERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A read buffer of [`READ_BUFFER`] bytes: read into by a relay, forwarded, then handed to the
+/// analysis as it is; it goes back to the shared free list when dropped.
+pub struct TapBytes {
+    buf: Vec<u8>,
+    len: usize,
+    /// Taken from the shared buffers (and counted in their bound).
+    pooled: bool,
+}
+
+impl TapBytes {
+    /// A free buffer for one read, all of it writable through [`spare`](Self::spare).
+    pub fn read_buffer() -> TapBytes {
+        let free = FREE_BUFFERS.lock().ok().and_then(|mut f| f.pop());
+        if let Some(buf) = free {
+            return TapBytes {
+                buf,
+                len: 0,
+                pooled: true,
+            };
+        }
+        let pooled = BUFFERS
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_BUFFERS).then_some(n + 1)
+            })
+            .is_ok();
+        TapBytes {
+            buf: vec![0; READ_BUFFER],
+            len: 0,
+            pooled,
+        }
+    }
+
+    /// A copy of `bytes` for the analysis, or `None` when all shared buffers are in use and
+    /// `bytes` is not small.
+    pub fn copy_of(bytes: &[u8]) -> Option<TapBytes> {
+        if bytes.len() <= SMALL_READ {
+            return Some(TapBytes::from(bytes.to_vec()));
+        }
+        let mut b = TapBytes::read_buffer();
+        if !b.pooled {
+            return None;
+        }
+        b.buf.clear();
+        b.buf.extend_from_slice(bytes);
+        b.len = bytes.len();
+        Some(b)
+    }
+
+    /// The whole buffer, to read into; then [`set_len`](Self::set_len).
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[..]
+    }
+
+    /// How many bytes of the buffer were read.
+    pub fn set_len(&mut self, n: usize) {
+        self.len = n.min(self.buf.len());
+    }
+
+    /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
+    /// buffer goes back at once), a large one as the read buffer itself. `None` when every
+    /// shared buffer was in use: the analysis is far behind, and queueing these bytes would
+    /// lift the bound on the memory of the taps.
+    pub fn into_tap(self) -> Option<TapBytes> {
+        if self.len <= SMALL_READ {
+            Some(TapBytes::from(self.to_vec()))
+        } else if self.pooled {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl From<Vec<u8>> for TapBytes {
+    fn from(buf: Vec<u8>) -> Self {
+        let len = buf.len();
+        TapBytes {
+            buf,
+            len,
+            pooled: false,
+        }
+    }
+}
+
+impl Deref for TapBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for TapBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TapBytes({} bytes)", self.len)
+    }
+}
+
+impl Drop for TapBytes {
+    fn drop(&mut self) {
+        if self.pooled {
+            let mut buf = std::mem::take(&mut self.buf);
+            // A copy may have grown past the read size: keep the buffers alike.
+            buf.resize(READ_BUFFER, 0);
+            match FREE_BUFFERS.lock() {
+                Ok(mut free) => free.push(buf),
+                Err(_) => {
+                    BUFFERS.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
 /// Now, as the analysis' timestamp.
 pub fn now() -> Timestamp {
     let d = SystemTime::now()
@@ -108,8 +245,17 @@ pub fn now() -> Timestamp {
     Timestamp::from_unix_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
+/// whenever the analysis has nothing else to do, and at least every [`FLUSH_INTERVAL`].
+const RECORD_BUFFER: usize = 256 * 1024;
+
+/// The longest the sinks and the recording keep what they collected: a `kill -9` loses at
+/// most about this much of the recording and of the event file.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Writes what crosses the proxy to pcapng: per proxied connection two TCP flows (client to
-/// proxy, proxy to server) with the real addresses, the events as packet comments.
+/// proxy, proxy to server) with the real addresses, the events as packet comments. Blocks are
+/// collected in memory and written whole, at least every [`FLUSH_INTERVAL`].
 pub struct Recording {
     writer: RotatingWriter,
     interface: InterfaceId,
@@ -127,6 +273,7 @@ impl Recording {
         let mut writer = RotatingWriter::create(path, rotation)?;
         let interface =
             writer.add_interface(InterfaceDescription::ethernet("uatap", description))?;
+        writer.set_write_buffer(RECORD_BUFFER)?;
         Ok(Recording {
             writer,
             interface,
@@ -217,6 +364,14 @@ impl Recording {
         }
     }
 
+    /// Writes the blocks collected so far.
+    fn flush(&mut self) {
+        if !self.stopped {
+            let r = self.writer.flush();
+            self.guard(r);
+        }
+    }
+
     fn finish(self) {
         if let Err(e) = self.writer.finish() {
             eprintln!("uatap: recording: {e}");
@@ -232,6 +387,36 @@ fn rdir(d: Direction) -> RDir {
     match d {
         Direction::ClientToServer => RDir::AToB,
         Direction::ServerToClient => RDir::BToA,
+    }
+}
+
+/// While the queue is empty the hub looks again every this long before it sleeps until woken:
+/// under load the relays then hand over their copies without waking a thread (a system call
+/// and a context switch on the forwarding path), and the hub takes them in batches.
+const IDLE_POLL: Duration = Duration::from_micros(500);
+
+/// How many idle looks before the hub sleeps until woken (about 20 ms of silence).
+const IDLE_POLLS: u32 = 40;
+
+/// The next tap once the queue ran dry: polls for a while, then waits to be woken.
+fn idle_recv(rx: &mut mpsc::Receiver<Tap>) -> Option<Tap> {
+    for _ in 0..IDLE_POLLS {
+        std::thread::sleep(IDLE_POLL);
+        match rx.try_recv() {
+            Ok(t) => return Some(t),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+        }
+    }
+    rx.blocking_recv()
+}
+
+fn flush_all(sinks: &mut [Box<dyn EventSink>], recording: &mut Option<Recording>) {
+    for s in sinks.iter_mut() {
+        s.flush();
+    }
+    if let Some(r) = recording.as_mut() {
+        r.flush();
     }
 }
 
@@ -273,16 +458,28 @@ pub fn run_hub(
     let rec = recording.is_some();
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
+    let mut last_flush = Instant::now();
+    let mut since_check: u32 = 0;
     loop {
-        // Sinks are flushed whenever the queue runs dry: a person (or `| jq`) sees each event
-        // at once when traffic is light, and a busy proxy does not pay a write per line.
+        // Sinks and recording are flushed whenever the queue runs dry, and at least every
+        // FLUSH_INTERVAL while it does not: a person (or `| jq`) sees each event at once when
+        // traffic is light, and a busy proxy does not pay a write per line or packet.
         let tap = match rx.try_recv() {
-            Ok(t) => t,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                for s in sinks.iter_mut() {
-                    s.flush();
+            Ok(t) => {
+                since_check += 1;
+                if since_check >= 256 {
+                    since_check = 0;
+                    if last_flush.elapsed() >= FLUSH_INTERVAL {
+                        flush_all(&mut sinks, &mut recording);
+                        last_flush = Instant::now();
+                    }
                 }
-                match rx.blocking_recv() {
+                t
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                flush_all(&mut sinks, &mut recording);
+                last_flush = Instant::now();
+                match idle_recv(&mut rx) {
                     Some(t) => t,
                     None => break,
                 }
