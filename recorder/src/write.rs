@@ -242,6 +242,22 @@ pub trait PacketSink {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError>;
+
+    /// Like [`write_packet`](Self::write_packet) for the frame `head` followed by `payload`,
+    /// which a sink may copy into its block without joining them first.
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        let mut frame = Vec::with_capacity(head.len() + payload.len());
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(payload);
+        self.write_packet(iface, ts, &frame, comments)
+    }
 }
 
 impl<S: PacketSink + ?Sized> PacketSink for &mut S {
@@ -260,21 +276,35 @@ impl<S: PacketSink + ?Sized> PacketSink for &mut S {
     ) -> Result<(), WriteError> {
         (**self).write_packet(iface, ts, frame, comments)
     }
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        (**self).write_packet_parts(iface, ts, head, payload, comments)
+    }
 }
 
 /// Appends pcapng blocks to a block under construction in `buf`.
 struct BlockBuilder<'a> {
     buf: &'a mut Vec<u8>,
+    /// Where the block starts in `buf` (after the blocks already there).
+    start: usize,
     has_options: bool,
 }
 
 impl<'a> BlockBuilder<'a> {
+    /// Starts a block at the end of `buf`.
     fn new(buf: &'a mut Vec<u8>, block_type: u32) -> Self {
-        buf.clear();
+        let start = buf.len();
         buf.extend_from_slice(&block_type.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes());
         BlockBuilder {
             buf,
+            start,
             has_options: false,
         }
     }
@@ -319,9 +349,9 @@ impl<'a> BlockBuilder<'a> {
         if self.has_options {
             self.u16_pair_end();
         }
-        let total = self.buf.len() + 4;
+        let total = self.buf.len() - self.start + 4;
         let total32 = u32::try_from(total).unwrap_or(u32::MAX);
-        if let Some(len) = self.buf.get_mut(4..8) {
+        if let Some(len) = self.buf.get_mut(self.start + 4..self.start + 8) {
             len.copy_from_slice(&total32.to_le_bytes());
         }
         self.buf.extend_from_slice(&total32.to_le_bytes());
@@ -394,7 +424,7 @@ impl<W: Write> PcapngWriter<W> {
             packets_written: 0,
             stopped: false,
         };
-        let mut b = BlockBuilder::new(&mut writer.buf, SHB_TYPE);
+        let mut b = BlockBuilder::new(writer.target(), SHB_TYPE);
         b.u32(BYTE_ORDER_MAGIC);
         b.u16(1);
         b.u16(0);
@@ -402,7 +432,7 @@ impl<W: Write> PcapngWriter<W> {
         b.text_option(SHB_OS, std::env::consts::OS);
         b.text_option(SHB_USERAPPL, USER_APPLICATION);
         b.finish();
-        writer.write_block()?;
+        writer.write_block(0)?;
         Ok(writer)
     }
 
@@ -413,7 +443,8 @@ impl<W: Write> PcapngWriter<W> {
         iface: &InterfaceDescription,
     ) -> Result<InterfaceId, WriteError> {
         let id = InterfaceId(u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX));
-        let mut b = BlockBuilder::new(&mut self.buf, IDB_TYPE);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), IDB_TYPE);
         b.u16(u16::try_from(iface.link_type.0).unwrap_or(u16::MAX));
         b.u16(0);
         b.u32(0);
@@ -421,7 +452,7 @@ impl<W: Write> PcapngWriter<W> {
         b.text_option(IF_DESCRIPTION, &iface.description);
         b.option(IF_TSRESOL, &[9]);
         b.finish();
-        self.write_block()?;
+        self.write_block(start)?;
         self.interfaces.push(iface.link_type);
         Ok(id)
     }
@@ -435,12 +466,13 @@ impl<W: Write> PcapngWriter<W> {
     ) -> Result<(), WriteError> {
         let len =
             u32::try_from(data.len()).map_err(|_| WriteError::FrameTooLarge { len: data.len() })?;
-        let mut b = BlockBuilder::new(&mut self.buf, DSB_TYPE);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), DSB_TYPE);
         b.u32(secrets_type);
         b.u32(len);
         b.bytes_padded(data);
         b.finish();
-        self.write_block()
+        self.write_block(start)
     }
 
     /// Bytes of whole blocks written so far (the file size for a fresh file, once the write
@@ -512,25 +544,43 @@ impl<W: Write> PcapngWriter<W> {
         Ok(self.out)
     }
 
-    fn write_block(&mut self) -> Result<(), WriteError> {
-        if self.stopped {
-            return Err(WriteError::Stopped);
-        }
+    /// Where the next block is built: at the end of the collected blocks with a write buffer,
+    /// else in the (emptied) block buffer.
+    fn target(&mut self) -> &mut Vec<u8> {
         if self.buffer_limit > 0 {
-            self.pending.extend_from_slice(&self.buf);
-            self.bytes_written += self.buf.len() as u64;
+            &mut self.pending
+        } else {
+            &mut self.buf
+        }
+    }
+
+    /// Writes the block just built at `start` of [`target`](Self::target) (with a write
+    /// buffer: keeps it, and writes the collected blocks once there are enough).
+    fn write_block(&mut self, start: usize) -> Result<(), WriteError> {
+        if self.buffer_limit > 0 {
+            if self.stopped {
+                self.pending.truncate(start);
+                return Err(WriteError::Stopped);
+            }
+            self.bytes_written += (self.pending.len() - start) as u64;
             if self.pending.len() >= self.buffer_limit {
                 return self.flush();
             }
             return Ok(());
         }
+        if self.stopped {
+            self.buf.clear();
+            return Err(WriteError::Stopped);
+        }
         let result = self
             .out
             .write_all(&self.buf)
             .and_then(|()| self.out.flush());
+        let len = self.buf.len() as u64;
+        self.buf.clear();
         match result {
             Ok(()) => {
-                self.bytes_written += self.buf.len() as u64;
+                self.bytes_written += len;
                 self.flushed = self.bytes_written;
                 Ok(())
             }
@@ -558,27 +608,41 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_packet_parts(iface, ts, frame, &[], comments)
+    }
+
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
         if self.link_type(iface).is_none() {
             return Err(WriteError::UnknownInterface { id: iface.0 });
         }
-        if frame.len() > MAX_FRAME_LEN {
-            return Err(WriteError::FrameTooLarge { len: frame.len() });
+        let frame_len = head.len() + payload.len();
+        if frame_len > MAX_FRAME_LEN {
+            return Err(WriteError::FrameTooLarge { len: frame_len });
         }
         let ts = ts.max(self.last_ts);
         let units = u64::try_from(ts.unix_nanos).unwrap_or(0);
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        let mut b = BlockBuilder::new(&mut self.buf, EPB_TYPE);
+        let len = u32::try_from(frame_len).unwrap_or(u32::MAX);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), EPB_TYPE);
         b.u32(iface.0);
         b.u32((units >> 32) as u32);
         b.u32(units as u32);
         b.u32(len);
         b.u32(len);
-        b.bytes_padded(frame);
+        b.buf.extend_from_slice(head);
+        b.bytes_padded(payload);
         for comment in comments {
             b.text_option(OPT_COMMENT, comment);
         }
         b.finish();
-        self.write_block()?;
+        self.write_block(start)?;
         self.last_ts = ts;
         self.packets_written += 1;
         Ok(())
@@ -832,35 +896,40 @@ impl TcpFlowWriter {
             },
             flags,
         };
-        let frame = match link_type {
+        // The headers only: the payload goes into the block as it is.
+        let mut head = Vec::with_capacity(14 + 60);
+        match link_type {
             LinkType::ETHERNET => {
                 let ethertype: u16 = if src.is_ipv4() { 0x0800 } else { 0x86DD };
-                let mut frame = Vec::with_capacity(14 + 60 + payload.len());
-                frame.extend_from_slice(&dst_mac);
-                frame.extend_from_slice(&src_mac);
-                frame.extend_from_slice(&ethertype.to_be_bytes());
-                header.write_ip_tcp(&mut frame, payload);
-                frame
+                head.extend_from_slice(&dst_mac);
+                head.extend_from_slice(&src_mac);
+                head.extend_from_slice(&ethertype.to_be_bytes());
+                header.write_ip_tcp_headers(&mut head, payload);
             }
-            LinkType::RAW => ip_tcp_frame(&header, payload),
-            LinkType::IPV4 if src.is_ipv4() => ip_tcp_frame(&header, payload),
-            LinkType::IPV6 if src.is_ipv6() => ip_tcp_frame(&header, payload),
+            LinkType::RAW => header.write_ip_tcp_headers(&mut head, payload),
+            LinkType::IPV4 if src.is_ipv4() => header.write_ip_tcp_headers(&mut head, payload),
+            LinkType::IPV6 if src.is_ipv6() => header.write_ip_tcp_headers(&mut head, payload),
             link_type => return Err(WriteError::UnsupportedLinkType { link_type }),
-        };
+        }
 
         let file_index = sink.file_index();
         let continued = self.file_index.is_some_and(|f| f != file_index);
         let note;
-        let mut comments: Vec<&str> = Vec::with_capacity(2);
+        let mut comments: [&str; 2] = [""; 2];
+        let mut n = 0;
         if continued {
             note = format!(
                 "uatap: TCP connection {} -> {} started in an earlier file of this recording",
                 self.client, self.server
             );
-            comments.push(&note);
+            comments[n] = &note;
+            n += 1;
         }
-        comments.extend(comment);
-        sink.write_packet(self.iface, ts, &frame, &comments)?;
+        if let Some(c) = comment {
+            comments[n] = c;
+            n += 1;
+        }
+        sink.write_packet_parts(self.iface, ts, &head, payload, &comments[..n])?;
 
         self.file_index = Some(file_index);
         self.started = true;
@@ -919,16 +988,10 @@ struct SegmentHeader {
     flags: u8,
 }
 
-fn ip_tcp_frame(header: &SegmentHeader, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(60 + payload.len());
-    header.write_ip_tcp(&mut frame, payload);
-    frame
-}
-
 impl SegmentHeader {
-    /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header, the 20-byte TCP header (RFC 9293)
-    /// and the payload, with both checksums.
-    fn write_ip_tcp(&self, out: &mut Vec<u8>, payload: &[u8]) {
+    /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header and the 20-byte TCP header
+    /// (RFC 9293), with both checksums (the TCP one over `payload` too, which follows them).
+    fn write_ip_tcp_headers(&self, out: &mut Vec<u8>, payload: &[u8]) {
         const TCP_HEADER_LEN: usize = 20;
         let tcp_len = TCP_HEADER_LEN + payload.len();
         // Pseudo-header sum (RFC 9293 section 3.1; RFC 8200 section 8.1): addresses, protocol,
@@ -973,8 +1036,8 @@ impl SegmentHeader {
         out.extend_from_slice(&[0x50, self.flags]);
         out.extend_from_slice(&WINDOW.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(payload);
-        let checksum = internet_checksum(sum_words(&out[start..], pseudo));
+        // The TCP header has an even length, so the payload's words line up on their own.
+        let checksum = internet_checksum(sum_words(payload, sum_words(&out[start..], pseudo)));
         out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
     }
 }
@@ -1248,6 +1311,17 @@ impl PacketSink for RotatingWriter {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_packet_parts(iface, ts, frame, &[], comments)
+    }
+
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
         self.check_running()?;
         if self.rotate_pending {
             if let Err(e) = self.rotate() {
@@ -1257,7 +1331,9 @@ impl PacketSink for RotatingWriter {
                 return Err(e);
             }
         }
-        let result = self.current.write_packet(iface, ts, frame, comments);
+        let result = self
+            .current
+            .write_packet_parts(iface, ts, head, payload, comments);
         self.checked(result)?;
         if self
             .config
