@@ -404,7 +404,7 @@ def report(d):
                 an, an_s = analysed(rs)
                 hub = "-"
                 if "events" in rs[0]:
-                    hub = f"{med([1e6 * r['proxy_thread_cpu_s'].get('uatap', 0.0) / max(r['events']['kinds'].get('publish', 0), 1) for r in rs]):.2f}"
+                    hub = f"{med([1e6 * (r['proxy_thread_cpu_s'].get('uatap', 0.0) + r['proxy_thread_cpu_s'].get('uatap-sinks', 0.0)) / max(r['events']['kinds'].get('publish', 0), 1) for r in rs]):.2f}"
                 if c == "fwd":
                     out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f} {hub:>10s}")
                     continue

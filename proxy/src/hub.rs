@@ -1,6 +1,7 @@
 //! The analysis side of the proxy: relays tap what they forward into a channel; one thread
-//! runs the same sans-IO analysis as `uatap analyze` on it and hands events to the sinks. The
-//! forwarding path never waits for it.
+//! runs the same sans-IO analysis as `uatap analyze` on it (and writes the recording), and
+//! hands the events in batches to a second thread that runs the sinks. The forwarding path
+//! never waits for either.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -114,9 +115,10 @@ pub const READ_BUFFER: usize = 128 * 1024;
 const SMALL_READ: usize = 16 * 1024;
 
 /// Read buffers that may be out at once (read into, forwarded, waiting for the analysis):
-/// this bounds the memory of the taps (32 MiB). Beyond it a relay reads into a buffer of its
-/// own and the analysis loses those bytes (a gap), the forwarding nothing.
-const MAX_BUFFERS: usize = 256;
+/// this bounds the memory of the taps to 128 MiB, enough to ride out about 100 ms in which
+/// the analysis gets no CPU at full speed. Beyond it a relay reads into a buffer of its own
+/// and the analysis loses those bytes (a gap), the forwarding nothing.
+const MAX_BUFFERS: usize = 1024;
 
 /// The read buffers not in use, shared by every relay and the analysis thread.
 static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -411,12 +413,115 @@ fn idle_recv(rx: &mut mpsc::Receiver<Tap>) -> Option<Tap> {
     rx.blocking_recv()
 }
 
-fn flush_all(sinks: &mut [Box<dyn EventSink>], recording: &mut Option<Recording>) {
-    for s in sinks.iter_mut() {
-        s.flush();
-    }
+fn flush_all(sinks: &mut Sinks, recording: &mut Option<Recording>) {
+    sinks.flush();
     if let Some(r) = recording.as_mut() {
         r.flush();
+    }
+}
+
+/// Events handed to the sink thread at a time (fewer hand-overs, no wake-up per event).
+const EVENT_BATCH: usize = 256;
+
+/// Batches the sink thread may be behind before the analysis waits for it (the relays never
+/// wait: their copies are dropped and reported as gaps instead).
+const EVENT_BATCHES_QUEUED: usize = 128;
+
+/// What the analysis thread sends the sink thread.
+enum ToSinks {
+    /// Events, in order.
+    Events(Vec<Event>),
+    /// Write out what was collected.
+    Flush,
+}
+
+/// The sinks, run on a thread of their own: formatting and writing the event lines (JSON,
+/// the readable log, metrics) takes about as long as the analysis itself, and the two now run
+/// side by side.
+struct Sinks {
+    batch: Vec<Event>,
+    to: Option<std::sync::mpsc::SyncSender<ToSinks>>,
+    /// Emptied batches coming back for reuse.
+    recycled: std::sync::mpsc::Receiver<Vec<Event>>,
+    thread: Option<std::thread::JoinHandle<Vec<Box<dyn EventSink>>>>,
+}
+
+impl Sinks {
+    fn start(mut sinks: Vec<Box<dyn EventSink>>) -> Sinks {
+        let (to, from) = std::sync::mpsc::sync_channel::<ToSinks>(EVENT_BATCHES_QUEUED);
+        let (back, recycled) = std::sync::mpsc::channel::<Vec<Event>>();
+        let thread = std::thread::Builder::new()
+            .name("uatap-sinks".into())
+            .spawn(move || {
+                while let Ok(msg) = from.recv() {
+                    match msg {
+                        ToSinks::Events(mut events) => {
+                            for e in events.drain(..) {
+                                for s in sinks.iter_mut() {
+                                    s.event(&e);
+                                }
+                            }
+                            let _ = back.send(events);
+                        }
+                        ToSinks::Flush => {
+                            for s in sinks.iter_mut() {
+                                s.flush();
+                            }
+                        }
+                    }
+                }
+                for s in sinks.iter_mut() {
+                    s.flush();
+                }
+                sinks
+            })
+            .ok();
+        Sinks {
+            batch: Vec::with_capacity(EVENT_BATCH),
+            to: Some(to),
+            recycled,
+            thread,
+        }
+    }
+
+    /// One event, in order.
+    fn event(&mut self, e: Event) {
+        self.batch.push(e);
+        if self.batch.len() >= EVENT_BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(EVENT_BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
+        if let Some(to) = &self.to {
+            let _ = to.send(ToSinks::Events(batch));
+        }
+    }
+
+    /// Hands over the events collected so far, to be written out after them.
+    fn flush(&mut self) {
+        self.send();
+        if let Some(to) = &self.to {
+            let _ = to.send(ToSinks::Flush);
+        }
+    }
+
+    /// Flushes and stops the sink thread; returns the sinks.
+    fn finish(mut self) -> Vec<Box<dyn EventSink>> {
+        self.send();
+        drop(self.to.take());
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -433,18 +538,16 @@ pub trait EventSink: Send {
 pub fn run_hub(
     mut rx: mpsc::Receiver<Tap>,
     options: Options,
-    mut sinks: Vec<Box<dyn EventSink>>,
+    sinks: Vec<Box<dyn EventSink>>,
     mut recording: Option<Recording>,
 ) -> Vec<Box<dyn EventSink>> {
     let mut analyzer = Analyzer::new(options);
     let mut conns: HashMap<u64, Connection> = HashMap::new();
     // Drains a connection's events to the sinks; returns their text for packet comments.
-    let emit = |c: &mut Connection, sinks: &mut Vec<Box<dyn EventSink>>, comments: bool| {
+    let mut sinks = Sinks::start(sinks);
+    let emit = |c: &mut Connection, sinks: &mut Sinks, comments: bool| {
         let mut text = String::new();
         while let Some(e) = c.poll_event() {
-            for s in sinks.iter_mut() {
-                s.event(&e);
-            }
             if comments && !matches!(e.kind, uatap_analysis::EventKind::Message(_)) {
                 if !text.is_empty() {
                     text.push('\n');
@@ -452,6 +555,7 @@ pub fn run_hub(
                 text.push_str("uatap: ");
                 text.push_str(&e.to_text());
             }
+            sinks.event(e);
         }
         text
     };
@@ -560,9 +664,6 @@ pub fn run_hub(
                             detail,
                         },
                     };
-                    for s in sinks.iter_mut() {
-                        s.event(&e);
-                    }
                     if rec {
                         // Goes into the recording with the next bytes of the connection.
                         let note = pending_notes.entry(id).or_default();
@@ -572,6 +673,7 @@ pub fn run_hub(
                         note.push_str("uatap: ");
                         note.push_str(&e.to_text());
                     }
+                    sinks.event(e);
                 }
             }
             Tap::Close { id, by, reason, ts } => {
@@ -598,8 +700,5 @@ pub fn run_hub(
     if let Some(r) = recording {
         r.finish();
     }
-    for s in sinks.iter_mut() {
-        s.flush();
-    }
-    sinks
+    sinks.finish()
 }
