@@ -311,6 +311,26 @@ fn word_sum_equals_the_plain_sum_of_words() {
 }
 
 #[test]
+fn payload_sum_gives_the_same_checksums_as_the_word_sum() {
+    let mixed: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let ones = vec![0xFFu8; 70_001];
+    for data in [&mixed[..], &ones[..]] {
+        for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 1_001, 65_535, 70_000] {
+            let d = &data[..len.min(data.len())];
+            for pseudo in [0u64, 6, 0x1_2345, 0xFFFF] {
+                assert_eq!(
+                    internet_checksum(pseudo + payload_sum(d)),
+                    internet_checksum(sum_words(d, pseudo)),
+                    "length {len}, pseudo {pseudo:#x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn write_buffer_writes_the_same_whole_blocks_later() {
     let client: SocketAddr = "10.0.0.1:50000".parse().unwrap();
     let server: SocketAddr = "10.0.0.2:4840".parse().unwrap();
