@@ -1,7 +1,7 @@
 //! The analysis side of the proxy: relays tap what they forward into a channel; one thread
-//! runs the same sans-IO analysis as `uatap analyze` on it (and writes the recording), and
-//! hands the events in batches to a second thread that runs the sinks. The forwarding path
-//! never waits for either.
+//! runs the same sans-IO analysis as `uatap analyze` on it, hands the events in batches to a
+//! second thread that runs the sinks, and the tapped bytes with their events' text to a third
+//! that writes the recording. The forwarding path never waits for any of them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -413,7 +413,155 @@ fn idle_recv(rx: &mut mpsc::Receiver<Tap>) -> Option<Tap> {
     rx.blocking_recv()
 }
 
-fn flush_all(sinks: &mut Sinks, recording: &mut Option<Recording>) {
+/// Requests the recording thread may be behind before the analysis waits for it.
+const RECORD_QUEUE: usize = 4096;
+
+/// What the analysis thread asks the recording thread to do.
+enum ToRecording {
+    Open {
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts: Timestamp,
+        note: String,
+    },
+    Connected {
+        id: u64,
+        local: SocketAddr,
+        upstream: SocketAddr,
+        ts: Timestamp,
+    },
+    Data {
+        id: u64,
+        dir: Direction,
+        bytes: TapBytes,
+        ts: Timestamp,
+        comments: String,
+    },
+    Close {
+        id: u64,
+        by: ClosedBy,
+        reason: CloseReason,
+        ts: Timestamp,
+        comments: String,
+    },
+    Flush,
+}
+
+/// The recording, written on a thread of its own: building the packets and copying them to
+/// the file takes longer than the analysis of the same bytes. The analysis hands over the
+/// tapped buffers themselves, with the text of the events they caused.
+struct Recorder {
+    to: Option<std::sync::mpsc::SyncSender<ToRecording>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(mut r: Recording) -> Recorder {
+        let (to, from) = std::sync::mpsc::sync_channel::<ToRecording>(RECORD_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("uatap-record".into())
+            .spawn(move || {
+                while let Ok(msg) = from.recv() {
+                    match msg {
+                        ToRecording::Open {
+                            id,
+                            client,
+                            server,
+                            ts,
+                            note,
+                        } => r.open(id, client, server, ts, &note),
+                        ToRecording::Connected {
+                            id,
+                            local,
+                            upstream,
+                            ts,
+                        } => r.connected(id, local, upstream, ts),
+                        ToRecording::Data {
+                            id,
+                            dir,
+                            bytes,
+                            ts,
+                            comments,
+                        } => r.data(id, dir, &bytes, ts, &comments),
+                        ToRecording::Close {
+                            id,
+                            by,
+                            reason,
+                            ts,
+                            comments,
+                        } => r.close(id, by, reason, ts, &comments),
+                        ToRecording::Flush => r.flush(),
+                    }
+                }
+                r.finish();
+            })
+            .ok();
+        Recorder {
+            to: Some(to),
+            thread,
+        }
+    }
+
+    fn send(&self, msg: ToRecording) {
+        if let Some(to) = &self.to {
+            let _ = to.send(msg);
+        }
+    }
+
+    fn open(&self, id: u64, client: SocketAddr, server: SocketAddr, ts: Timestamp, note: String) {
+        self.send(ToRecording::Open {
+            id,
+            client,
+            server,
+            ts,
+            note,
+        });
+    }
+
+    fn connected(&self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
+        self.send(ToRecording::Connected {
+            id,
+            local,
+            upstream,
+            ts,
+        });
+    }
+
+    fn data(&self, id: u64, dir: Direction, bytes: TapBytes, ts: Timestamp, comments: String) {
+        self.send(ToRecording::Data {
+            id,
+            dir,
+            bytes,
+            ts,
+            comments,
+        });
+    }
+
+    fn close(&self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: String) {
+        self.send(ToRecording::Close {
+            id,
+            by,
+            reason,
+            ts,
+            comments,
+        });
+    }
+
+    fn flush(&self) {
+        self.send(ToRecording::Flush);
+    }
+
+    /// Writes everything handed over and closes the file.
+    fn finish(mut self) {
+        drop(self.to.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flush_all(sinks: &mut Sinks, recording: &mut Option<Recorder>) {
     sinks.flush();
     if let Some(r) = recording.as_mut() {
         r.flush();
@@ -539,7 +687,7 @@ pub fn run_hub(
     mut rx: mpsc::Receiver<Tap>,
     options: Options,
     sinks: Vec<Box<dyn EventSink>>,
-    mut recording: Option<Recording>,
+    recording: Option<Recording>,
 ) -> Vec<Box<dyn EventSink>> {
     let mut analyzer = Analyzer::new(options);
     let mut conns: HashMap<u64, Connection> = HashMap::new();
@@ -560,6 +708,7 @@ pub fn run_hub(
         text
     };
     let rec = recording.is_some();
+    let mut recording = recording.map(Recorder::start);
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
     let mut last_flush = Instant::now();
@@ -600,7 +749,7 @@ pub fn run_hub(
                 let mut c = analyzer.open(client.to_string(), server.to_string(), ts);
                 let text = emit(&mut c, &mut sinks, rec);
                 if let Some(r) = recording.as_mut() {
-                    r.open(id, client, server, ts, &text);
+                    r.open(id, client, server, ts, text);
                 }
                 conns.insert(id, c);
             }
@@ -626,7 +775,7 @@ pub fn run_hub(
                         text = note;
                     }
                     if let Some(r) = recording.as_mut() {
-                        r.data(id, dir, &bytes, ts, &text);
+                        r.data(id, dir, bytes, ts, text);
                     }
                 }
             }
@@ -682,7 +831,7 @@ pub fn run_hub(
                     analyzer.handle_close(&mut c, by, reason, ts);
                     let text = emit(&mut c, &mut sinks, rec);
                     if let Some(r) = recording.as_mut() {
-                        r.close(id, by, reason, ts, &text);
+                        r.close(id, by, reason, ts, text);
                     }
                 }
             }
@@ -694,7 +843,7 @@ pub fn run_hub(
         analyzer.handle_close(&mut c, ClosedBy::Proxy, CloseReason::Error, ts);
         let text = emit(&mut c, &mut sinks, rec);
         if let Some(r) = recording.as_mut() {
-            r.close(id, ClosedBy::Proxy, CloseReason::Fin, ts, &text);
+            r.close(id, ClosedBy::Proxy, CloseReason::Fin, ts, text);
         }
     }
     if let Some(r) = recording {
