@@ -120,6 +120,10 @@ const SMALL_READ: usize = 16 * 1024;
 /// and the analysis loses those bytes (a gap), the forwarding nothing.
 const MAX_BUFFERS: usize = 1024;
 
+/// Free read buffers kept for reuse (8 MiB); more are freed, so a burst that left the analysis
+/// behind does not keep its memory for ever.
+const KEEP_FREE: usize = 64;
+
 /// The read buffers not in use, shared by every relay and the analysis thread.
 static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
@@ -229,12 +233,13 @@ impl Drop for TapBytes {
             let mut buf = std::mem::take(&mut self.buf);
             // A copy may have grown past the read size: keep the buffers alike.
             buf.resize(READ_BUFFER, 0);
-            match FREE_BUFFERS.lock() {
-                Ok(mut free) => free.push(buf),
-                Err(_) => {
-                    BUFFERS.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(mut free) = FREE_BUFFERS.lock() {
+                if free.len() < KEEP_FREE {
+                    free.push(buf);
+                    return;
                 }
             }
+            BUFFERS.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -850,4 +855,41 @@ pub fn run_hub(
         r.finish();
     }
     sinks.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_reads_are_copied_and_large_ones_handed_over() {
+        let mut b = TapBytes::read_buffer();
+        assert_eq!(b.spare().len(), READ_BUFFER);
+        b.spare()[..3].copy_from_slice(b"abc");
+        b.set_len(3);
+        let small = b.into_tap().expect("a small read is always tapped");
+        assert_eq!(&small[..], b"abc");
+        // A copy of its own size: the read buffer is free again.
+        assert!(!small.pooled);
+        assert_eq!(small.buf.capacity(), 3);
+
+        let mut b = TapBytes::read_buffer();
+        b.spare().fill(7);
+        b.set_len(READ_BUFFER);
+        let pooled = b.pooled;
+        match b.into_tap() {
+            Some(large) => {
+                assert!(pooled);
+                assert_eq!(large.len(), READ_BUFFER);
+                assert!(large.iter().all(|&x| x == 7));
+            }
+            // Only when every shared buffer was out (other tests may hold some).
+            None => assert!(!pooled),
+        }
+        assert_eq!(
+            TapBytes::copy_of(b"xyz").as_deref(),
+            Some(&b"xyz"[..]),
+            "small copies never fail"
+        );
+    }
 }
