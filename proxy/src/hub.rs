@@ -402,20 +402,30 @@ fn rdir(d: Direction) -> RDir {
 /// and a context switch on the forwarding path), and the hub takes them in batches.
 const IDLE_POLL: Duration = Duration::from_micros(500);
 
-/// How many idle looks before the hub sleeps until woken (about 20 ms of silence).
+/// How many idle looks before the hub flushes and sleeps until woken (about 20 ms of silence).
 const IDLE_POLLS: u32 = 40;
 
-/// The next tap once the queue ran dry: polls for a while, then waits to be woken.
-fn idle_recv(rx: &mut mpsc::Receiver<Tap>) -> Option<Tap> {
+/// What looking at an empty queue for a while gave.
+enum Polled {
+    /// A tap came.
+    Tap(Tap),
+    /// Every sender is gone.
+    Closed,
+    /// Nothing for [`IDLE_POLLS`] looks.
+    Quiet,
+}
+
+/// Looks at the empty queue every [`IDLE_POLL`] for a while.
+fn poll_recv(rx: &mut mpsc::Receiver<Tap>) -> Polled {
     for _ in 0..IDLE_POLLS {
         std::thread::sleep(IDLE_POLL);
         match rx.try_recv() {
-            Ok(t) => return Some(t),
+            Ok(t) => return Polled::Tap(t),
             Err(mpsc::error::TryRecvError::Empty) => {}
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Disconnected) => return Polled::Closed,
         }
     }
-    rx.blocking_recv()
+    Polled::Quiet
 }
 
 /// Requests the recording thread may be behind before the analysis waits for it.
@@ -719,9 +729,10 @@ pub fn run_hub(
     let mut last_flush = Instant::now();
     let mut since_check: u32 = 0;
     loop {
-        // Sinks and recording are flushed whenever the queue runs dry, and at least every
-        // FLUSH_INTERVAL while it does not: a person (or `| jq`) sees each event at once when
-        // traffic is light, and a busy proxy does not pay a write per line or packet.
+        // Sinks and recording are flushed when the traffic pauses (IDLE_POLLS looks find
+        // nothing), and at least every FLUSH_INTERVAL while it goes on: a person (or `| jq`)
+        // sees each event within that time, and a busy proxy neither pays a write per line or
+        // packet nor wakes the sink and recording threads at every look.
         let tap = match rx.try_recv() {
             Ok(t) => {
                 since_check += 1;
@@ -735,11 +746,21 @@ pub fn run_hub(
                 t
             }
             Err(mpsc::error::TryRecvError::Empty) => {
-                flush_all(&mut sinks, &mut recording);
-                last_flush = Instant::now();
-                match idle_recv(&mut rx) {
-                    Some(t) => t,
-                    None => break,
+                if last_flush.elapsed() >= FLUSH_INTERVAL {
+                    flush_all(&mut sinks, &mut recording);
+                    last_flush = Instant::now();
+                }
+                match poll_recv(&mut rx) {
+                    Polled::Tap(t) => t,
+                    Polled::Closed => break,
+                    Polled::Quiet => {
+                        flush_all(&mut sinks, &mut recording);
+                        last_flush = Instant::now();
+                        match rx.blocking_recv() {
+                            Some(t) => t,
+                            None => break,
+                        }
+                    }
                 }
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
