@@ -253,11 +253,11 @@ pub fn now() -> Timestamp {
 }
 
 /// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
-/// whenever the analysis has nothing else to do, and at least every [`FLUSH_INTERVAL`].
+/// when traffic pauses, and at least every [`FLUSH_INTERVAL`].
 const RECORD_BUFFER: usize = 256 * 1024;
 
-/// The longest the sinks and the recording keep what they collected: a `kill -9` loses at
-/// most about this much of the recording and of the event file.
+/// The longest the sinks and the recording keep what they collected: a `kill -9` loses about
+/// this much of the recording and of the event file (more when they are behind the traffic).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Writes what crosses the proxy to pcapng: per proxied connection two TCP flows (client to
