@@ -178,6 +178,107 @@ fn forwards_every_byte_unchanged_under_random_splits() {
     assert!(events.iter().any(|e| e["kind"] == "decode_error"));
 }
 
+/// The client→server bytes of the client leg (the one whose server is `server_port`) in a
+/// recording, and the error that cut reading short, if any.
+fn recorded_c2s(path: &Path, proxy_port: u16) -> (Vec<u8>, Option<uatap_recorder::RecorderError>) {
+    let (events, damage) = uatap_recorder::read_streams(path).expect("recording opens");
+    let mut client_leg = None;
+    let mut bytes = Vec::new();
+    for e in events {
+        match e {
+            uatap_recorder::StreamEvent::Open { conn, server, .. }
+                if server.port() == proxy_port =>
+            {
+                client_leg = Some(conn);
+            }
+            uatap_recorder::StreamEvent::Data {
+                conn,
+                dir: uatap_recorder::Direction::AToB,
+                bytes: b,
+                ..
+            } if Some(conn) == client_leg => bytes.extend_from_slice(&b),
+            _ => {}
+        }
+    }
+    (bytes, damage)
+}
+
+/// A recording collects blocks in memory and writes them together: once the traffic pauses
+/// they are on disk, so a `kill -9` then loses nothing and leaves a file that reads without
+/// error; killed in the middle of traffic, what was written still reads, in order, and at
+/// most the last block is cut.
+#[test]
+fn recording_survives_kill_9() {
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = server.local_addr().expect("addr").to_string();
+    let dir = temp_dir("proxy-kill-9");
+    let rec = dir.join("rec.pcapng");
+    let mut proxy = Proxy::start_with(&upstream, &dir, &["--record", rec.to_str().expect("utf-8 path")]);
+    let server_side = std::thread::spawn(move || {
+        let (s, _) = server.accept().expect("accept");
+        read_all(s)
+    });
+    let mut rng = Rng(5);
+    let data: Vec<u8> = (0..8_000_000).map(|_| rng.below(256) as u8).collect();
+    let first = 1_000_000;
+    let mut client = TcpStream::connect(proxy.listen).expect("connect to proxy");
+    client.write_all(&data[..first]).expect("send");
+    // The traffic pauses: the recording gets everything so far.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, damage) = recorded_c2s(&rec, proxy.listen.port());
+        if got.len() == first {
+            assert!(
+                got == data[..first],
+                "recorded bytes differ from the sent ones"
+            );
+            assert!(damage.is_none(), "{damage:?}");
+            break;
+        }
+        assert!(
+            got.len() < first && got == data[..got.len()],
+            "recorded bytes differ"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the recording never got the first {first} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Traffic flows again, and the proxy is killed in the middle of it.
+    let sender = std::thread::spawn(move || {
+        for piece in data[first..].chunks(64 * 1024) {
+            if client.write_all(piece).is_err() {
+                break;
+            }
+        }
+        data
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    proxy.child.kill().expect("kill -9");
+    let _ = proxy.child.wait();
+    let data = sender.join().expect("sender");
+    let _ = server_side.join();
+    let (got, damage) = recorded_c2s(&rec, proxy.listen.port());
+    assert!(
+        got.len() >= first,
+        "the killed proxy's recording lost what was on disk"
+    );
+    assert!(
+        got == data[..got.len()],
+        "recorded bytes differ from the sent ones"
+    );
+    // At most a block cut by the kill, at the very end.
+    assert!(
+        matches!(
+            damage,
+            None | Some(uatap_recorder::RecorderError::Truncated { .. })
+        ),
+        "{damage:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A client that vanishes in the middle of a message (reset) is reported, and another client
 /// on the same proxy at the same time is served byte for byte.
 #[test]

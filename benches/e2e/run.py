@@ -176,6 +176,12 @@ def scan_events(path):
             "analysed_bytes": total_bytes}
 
 
+def analysis_cpu(r):
+    """CPU seconds of uatap's analysis side: the main thread (the analysis hub) and the sink and
+    recording threads (uatap-sinks, uatap-record); the forwarding runs on tokio-rt-worker."""
+    return sum(v for k, v in r["proxy_thread_cpu_s"].items() if k == "uatap" or (k.startswith("uatap-") and k != "uatap-e2e"))
+
+
 def analysed_share(ev):
     """Share of the proxied bytes the analysis saw: conn_close counts the bytes it was handed,
     the `N bytes missing` decode errors the ones dropped from the tap."""
@@ -404,7 +410,7 @@ def report(d):
                 an, an_s = analysed(rs)
                 hub = "-"
                 if "events" in rs[0]:
-                    hub = f"{med([1e6 * r['proxy_thread_cpu_s'].get('uatap', 0.0) / max(r['events']['kinds'].get('publish', 0), 1) for r in rs]):.2f}"
+                    hub = f"{med([1e6 * analysis_cpu(r) / max(r['events']['kinds'].get('publish', 0), 1) for r in rs]):.2f}"
                 if c == "fwd":
                     out(f"  {c:10s} {mbs:12.1f} {'1.00':>7s} {'':>14s} {'':>10s} {an_s} {cpu:14.2f} {hub:>10s}")
                     continue

@@ -1,10 +1,15 @@
 //! The analysis side of the proxy: relays tap what they forward into a channel; one thread
-//! runs the same sans-IO analysis as `uatap analyze` on it and hands events to the sinks. The
-//! forwarding path never waits for it.
+//! runs the same sans-IO analysis as `uatap analyze` on it, hands the events in batches to a
+//! second thread that runs the sinks, and the tapped bytes with their events' text to a third
+//! that writes the recording. The forwarding path never waits for any of them.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use uatap_analysis::{
@@ -46,8 +51,8 @@ pub enum Tap {
         id: u64,
         /// Which way.
         dir: Direction,
-        /// The bytes.
-        bytes: Vec<u8>,
+        /// The bytes (the relay's own read buffer, handed over without a copy).
+        bytes: TapBytes,
         /// When they were read.
         ts: Timestamp,
     },
@@ -113,6 +118,145 @@ pub enum Tap {
     },
 }
 
+/// Bytes one relay reads per system call: large reads mean fewer system calls for a busy
+/// connection, and an idle one holds no buffer at all (see [`TapBytes::read_buffer`]).
+pub const READ_BUFFER: usize = 128 * 1024;
+
+/// Reads up to this size are copied into a buffer of their own size for the analysis, and the
+/// read buffer is free again at once: many small messages (requests, responses) must not hold
+/// a large buffer each while they wait for the analysis.
+const SMALL_READ: usize = 16 * 1024;
+
+/// Read buffers that may be out at once (read into, forwarded, waiting for the analysis):
+/// this bounds the memory of the taps to 128 MiB, enough to ride out about 100 ms in which
+/// the analysis gets no CPU at full speed. Beyond it a relay reads into a buffer of its own
+/// and the analysis loses those bytes (a gap), the forwarding nothing.
+const MAX_BUFFERS: usize = 1024;
+
+/// Free read buffers kept for reuse (8 MiB); more are freed, so a burst that left the analysis
+/// behind does not keep its memory for ever.
+const KEEP_FREE: usize = 64;
+
+/// The read buffers not in use, shared by every relay and the analysis thread.
+static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Read buffers that exist (free or in use), at most [`MAX_BUFFERS`].
+static BUFFERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A read buffer of [`READ_BUFFER`] bytes: read into by a relay, forwarded, then handed to the
+/// analysis as it is; it goes back to the shared free list when dropped.
+pub struct TapBytes {
+    buf: Vec<u8>,
+    len: usize,
+    /// Taken from the shared buffers (and counted in their bound).
+    pooled: bool,
+}
+
+impl TapBytes {
+    /// A free buffer for one read, all of it writable through [`spare`](Self::spare).
+    pub fn read_buffer() -> TapBytes {
+        let free = FREE_BUFFERS.lock().ok().and_then(|mut f| f.pop());
+        if let Some(buf) = free {
+            return TapBytes {
+                buf,
+                len: 0,
+                pooled: true,
+            };
+        }
+        let pooled = BUFFERS
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_BUFFERS).then_some(n + 1)
+            })
+            .is_ok();
+        TapBytes {
+            buf: vec![0; READ_BUFFER],
+            len: 0,
+            pooled,
+        }
+    }
+
+    /// A copy of `bytes` for the analysis, or `None` when all shared buffers are in use and
+    /// `bytes` is not small.
+    pub fn copy_of(bytes: &[u8]) -> Option<TapBytes> {
+        if bytes.len() <= SMALL_READ {
+            return Some(TapBytes::from(bytes.to_vec()));
+        }
+        let mut b = TapBytes::read_buffer();
+        if !b.pooled {
+            return None;
+        }
+        b.buf.clear();
+        b.buf.extend_from_slice(bytes);
+        b.len = bytes.len();
+        Some(b)
+    }
+
+    /// The whole buffer, to read into; then [`set_len`](Self::set_len).
+    pub fn spare(&mut self) -> &mut [u8] {
+        &mut self.buf[..]
+    }
+
+    /// How many bytes of the buffer were read.
+    pub fn set_len(&mut self, n: usize) {
+        self.len = n.min(self.buf.len());
+    }
+
+    /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
+    /// buffer goes back at once), a large one as the read buffer itself. `None` when every
+    /// shared buffer was in use: the analysis is far behind, and queueing these bytes would
+    /// lift the bound on the memory of the taps.
+    pub fn into_tap(self) -> Option<TapBytes> {
+        if self.len <= SMALL_READ {
+            Some(TapBytes::from(self.to_vec()))
+        } else if self.pooled {
+            Some(self)
+        } else {
+            None
+        }
+    }
+}
+
+impl From<Vec<u8>> for TapBytes {
+    fn from(buf: Vec<u8>) -> Self {
+        let len = buf.len();
+        TapBytes {
+            buf,
+            len,
+            pooled: false,
+        }
+    }
+}
+
+impl Deref for TapBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for TapBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TapBytes({} bytes)", self.len)
+    }
+}
+
+impl Drop for TapBytes {
+    fn drop(&mut self) {
+        if self.pooled {
+            let mut buf = std::mem::take(&mut self.buf);
+            // A copy may have grown past the read size: keep the buffers alike.
+            buf.resize(READ_BUFFER, 0);
+            if let Ok(mut free) = FREE_BUFFERS.lock() {
+                if free.len() < KEEP_FREE {
+                    free.push(buf);
+                    return;
+                }
+            }
+            BUFFERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Now, as the analysis' timestamp.
 pub fn now() -> Timestamp {
     let d = SystemTime::now()
@@ -121,8 +265,17 @@ pub fn now() -> Timestamp {
     Timestamp::from_unix_micros(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
+/// when traffic pauses, and at least every [`FLUSH_INTERVAL`].
+const RECORD_BUFFER: usize = 256 * 1024;
+
+/// The longest the sinks and the recording keep what they collected: a `kill -9` loses about
+/// this much of the recording and of the event file (more when they are behind the traffic).
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Writes what crosses the proxy to pcapng: per proxied connection two TCP flows (client to
-/// proxy, proxy to server) with the real addresses, the events as packet comments.
+/// proxy, proxy to server) with the real addresses, the events as packet comments. Blocks are
+/// collected in memory and written whole, at least every [`FLUSH_INTERVAL`].
 pub struct Recording {
     writer: RotatingWriter,
     interface: InterfaceId,
@@ -140,6 +293,7 @@ impl Recording {
         let mut writer = RotatingWriter::create(path, rotation)?;
         let interface =
             writer.add_interface(InterfaceDescription::ethernet("uatap", description))?;
+        writer.set_write_buffer(RECORD_BUFFER)?;
         Ok(Recording {
             writer,
             interface,
@@ -249,6 +403,14 @@ impl Recording {
         }
     }
 
+    /// Writes the blocks collected so far.
+    fn flush(&mut self) {
+        if !self.stopped {
+            let r = self.writer.flush();
+            self.guard(r);
+        }
+    }
+
     fn finish(self) {
         if let Err(e) = self.writer.finish() {
             eprintln!("uatap: recording: {e}");
@@ -267,6 +429,321 @@ fn rdir(d: Direction) -> RDir {
     }
 }
 
+/// While the queue is empty the hub looks again every this long before it sleeps until woken:
+/// under load the relays then hand over their copies without waking a thread (a system call
+/// and a context switch on the forwarding path), and the hub takes them in batches.
+const IDLE_POLL: Duration = Duration::from_micros(500);
+
+/// How many idle looks before the hub flushes and sleeps until woken (about 20 ms of silence).
+const IDLE_POLLS: u32 = 40;
+
+/// What looking at an empty queue for a while gave.
+enum Polled {
+    /// A tap came.
+    Tap(Tap),
+    /// Every sender is gone.
+    Closed,
+    /// Nothing for [`IDLE_POLLS`] looks.
+    Quiet,
+}
+
+/// Looks at the empty queue every [`IDLE_POLL`] for a while.
+fn poll_recv(rx: &mut mpsc::Receiver<Tap>) -> Polled {
+    for _ in 0..IDLE_POLLS {
+        std::thread::sleep(IDLE_POLL);
+        match rx.try_recv() {
+            Ok(t) => return Polled::Tap(t),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+            Err(mpsc::error::TryRecvError::Disconnected) => return Polled::Closed,
+        }
+    }
+    Polled::Quiet
+}
+
+/// Requests the recording thread may be behind before the analysis waits for it.
+const RECORD_QUEUE: usize = 4096;
+
+/// What the analysis thread asks the recording thread to do.
+enum ToRecording {
+    Open {
+        id: u64,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts: Timestamp,
+        note: String,
+    },
+    Connected {
+        id: u64,
+        local: SocketAddr,
+        upstream: SocketAddr,
+        ts: Timestamp,
+    },
+    Data {
+        id: u64,
+        dir: Direction,
+        bytes: TapBytes,
+        ts: Timestamp,
+        comments: String,
+    },
+    Withheld {
+        id: u64,
+        dir: Direction,
+        bytes: Vec<u8>,
+        ts: Timestamp,
+        comments: String,
+    },
+    Close {
+        id: u64,
+        by: ClosedBy,
+        reason: CloseReason,
+        ts: Timestamp,
+        comments: String,
+    },
+    Flush,
+}
+
+/// The recording, written on a thread of its own: building the packets and copying them to
+/// the file takes longer than the analysis of the same bytes. The analysis hands over the
+/// tapped buffers themselves, with the text of the events they caused.
+struct Recorder {
+    to: Option<std::sync::mpsc::SyncSender<ToRecording>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Recorder {
+    fn start(mut r: Recording) -> Recorder {
+        let (to, from) = std::sync::mpsc::sync_channel::<ToRecording>(RECORD_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("uatap-record".into())
+            .spawn(move || {
+                while let Ok(msg) = from.recv() {
+                    match msg {
+                        ToRecording::Open {
+                            id,
+                            client,
+                            server,
+                            ts,
+                            note,
+                        } => r.open(id, client, server, ts, &note),
+                        ToRecording::Connected {
+                            id,
+                            local,
+                            upstream,
+                            ts,
+                        } => r.connected(id, local, upstream, ts),
+                        ToRecording::Data {
+                            id,
+                            dir,
+                            bytes,
+                            ts,
+                            comments,
+                        } => r.data(id, dir, &bytes, ts, &comments),
+                        ToRecording::Withheld {
+                            id,
+                            dir,
+                            bytes,
+                            ts,
+                            comments,
+                        } => r.withheld(id, dir, &bytes, ts, &comments),
+                        ToRecording::Close {
+                            id,
+                            by,
+                            reason,
+                            ts,
+                            comments,
+                        } => r.close(id, by, reason, ts, &comments),
+                        ToRecording::Flush => r.flush(),
+                    }
+                }
+                r.finish();
+            })
+            .ok();
+        Recorder {
+            to: Some(to),
+            thread,
+        }
+    }
+
+    fn send(&self, msg: ToRecording) {
+        if let Some(to) = &self.to {
+            let _ = to.send(msg);
+        }
+    }
+
+    fn open(&self, id: u64, client: SocketAddr, server: SocketAddr, ts: Timestamp, note: String) {
+        self.send(ToRecording::Open {
+            id,
+            client,
+            server,
+            ts,
+            note,
+        });
+    }
+
+    fn connected(&self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
+        self.send(ToRecording::Connected {
+            id,
+            local,
+            upstream,
+            ts,
+        });
+    }
+
+    fn data(&self, id: u64, dir: Direction, bytes: TapBytes, ts: Timestamp, comments: String) {
+        self.send(ToRecording::Data {
+            id,
+            dir,
+            bytes,
+            ts,
+            comments,
+        });
+    }
+
+    fn withheld(&self, id: u64, dir: Direction, bytes: Vec<u8>, ts: Timestamp, comments: String) {
+        self.send(ToRecording::Withheld {
+            id,
+            dir,
+            bytes,
+            ts,
+            comments,
+        });
+    }
+
+    fn close(&self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: String) {
+        self.send(ToRecording::Close {
+            id,
+            by,
+            reason,
+            ts,
+            comments,
+        });
+    }
+
+    fn flush(&self) {
+        self.send(ToRecording::Flush);
+    }
+
+    /// Writes everything handed over and closes the file.
+    fn finish(mut self) {
+        drop(self.to.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn flush_all(sinks: &mut Sinks, recording: &mut Option<Recorder>) {
+    sinks.flush();
+    if let Some(r) = recording.as_mut() {
+        r.flush();
+    }
+}
+
+/// Events handed to the sink thread at a time (fewer hand-overs, no wake-up per event).
+const EVENT_BATCH: usize = 256;
+
+/// Batches the sink thread may be behind before the analysis waits for it (the relays never
+/// wait: their copies are dropped and reported as gaps instead).
+const EVENT_BATCHES_QUEUED: usize = 128;
+
+/// What the analysis thread sends the sink thread.
+enum ToSinks {
+    /// Events, in order.
+    Events(Vec<Event>),
+    /// Write out what was collected.
+    Flush,
+}
+
+/// The sinks, run on a thread of their own: formatting and writing the event lines (JSON,
+/// the readable log, metrics) takes about as long as the analysis itself, and the two now run
+/// side by side.
+struct Sinks {
+    batch: Vec<Event>,
+    to: Option<std::sync::mpsc::SyncSender<ToSinks>>,
+    /// Emptied batches coming back for reuse.
+    recycled: std::sync::mpsc::Receiver<Vec<Event>>,
+    thread: Option<std::thread::JoinHandle<Vec<Box<dyn EventSink>>>>,
+}
+
+impl Sinks {
+    fn start(mut sinks: Vec<Box<dyn EventSink>>) -> Sinks {
+        let (to, from) = std::sync::mpsc::sync_channel::<ToSinks>(EVENT_BATCHES_QUEUED);
+        let (back, recycled) = std::sync::mpsc::channel::<Vec<Event>>();
+        let thread = std::thread::Builder::new()
+            .name("uatap-sinks".into())
+            .spawn(move || {
+                while let Ok(msg) = from.recv() {
+                    match msg {
+                        ToSinks::Events(mut events) => {
+                            for e in events.drain(..) {
+                                for s in sinks.iter_mut() {
+                                    s.event(&e);
+                                }
+                            }
+                            let _ = back.send(events);
+                        }
+                        ToSinks::Flush => {
+                            for s in sinks.iter_mut() {
+                                s.flush();
+                            }
+                        }
+                    }
+                }
+                for s in sinks.iter_mut() {
+                    s.flush();
+                }
+                sinks
+            })
+            .ok();
+        Sinks {
+            batch: Vec::with_capacity(EVENT_BATCH),
+            to: Some(to),
+            recycled,
+            thread,
+        }
+    }
+
+    /// One event, in order.
+    fn event(&mut self, e: Event) {
+        self.batch.push(e);
+        if self.batch.len() >= EVENT_BATCH {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(EVENT_BATCH));
+        let batch = std::mem::replace(&mut self.batch, next);
+        if let Some(to) = &self.to {
+            let _ = to.send(ToSinks::Events(batch));
+        }
+    }
+
+    /// Hands over the events collected so far, to be written out after them.
+    fn flush(&mut self) {
+        self.send();
+        if let Some(to) = &self.to {
+            let _ = to.send(ToSinks::Flush);
+        }
+    }
+
+    /// Flushes and stops the sink thread; returns the sinks.
+    fn finish(mut self) -> Vec<Box<dyn EventSink>> {
+        self.send();
+        drop(self.to.take());
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
 /// Receives events from the hub.
 pub trait EventSink: Send {
     /// One event, in order.
@@ -280,18 +757,16 @@ pub trait EventSink: Send {
 pub fn run_hub(
     mut rx: mpsc::Receiver<Tap>,
     options: Options,
-    mut sinks: Vec<Box<dyn EventSink>>,
-    mut recording: Option<Recording>,
+    sinks: Vec<Box<dyn EventSink>>,
+    recording: Option<Recording>,
 ) -> Vec<Box<dyn EventSink>> {
     let mut analyzer = Analyzer::new(options);
     let mut conns: HashMap<u64, Connection> = HashMap::new();
     // Drains a connection's events to the sinks; returns their text for packet comments.
-    let emit = |c: &mut Connection, sinks: &mut Vec<Box<dyn EventSink>>, comments: bool| {
+    let mut sinks = Sinks::start(sinks);
+    let emit = |c: &mut Connection, sinks: &mut Sinks, comments: bool| {
         let mut text = String::new();
         while let Some(e) = c.poll_event() {
-            for s in sinks.iter_mut() {
-                s.event(&e);
-            }
             if comments && !matches!(e.kind, uatap_analysis::EventKind::Message(_)) {
                 if !text.is_empty() {
                     text.push('\n');
@@ -299,24 +774,49 @@ pub fn run_hub(
                 text.push_str("uatap: ");
                 text.push_str(&e.to_text());
             }
+            sinks.event(e);
         }
         text
     };
     let rec = recording.is_some();
+    let mut recording = recording.map(Recorder::start);
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
+    let mut last_flush = Instant::now();
+    let mut since_check: u32 = 0;
     loop {
-        // Sinks are flushed whenever the queue runs dry: a person (or `| jq`) sees each event
-        // at once when traffic is light, and a busy proxy does not pay a write per line.
+        // Sinks and recording are flushed when the traffic pauses (IDLE_POLLS looks find
+        // nothing), and at least every FLUSH_INTERVAL while it goes on: a person (or `| jq`)
+        // sees each event within that time, and a busy proxy neither pays a write per line or
+        // packet nor wakes the sink and recording threads at every look.
         let tap = match rx.try_recv() {
-            Ok(t) => t,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                for s in sinks.iter_mut() {
-                    s.flush();
+            Ok(t) => {
+                since_check += 1;
+                if since_check >= 256 {
+                    since_check = 0;
+                    if last_flush.elapsed() >= FLUSH_INTERVAL {
+                        flush_all(&mut sinks, &mut recording);
+                        last_flush = Instant::now();
+                    }
                 }
-                match rx.blocking_recv() {
-                    Some(t) => t,
-                    None => break,
+                t
+            }
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if last_flush.elapsed() >= FLUSH_INTERVAL {
+                    flush_all(&mut sinks, &mut recording);
+                    last_flush = Instant::now();
+                }
+                match poll_recv(&mut rx) {
+                    Polled::Tap(t) => t,
+                    Polled::Closed => break,
+                    Polled::Quiet => {
+                        flush_all(&mut sinks, &mut recording);
+                        last_flush = Instant::now();
+                        match rx.blocking_recv() {
+                            Some(t) => t,
+                            None => break,
+                        }
+                    }
                 }
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
@@ -331,7 +831,7 @@ pub fn run_hub(
                 let mut c = analyzer.open(client.to_string(), server.to_string(), ts);
                 let text = emit(&mut c, &mut sinks, rec);
                 if let Some(r) = recording.as_mut() {
-                    r.open(id, client, server, ts, &text);
+                    r.open(id, client, server, ts, text);
                 }
                 conns.insert(id, c);
             }
@@ -357,7 +857,7 @@ pub fn run_hub(
                         text = note;
                     }
                     if let Some(r) = recording.as_mut() {
-                        r.data(id, dir, &bytes, ts, &text);
+                        r.data(id, dir, bytes, ts, text);
                     }
                 }
             }
@@ -378,7 +878,7 @@ pub fn run_hub(
                     }
                 }
                 if let Some(r) = recording.as_mut() {
-                    r.withheld(id, dir, &bytes, ts, &note);
+                    r.withheld(id, dir, bytes, ts, note);
                 }
             }
             Tap::Lost { id, dir, bytes, ts } => {
@@ -415,9 +915,6 @@ pub fn run_hub(
                             detail,
                         },
                     };
-                    for s in sinks.iter_mut() {
-                        s.event(&e);
-                    }
                     if rec {
                         // Goes into the recording with the next bytes of the connection.
                         let note = pending_notes.entry(id).or_default();
@@ -427,6 +924,7 @@ pub fn run_hub(
                         note.push_str("uatap: ");
                         note.push_str(&e.to_text());
                     }
+                    sinks.event(e);
                 }
             }
             Tap::Close { id, by, reason, ts } => {
@@ -435,7 +933,7 @@ pub fn run_hub(
                     analyzer.handle_close(&mut c, by, reason, ts);
                     let text = emit(&mut c, &mut sinks, rec);
                     if let Some(r) = recording.as_mut() {
-                        r.close(id, by, reason, ts, &text);
+                        r.close(id, by, reason, ts, text);
                     }
                 }
             }
@@ -447,14 +945,53 @@ pub fn run_hub(
         analyzer.handle_close(&mut c, ClosedBy::Proxy, CloseReason::Error, ts);
         let text = emit(&mut c, &mut sinks, rec);
         if let Some(r) = recording.as_mut() {
-            r.close(id, ClosedBy::Proxy, CloseReason::Fin, ts, &text);
+            r.close(id, ClosedBy::Proxy, CloseReason::Fin, ts, text);
         }
+    }
+    // Verdicts on sessions lost and not (yet) come back: the proxy stops, so this is the end.
+    analyzer.finish(ts);
+    while let Some(e) = analyzer.poll_event() {
+        sinks.event(e);
     }
     if let Some(r) = recording {
         r.finish();
     }
-    for s in sinks.iter_mut() {
-        s.flush();
+    sinks.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_reads_are_copied_and_large_ones_handed_over() {
+        let mut b = TapBytes::read_buffer();
+        assert_eq!(b.spare().len(), READ_BUFFER);
+        b.spare()[..3].copy_from_slice(b"abc");
+        b.set_len(3);
+        let small = b.into_tap().expect("a small read is always tapped");
+        assert_eq!(&small[..], b"abc");
+        // A copy of its own size: the read buffer is free again.
+        assert!(!small.pooled);
+        assert_eq!(small.buf.capacity(), 3);
+
+        let mut b = TapBytes::read_buffer();
+        b.spare().fill(7);
+        b.set_len(READ_BUFFER);
+        let pooled = b.pooled;
+        match b.into_tap() {
+            Some(large) => {
+                assert!(pooled);
+                assert_eq!(large.len(), READ_BUFFER);
+                assert!(large.iter().all(|&x| x == 7));
+            }
+            // Only when every shared buffer was out (other tests may hold some).
+            None => assert!(!pooled),
+        }
+        assert_eq!(
+            TapBytes::copy_of(b"xyz").as_deref(),
+            Some(&b"xyz"[..]),
+            "small copies never fail"
+        );
     }
-    sinks
 }

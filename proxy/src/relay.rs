@@ -25,13 +25,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uatap_analysis::{CloseReason, ClosedBy, Direction};
 
 use crate::fault::{self, Faults};
-use crate::hub::{now, Tap};
+use crate::hub::{now, Tap, TapBytes};
 use crate::rewrite::{self, ClientHello, EndpointRewriter, HelloSniffer};
 use crate::upstream::{classify_io_error, client_view, Upstream};
-
-/// Bytes read per system call and direction; with two directions this bounds the buffer
-/// memory of a connection.
-const READ_BUFFER: usize = 16 * 1024;
 
 /// One listener: where clients connect and where their connections go.
 #[derive(Debug, Clone)]
@@ -482,20 +478,19 @@ enum Filter {
 }
 
 async fn pump(
-    mut from: OwnedReadHalf,
+    from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     dir: Direction,
     id: u64,
     tap: mpsc::Sender<Tap>,
     mut filter: Filter,
 ) -> End {
-    let mut buf = vec![0u8; READ_BUFFER];
     let mut rewritten = Vec::new();
     let mut notes = Vec::new();
     let mut lost: u64 = 0;
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) => {
+        let data = match read_some(&from).await {
+            Ok(b) if b.is_empty() => {
                 if let Filter::Rewrite(r) = &mut filter {
                     // An incomplete chunk still held goes out as it is.
                     rewritten.clear();
@@ -507,7 +502,7 @@ async fn pump(
                 let _ = to.shutdown().await;
                 return End::Fin;
             }
-            Ok(n) => n,
+            Ok(b) => b,
             Err(_) => {
                 if let Filter::Rewrite(r) = &mut filter {
                     rewritten.clear();
@@ -526,14 +521,14 @@ async fn pump(
                 return End::Reset;
             }
         };
-        let read = buf.get(..n).unwrap_or(&[]);
-        let chunk = match &mut filter {
-            Filter::Copy => read,
+        let read = &data[..];
+        let rewrote = match &mut filter {
+            Filter::Copy => false,
             Filter::Hello(sniffer, hello) => {
                 if let Some(h) = sniffer.push(read) {
                     let _ = hello.set(h);
                 }
-                read
+                false
             }
             Filter::Rewrite(r) => {
                 rewritten.clear();
@@ -553,9 +548,10 @@ async fn pump(
                     // Part of a chunk that may change: held until it is complete.
                     continue;
                 }
-                &rewritten[..]
+                true
             }
         };
+        let chunk = if rewrote { &rewritten[..] } else { read };
         let n = chunk.len();
         // Forward first, then copy for the analysis.
         if to.write_all(chunk).await.is_err() {
@@ -578,16 +574,37 @@ async fn pump(
                 }
             }
         }
-        if tap
-            .try_send(Tap::Data {
-                id,
-                dir,
-                bytes: chunk.to_vec(),
-                ts,
-            })
-            .is_err()
-        {
+        // The read buffer itself goes to the analysis (no copy), unless every shared buffer
+        // was in use: then the analysis is far behind and loses these bytes.
+        let bytes = if rewrote {
+            TapBytes::copy_of(&rewritten)
+        } else {
+            data.into_tap()
+        };
+        let Some(bytes) = bytes else {
             lost = lost.saturating_add(n as u64);
+            continue;
+        };
+        if tap.try_send(Tap::Data { id, dir, bytes, ts }).is_err() {
+            lost = lost.saturating_add(n as u64);
+        }
+    }
+}
+
+/// Waits until `from` has bytes without holding a buffer (an idle connection costs none), then
+/// reads them into a shared read buffer; an empty buffer is the end of the stream.
+async fn read_some(from: &OwnedReadHalf) -> io::Result<TapBytes> {
+    loop {
+        from.readable().await?;
+        let mut buf = TapBytes::read_buffer();
+        match from.try_read(buf.spare()) {
+            Ok(n) => {
+                buf.set_len(n);
+                return Ok(buf);
+            }
+            // Readiness was stale: the buffer goes back, and we wait again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -612,18 +629,22 @@ fn forwarded(tap: &mpsc::Sender<Tap>, id: u64, dir: Direction, bytes: &[u8], los
         }
         *lost = 0;
     }
-    if tap
-        .try_send(Tap::Data {
+    let sent = TapBytes::copy_of(bytes).is_some_and(|b| {
+        tap.try_send(Tap::Data {
             id,
             dir,
-            bytes: bytes.to_vec(),
+            bytes: b,
             ts: now(),
         })
-        .is_err()
-    {
+        .is_ok()
+    });
+    if !sent {
         *lost = lost.saturating_add(bytes.len() as u64);
     }
 }
+
+/// Bytes read at a time by a relay that applies faults (not the fast path).
+const FAULT_READ_BUFFER: usize = 16 * 1024;
 
 /// What a relay needs to apply faults to one direction.
 struct FaultCtx {
@@ -648,7 +669,7 @@ async fn killed(
             let _ = tap.try_send(Tap::Data {
                 id: ctx.id,
                 dir: ctx.dir,
-                bytes: reply.to_vec(),
+                bytes: reply.to_vec().into(),
                 ts: now(),
             });
         }
@@ -686,7 +707,7 @@ async fn pump_faults(
     mut ctx: FaultCtx,
 ) -> End {
     let (id, dir) = (ctx.id, ctx.dir);
-    let mut buf = vec![0u8; READ_BUFFER];
+    let mut buf = vec![0u8; FAULT_READ_BUFFER];
     let (mut out, mut withheld) = (Vec::new(), Vec::new());
     let mut framer = fault::MessageFramer::default();
     let mut version = u64::MAX;

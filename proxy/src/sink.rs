@@ -7,27 +7,58 @@ use uatap_analysis::{Event, EventKind};
 
 use crate::hub::EventSink;
 
+/// Lines are collected in one reused buffer and written this many bytes at a time (or when
+/// the hub flushes): one system call for hundreds of lines, no allocation per line.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Lines collected for one write.
+struct Lines(String);
+
+impl Lines {
+    fn new() -> Self {
+        Lines(String::with_capacity(WRITE_CHUNK + 4096))
+    }
+
+    /// Writes the collected lines once there are enough of them.
+    fn maybe_write(&mut self, out: &mut impl Write) {
+        if self.0.len() >= WRITE_CHUNK {
+            self.write(out);
+        }
+    }
+
+    fn write(&mut self, out: &mut impl Write) {
+        if !self.0.is_empty() {
+            // A closed pipe (`| head`) must not stop the proxy.
+            let _ = out.write_all(self.0.as_bytes());
+            self.0.clear();
+        }
+    }
+}
+
 /// JSON Lines of the event contract; the hub flushes it whenever it has nothing else to do.
 pub struct JsonSink<W: Write + Send> {
     out: W,
+    lines: Lines,
 }
 
 impl<W: Write + Send> JsonSink<W> {
     /// Writes to `out`.
     pub fn new(out: W) -> Self {
-        JsonSink { out }
+        JsonSink {
+            out,
+            lines: Lines::new(),
+        }
     }
 }
 
 impl<W: Write + Send> EventSink for JsonSink<W> {
     fn event(&mut self, e: &Event) {
-        let mut line = String::with_capacity(512);
-        e.write_json(&mut line);
-        line.push('\n');
-        // A closed pipe (`| head`) must not stop the proxy.
-        let _ = self.out.write_all(line.as_bytes());
+        e.write_json(&mut self.lines.0);
+        self.lines.0.push('\n');
+        self.lines.maybe_write(&mut self.out);
     }
     fn flush(&mut self) {
+        self.lines.write(&mut self.out);
         let _ = self.out.flush();
     }
 }
@@ -52,6 +83,7 @@ pub struct TextSink<W: Write + Send> {
     out: W,
     color: bool,
     messages: bool,
+    lines: Lines,
 }
 
 impl<W: Write + Send> TextSink<W> {
@@ -61,6 +93,7 @@ impl<W: Write + Send> TextSink<W> {
             out,
             color,
             messages,
+            lines: Lines::new(),
         }
     }
 }
@@ -87,14 +120,19 @@ impl<W: Write + Send> EventSink for TextSink<W> {
             return;
         }
         let text = e.to_text();
-        let line = match (self.color, weight(e)) {
-            (true, 2) => format!("\x1b[1;31m{text}\x1b[0m\n"),
-            (true, 1) => format!("\x1b[1m{text}\x1b[0m\n"),
-            _ => format!("{text}\n"),
+        let (start, end) = match (self.color, weight(e)) {
+            (true, 2) => ("\x1b[1;31m", "\x1b[0m\n"),
+            (true, 1) => ("\x1b[1m", "\x1b[0m\n"),
+            _ => ("", "\n"),
         };
-        let _ = self.out.write_all(line.as_bytes());
+        let line = &mut self.lines.0;
+        line.push_str(start);
+        line.push_str(&text);
+        line.push_str(end);
+        self.lines.maybe_write(&mut self.out);
     }
     fn flush(&mut self) {
+        self.lines.write(&mut self.out);
         let _ = self.out.flush();
     }
 }

@@ -9,7 +9,10 @@
 //!
 //! Every block is built in memory and written with one `write_all` followed by a flush, so a
 //! recording cut short (crash, `kill -9`, full disk) still ends on a block boundary and opens
-//! in every tool; there is nothing to finalize.
+//! in every tool; there is nothing to finalize. With a write buffer
+//! ([`PcapngWriter::set_write_buffer`], [`RotatingWriter::set_write_buffer`]) whole blocks are
+//! collected in memory and written together, many per system call; what was collected but not
+//! yet written is lost by a crash, and the file still ends on a block boundary.
 //!
 //! Block layout: draft-ietf-opsawg-pcapng, sections 4.1 (SHB), 4.2 (IDB), 4.3 (EPB), 4.7 (DSB).
 
@@ -239,6 +242,22 @@ pub trait PacketSink {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError>;
+
+    /// Like [`write_packet`](Self::write_packet) for the frame `head` followed by `payload`,
+    /// which a sink may copy into its block without joining them first.
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        let mut frame = Vec::with_capacity(head.len() + payload.len());
+        frame.extend_from_slice(head);
+        frame.extend_from_slice(payload);
+        self.write_packet(iface, ts, &frame, comments)
+    }
 }
 
 impl<S: PacketSink + ?Sized> PacketSink for &mut S {
@@ -257,21 +276,35 @@ impl<S: PacketSink + ?Sized> PacketSink for &mut S {
     ) -> Result<(), WriteError> {
         (**self).write_packet(iface, ts, frame, comments)
     }
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        (**self).write_packet_parts(iface, ts, head, payload, comments)
+    }
 }
 
 /// Appends pcapng blocks to a block under construction in `buf`.
 struct BlockBuilder<'a> {
     buf: &'a mut Vec<u8>,
+    /// Where the block starts in `buf` (after the blocks already there).
+    start: usize,
     has_options: bool,
 }
 
 impl<'a> BlockBuilder<'a> {
+    /// Starts a block at the end of `buf`.
     fn new(buf: &'a mut Vec<u8>, block_type: u32) -> Self {
-        buf.clear();
+        let start = buf.len();
         buf.extend_from_slice(&block_type.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes());
         BlockBuilder {
             buf,
+            start,
             has_options: false,
         }
     }
@@ -316,9 +349,9 @@ impl<'a> BlockBuilder<'a> {
         if self.has_options {
             self.u16_pair_end();
         }
-        let total = self.buf.len() + 4;
+        let total = self.buf.len() - self.start + 4;
         let total32 = u32::try_from(total).unwrap_or(u32::MAX);
-        if let Some(len) = self.buf.get_mut(4..8) {
+        if let Some(len) = self.buf.get_mut(self.start + 4..self.start + 8) {
             len.copy_from_slice(&total32.to_le_bytes());
         }
         self.buf.extend_from_slice(&total32.to_le_bytes());
@@ -344,10 +377,18 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
 
 /// Writes one pcapng section to any `Write`: SHB at creation, then IDBs, EPBs and DSBs, each
 /// with a single `write_all` and a flush. Dropping it without [`finish`](Self::finish) loses
-/// nothing that a write call reported as done.
+/// nothing that a write call reported as done, unless a write buffer was set
+/// ([`set_write_buffer`](Self::set_write_buffer)): then the blocks collected since the last
+/// write are lost.
 pub struct PcapngWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
+    /// Whole blocks collected but not yet written (write buffer only).
+    pending: Vec<u8>,
+    /// Write once this many bytes are collected; 0: write every block at once.
+    buffer_limit: usize,
+    /// Bytes of whole blocks handed to `out` without error.
+    flushed: u64,
     interfaces: Vec<LinkType>,
     last_ts: Timestamp,
     bytes_written: u64,
@@ -374,13 +415,16 @@ impl<W: Write> PcapngWriter<W> {
         let mut writer = PcapngWriter {
             out,
             buf: Vec::with_capacity(256),
+            pending: Vec::new(),
+            buffer_limit: 0,
+            flushed: 0,
             interfaces: Vec::new(),
             last_ts: Timestamp::default(),
             bytes_written: 0,
             packets_written: 0,
             stopped: false,
         };
-        let mut b = BlockBuilder::new(&mut writer.buf, SHB_TYPE);
+        let mut b = BlockBuilder::new(writer.target(), SHB_TYPE);
         b.u32(BYTE_ORDER_MAGIC);
         b.u16(1);
         b.u16(0);
@@ -388,7 +432,7 @@ impl<W: Write> PcapngWriter<W> {
         b.text_option(SHB_OS, std::env::consts::OS);
         b.text_option(SHB_USERAPPL, USER_APPLICATION);
         b.finish();
-        writer.write_block()?;
+        writer.write_block(0)?;
         Ok(writer)
     }
 
@@ -399,7 +443,8 @@ impl<W: Write> PcapngWriter<W> {
         iface: &InterfaceDescription,
     ) -> Result<InterfaceId, WriteError> {
         let id = InterfaceId(u32::try_from(self.interfaces.len()).unwrap_or(u32::MAX));
-        let mut b = BlockBuilder::new(&mut self.buf, IDB_TYPE);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), IDB_TYPE);
         b.u16(u16::try_from(iface.link_type.0).unwrap_or(u16::MAX));
         b.u16(0);
         b.u32(0);
@@ -407,7 +452,7 @@ impl<W: Write> PcapngWriter<W> {
         b.text_option(IF_DESCRIPTION, &iface.description);
         b.option(IF_TSRESOL, &[9]);
         b.finish();
-        self.write_block()?;
+        self.write_block(start)?;
         self.interfaces.push(iface.link_type);
         Ok(id)
     }
@@ -421,18 +466,56 @@ impl<W: Write> PcapngWriter<W> {
     ) -> Result<(), WriteError> {
         let len =
             u32::try_from(data.len()).map_err(|_| WriteError::FrameTooLarge { len: data.len() })?;
-        let mut b = BlockBuilder::new(&mut self.buf, DSB_TYPE);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), DSB_TYPE);
         b.u32(secrets_type);
         b.u32(len);
         b.bytes_padded(data);
         b.finish();
-        self.write_block()
+        self.write_block(start)
     }
 
-    /// Bytes of whole blocks written so far (the file size for a fresh file).
+    /// Bytes of whole blocks written so far (the file size for a fresh file, once the write
+    /// buffer is flushed).
     #[must_use]
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written
+    }
+
+    /// Collects whole blocks in memory and writes them once `limit` bytes are collected, or on
+    /// [`flush`](Self::flush) or [`finish`](Self::finish); 0 (the default) writes every block
+    /// at once. Fewer, larger writes for a busy recording; a crash loses what was collected.
+    pub fn set_write_buffer(&mut self, limit: usize) -> Result<(), WriteError> {
+        self.buffer_limit = limit;
+        if limit == 0 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the blocks collected by the write buffer (nothing without one).
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.stopped {
+            return Err(WriteError::Stopped);
+        }
+        let result = self
+            .out
+            .write_all(&self.pending)
+            .and_then(|()| self.out.flush());
+        match result {
+            Ok(()) => {
+                self.flushed += self.pending.len() as u64;
+                self.pending.clear();
+                Ok(())
+            }
+            Err(e) => {
+                self.stopped = true;
+                Err(WriteError::from_io(e, None))
+            }
+        }
     }
 
     /// Enhanced Packet Blocks written so far.
@@ -453,23 +536,52 @@ impl<W: Write> PcapngWriter<W> {
         &self.out
     }
 
-    /// Flushes and hands the output back. Optional: every block is already flushed.
+    /// Flushes and hands the output back. Optional without a write buffer: every block is
+    /// already flushed.
     pub fn finish(mut self) -> Result<W, WriteError> {
+        self.flush()?;
         self.out.flush().map_err(|e| WriteError::from_io(e, None))?;
         Ok(self.out)
     }
 
-    fn write_block(&mut self) -> Result<(), WriteError> {
+    /// Where the next block is built: at the end of the collected blocks with a write buffer,
+    /// else in the (emptied) block buffer.
+    fn target(&mut self) -> &mut Vec<u8> {
+        if self.buffer_limit > 0 {
+            &mut self.pending
+        } else {
+            &mut self.buf
+        }
+    }
+
+    /// Writes the block just built at `start` of [`target`](Self::target) (with a write
+    /// buffer: keeps it, and writes the collected blocks once there are enough).
+    fn write_block(&mut self, start: usize) -> Result<(), WriteError> {
+        if self.buffer_limit > 0 {
+            if self.stopped {
+                self.pending.truncate(start);
+                return Err(WriteError::Stopped);
+            }
+            self.bytes_written += (self.pending.len() - start) as u64;
+            if self.pending.len() >= self.buffer_limit {
+                return self.flush();
+            }
+            return Ok(());
+        }
         if self.stopped {
+            self.buf.clear();
             return Err(WriteError::Stopped);
         }
         let result = self
             .out
             .write_all(&self.buf)
             .and_then(|()| self.out.flush());
+        let len = self.buf.len() as u64;
+        self.buf.clear();
         match result {
             Ok(()) => {
-                self.bytes_written += self.buf.len() as u64;
+                self.bytes_written += len;
+                self.flushed = self.bytes_written;
                 Ok(())
             }
             Err(e) => {
@@ -496,27 +608,41 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_packet_parts(iface, ts, frame, &[], comments)
+    }
+
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
         if self.link_type(iface).is_none() {
             return Err(WriteError::UnknownInterface { id: iface.0 });
         }
-        if frame.len() > MAX_FRAME_LEN {
-            return Err(WriteError::FrameTooLarge { len: frame.len() });
+        let frame_len = head.len() + payload.len();
+        if frame_len > MAX_FRAME_LEN {
+            return Err(WriteError::FrameTooLarge { len: frame_len });
         }
         let ts = ts.max(self.last_ts);
         let units = u64::try_from(ts.unix_nanos).unwrap_or(0);
-        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-        let mut b = BlockBuilder::new(&mut self.buf, EPB_TYPE);
+        let len = u32::try_from(frame_len).unwrap_or(u32::MAX);
+        let start = self.target().len();
+        let mut b = BlockBuilder::new(self.target(), EPB_TYPE);
         b.u32(iface.0);
         b.u32((units >> 32) as u32);
         b.u32(units as u32);
         b.u32(len);
         b.u32(len);
-        b.bytes_padded(frame);
+        b.buf.extend_from_slice(head);
+        b.bytes_padded(payload);
         for comment in comments {
             b.text_option(OPT_COMMENT, comment);
         }
         b.finish();
-        self.write_block()?;
+        self.write_block(start)?;
         self.last_ts = ts;
         self.packets_written += 1;
         Ok(())
@@ -770,35 +896,40 @@ impl TcpFlowWriter {
             },
             flags,
         };
-        let frame = match link_type {
+        // The headers only: the payload goes into the block as it is.
+        let mut head = Vec::with_capacity(14 + 60);
+        match link_type {
             LinkType::ETHERNET => {
                 let ethertype: u16 = if src.is_ipv4() { 0x0800 } else { 0x86DD };
-                let mut frame = Vec::with_capacity(14 + 60 + payload.len());
-                frame.extend_from_slice(&dst_mac);
-                frame.extend_from_slice(&src_mac);
-                frame.extend_from_slice(&ethertype.to_be_bytes());
-                header.write_ip_tcp(&mut frame, payload);
-                frame
+                head.extend_from_slice(&dst_mac);
+                head.extend_from_slice(&src_mac);
+                head.extend_from_slice(&ethertype.to_be_bytes());
+                header.write_ip_tcp_headers(&mut head, payload);
             }
-            LinkType::RAW => ip_tcp_frame(&header, payload),
-            LinkType::IPV4 if src.is_ipv4() => ip_tcp_frame(&header, payload),
-            LinkType::IPV6 if src.is_ipv6() => ip_tcp_frame(&header, payload),
+            LinkType::RAW => header.write_ip_tcp_headers(&mut head, payload),
+            LinkType::IPV4 if src.is_ipv4() => header.write_ip_tcp_headers(&mut head, payload),
+            LinkType::IPV6 if src.is_ipv6() => header.write_ip_tcp_headers(&mut head, payload),
             link_type => return Err(WriteError::UnsupportedLinkType { link_type }),
-        };
+        }
 
         let file_index = sink.file_index();
         let continued = self.file_index.is_some_and(|f| f != file_index);
         let note;
-        let mut comments: Vec<&str> = Vec::with_capacity(2);
+        let mut comments: [&str; 2] = [""; 2];
+        let mut n = 0;
         if continued {
             note = format!(
                 "uatap: TCP connection {} -> {} started in an earlier file of this recording",
                 self.client, self.server
             );
-            comments.push(&note);
+            comments[n] = &note;
+            n += 1;
         }
-        comments.extend(comment);
-        sink.write_packet(self.iface, ts, &frame, &comments)?;
+        if let Some(c) = comment {
+            comments[n] = c;
+            n += 1;
+        }
+        sink.write_packet_parts(self.iface, ts, &head, payload, &comments[..n])?;
 
         self.file_index = Some(file_index);
         self.started = true;
@@ -857,16 +988,10 @@ struct SegmentHeader {
     flags: u8,
 }
 
-fn ip_tcp_frame(header: &SegmentHeader, payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(60 + payload.len());
-    header.write_ip_tcp(&mut frame, payload);
-    frame
-}
-
 impl SegmentHeader {
-    /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header, the 20-byte TCP header (RFC 9293)
-    /// and the payload, with both checksums.
-    fn write_ip_tcp(&self, out: &mut Vec<u8>, payload: &[u8]) {
+    /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header and the 20-byte TCP header
+    /// (RFC 9293), with both checksums (the TCP one over `payload` too, which follows them).
+    fn write_ip_tcp_headers(&self, out: &mut Vec<u8>, payload: &[u8]) {
         const TCP_HEADER_LEN: usize = 20;
         let tcp_len = TCP_HEADER_LEN + payload.len();
         // Pseudo-header sum (RFC 9293 section 3.1; RFC 8200 section 8.1): addresses, protocol,
@@ -911,23 +1036,71 @@ impl SegmentHeader {
         out.extend_from_slice(&[0x50, self.flags]);
         out.extend_from_slice(&WINDOW.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(payload);
-        let checksum = internet_checksum(sum_words(&out[start..], pseudo));
+        // The TCP header has an even length, so the payload's words line up on their own.
+        let checksum = internet_checksum(sum_words(&out[start..], pseudo) + payload_sum(payload));
         out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
     }
 }
 
 /// Adds `data` as big-endian 16-bit words (a last odd byte padded with zero) to `acc`
-/// (RFC 1071); the u64 cannot overflow for any frame size.
+/// (RFC 1071); the u64 cannot overflow for any frame size. Eight bytes at a time: the four
+/// words of a big-endian u64 are added in two 32-bit lanes, which are folded into `acc`
+/// before they can overflow, so the result is exactly the sum of the words.
 fn sum_words(data: &[u8], acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(2);
-    let mut acc = chunks
+    const LANES: u64 = 0x0000_FFFF_0000_FFFF;
+    // Each step adds at most 2 * 0xFFFF to a 32-bit lane: 32_768 steps cannot overflow it.
+    const STEPS: usize = 32_768;
+    let mut acc = acc;
+    let mut quads = data.chunks_exact(8);
+    loop {
+        let mut lanes = 0u64;
+        let mut steps = 0;
+        for q in quads.by_ref() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(q);
+            let x = u64::from_be_bytes(b);
+            lanes += (x & LANES) + ((x >> 16) & LANES);
+            steps += 1;
+            if steps == STEPS {
+                break;
+            }
+        }
+        acc += (lanes & 0xFFFF_FFFF) + (lanes >> 32);
+        if steps < STEPS {
+            break;
+        }
+    }
+    let mut words = quads.remainder().chunks_exact(2);
+    acc = words
         .by_ref()
         .fold(acc, |a, w| a + u64::from(u16::from_be_bytes([w[0], w[1]])));
-    if let [last] = chunks.remainder() {
+    if let [last] = words.remainder() {
         acc += u64::from(*last) << 8;
     }
     acc
+}
+
+/// The sum of `data` as big-endian 16-bit words (a last odd byte padded with zero), folded to
+/// 16 bits: not the same number as [`sum_words`], but the same once folded with other sums
+/// into a checksum (RFC 1071 section 2: the sum is the same modulo 0xFFFF, and byte order can
+/// be swapped at the end). Little-endian 32-bit words, which the compiler vectorizes: the
+/// payload's checksum costs less than its copy.
+fn payload_sum(data: &[u8]) -> u64 {
+    let mut acc = 0u64;
+    let mut quads = data.chunks_exact(4);
+    for q in quads.by_ref() {
+        acc += u64::from(u32::from_le_bytes([q[0], q[1], q[2], q[3]]));
+    }
+    let mut tail = [0u8; 4];
+    let rest = quads.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    acc += u64::from(u32::from_le_bytes(tail));
+    // 2^16 = 1 modulo 0xFFFF: folding keeps the sum modulo 0xFFFF.
+    while acc >> 16 != 0 {
+        acc = (acc & 0xFFFF) + (acc >> 16);
+    }
+    // Little-endian words give the byte-swapped sum.
+    u64::from((acc as u16).swap_bytes())
 }
 
 /// Folds a sum to 16 bits and complements it: the Internet checksum (RFC 1071).
@@ -977,6 +1150,8 @@ pub struct RotatingWriter {
     number: u64,
     rotate_pending: bool,
     stopped: bool,
+    /// Write buffer of every file ([`PcapngWriter::set_write_buffer`]).
+    buffer_limit: usize,
 }
 
 impl RotatingWriter {
@@ -998,6 +1173,7 @@ impl RotatingWriter {
             number: 1,
             rotate_pending: false,
             stopped: false,
+            buffer_limit: 0,
         })
     }
 
@@ -1045,7 +1221,25 @@ impl RotatingWriter {
         self.files.iter().map(PathBuf::as_path)
     }
 
-    /// Flushes the current file. Optional: every block is already written.
+    /// Collects whole blocks in memory and writes them `limit` bytes at a time, in this file
+    /// and the next ones (see [`PcapngWriter::set_write_buffer`]); call [`flush`](Self::flush)
+    /// to bound what a crash can lose. 0 (the default) writes every block at once.
+    pub fn set_write_buffer(&mut self, limit: usize) -> Result<(), WriteError> {
+        self.check_running()?;
+        self.buffer_limit = limit;
+        let result = self.current.set_write_buffer(limit);
+        self.checked(result)
+    }
+
+    /// Writes the blocks collected by the write buffer (nothing without one).
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.check_running()?;
+        let result = self.current.flush();
+        self.checked(result)
+    }
+
+    /// Flushes the current file (with a write buffer, writes what it collected). Optional
+    /// without a write buffer: every block is already written.
     pub fn finish(self) -> Result<(), WriteError> {
         let path = self.current_path;
         self.current
@@ -1068,7 +1262,7 @@ impl RotatingWriter {
             if e.stops_recording() {
                 self.stopped = true;
                 // Cut a partly written block so the file still ends cleanly.
-                let _ = self.current.out.set_len(self.current.bytes_written());
+                let _ = self.current.out.set_len(self.current.flushed);
             }
             e.with_path(&self.current_path)
         })
@@ -1093,6 +1287,9 @@ impl RotatingWriter {
                 }
             }
         }
+        // What the old file collected goes into it before the next one starts.
+        let result = self.current.flush();
+        self.checked(result)?;
         let number = self.number + 1;
         let path = file_name(&self.base, &self.config, number, SystemTime::now());
         let mut next = open_file(&path, self.current.last_timestamp())?;
@@ -1105,6 +1302,7 @@ impl RotatingWriter {
                     .iter()
                     .try_for_each(|(ty, data)| next.write_decryption_secrets(*ty, data))
             });
+        let headers = headers.and_then(|()| next.set_write_buffer(self.buffer_limit));
         if let Err(e) = headers {
             // A file without its interfaces is useless.
             drop(next);
@@ -1136,6 +1334,17 @@ impl PacketSink for RotatingWriter {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_packet_parts(iface, ts, frame, &[], comments)
+    }
+
+    fn write_packet_parts(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
         self.check_running()?;
         if self.rotate_pending {
             if let Err(e) = self.rotate() {
@@ -1145,7 +1354,9 @@ impl PacketSink for RotatingWriter {
                 return Err(e);
             }
         }
-        let result = self.current.write_packet(iface, ts, frame, comments);
+        let result = self
+            .current
+            .write_packet_parts(iface, ts, head, payload, comments);
         self.checked(result)?;
         if self
             .config

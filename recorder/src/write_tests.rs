@@ -289,6 +289,84 @@ fn checksum_matches_rfc1071_example() {
 }
 
 #[test]
+fn word_sum_equals_the_plain_sum_of_words() {
+    // The plain definition: big-endian 16-bit words, a last odd byte as the high half.
+    let plain = |data: &[u8], acc: u64| {
+        let mut acc = acc;
+        for w in data.chunks(2) {
+            acc += u64::from(w[0]) << 8 | w.get(1).map_or(0, |b| u64::from(*b));
+        }
+        acc
+    };
+    // All ones is the worst case for the lanes; long enough to fold them more than once.
+    let ones = vec![0xFFu8; 600_001];
+    assert_eq!(sum_words(&ones, 7), plain(&ones, 7));
+    let mixed: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for len in [0, 1, 2, 7, 8, 9, 15, 16, 17, 1_000, 65_535, 70_000] {
+        let d = &mixed[..len];
+        assert_eq!(sum_words(d, 3), plain(d, 3), "length {len}");
+    }
+}
+
+#[test]
+fn payload_sum_gives_the_same_checksums_as_the_word_sum() {
+    let mixed: Vec<u8> = (0..70_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let ones = vec![0xFFu8; 70_001];
+    for data in [&mixed[..], &ones[..]] {
+        for len in [0, 1, 2, 3, 4, 5, 7, 8, 9, 1_001, 65_535, 70_000] {
+            let d = &data[..len.min(data.len())];
+            for pseudo in [0u64, 6, 0x1_2345, 0xFFFF] {
+                assert_eq!(
+                    internet_checksum(pseudo + payload_sum(d)),
+                    internet_checksum(sum_words(d, pseudo)),
+                    "length {len}, pseudo {pseudo:#x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn write_buffer_writes_the_same_whole_blocks_later() {
+    let client: SocketAddr = "10.0.0.1:50000".parse().unwrap();
+    let server: SocketAddr = "10.0.0.2:4840".parse().unwrap();
+    let write = |w: &mut PcapngWriter<Vec<u8>>, f: &mut TcpFlowWriter, from: usize, to: usize| {
+        for i in from..to {
+            f.data(
+                w,
+                Direction::AToB,
+                Timestamp::from_unix_micros(i as i64),
+                &[i as u8; 300],
+                None,
+            )
+            .unwrap();
+        }
+    };
+    let mut plain = flow_sink();
+    let mut f = TcpFlowWriter::new(InterfaceId(0), client, server).unwrap();
+    write(&mut plain, &mut f, 0, 10);
+    let mut buffered = flow_sink();
+    let header_len = buffered.get_ref().len();
+    buffered.set_write_buffer(1_000).unwrap();
+    let mut f = TcpFlowWriter::new(InterfaceId(0), client, server).unwrap();
+    write(&mut buffered, &mut f, 0, 2);
+    // Two blocks of 300 bytes and more are over the limit of 1000 only with the third.
+    assert_eq!(buffered.get_ref().len(), header_len);
+    write(&mut buffered, &mut f, 2, 3);
+    let written = buffered.get_ref().len();
+    assert!(written > header_len);
+    assert_eq!(blocks(buffered.get_ref()).len(), 2 + 3, "whole blocks only");
+    write(&mut buffered, &mut f, 3, 10);
+    buffered.flush().unwrap();
+    assert_eq!(buffered.get_ref().len() as u64, buffered.bytes_written());
+    assert!(buffered.finish().unwrap() == plain.finish().unwrap());
+}
+
+#[test]
 fn raw_link_type_has_no_ethernet_header() {
     let mut w = PcapngWriter::new(Vec::new()).unwrap();
     let id = w
