@@ -213,7 +213,11 @@ fn recording_survives_kill_9() {
     let upstream = server.local_addr().expect("addr").to_string();
     let dir = temp_dir("proxy-kill-9");
     let rec = dir.join("rec.pcapng");
-    let mut proxy = Proxy::start_with(&upstream, &dir, &["--record", rec.to_str().expect("utf-8 path")]);
+    let mut proxy = Proxy::start_with(
+        &upstream,
+        &dir,
+        &["--record", rec.to_str().expect("utf-8 path")],
+    );
     let server_side = std::thread::spawn(move || {
         let (s, _) = server.accept().expect("accept");
         read_all(s)
