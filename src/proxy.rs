@@ -219,6 +219,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                 .unwrap_or(args.rewrite_endpoint_urls),
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
             faults: faults.clone(),
+            index: bound.len(),
         };
         if let Some(f) = &faults {
             for spec in &l.faults {
@@ -285,12 +286,17 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                 max_size_bytes: plan.record_max_size.map(|mb| mb.saturating_mul(1 << 20)),
                 max_files: plan.record_files,
             };
-            let description = bound
+            let descriptions: Vec<String> = bound
                 .iter()
-                .map(|(_, c, _)| format!("{} -> {}", c.listen, c.upstream))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let r = Recording::create(path, rotation, &format!("uatap {description}"))
+                .map(|(_, c, name)| {
+                    let name = name
+                        .as_deref()
+                        .map(|n| format!("{n}: "))
+                        .unwrap_or_default();
+                    format!("uatap {name}{} -> {}", c.listen, c.upstream)
+                })
+                .collect();
+            let r = Recording::create(path, rotation, &descriptions)
                 .with_context(|| format!("cannot record to {}", path.display()))?;
             let ports: Vec<u16> = bound
                 .iter()

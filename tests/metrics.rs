@@ -427,7 +427,8 @@ fn metrics_on_a_remote_address_needs_the_flag() {
 }
 
 /// Two listeners from one file, to two servers: one process, one event stream with both
-/// connections, metrics and the JSON file configured in the file.
+/// connections, metrics, the JSON file and one recording configured in the file, the recording
+/// with one interface per listener (tshark reads which frame came through which).
 #[test]
 fn metrics_and_two_listeners_from_a_config_file() {
     let dir = temp_dir("metrics-config");
@@ -445,6 +446,7 @@ fn metrics_and_two_listeners_from_a_config_file() {
             r#"# two servers behind one proxy
 json_file = "all.jsonl"
 metrics = "127.0.0.1:0"
+record = "all.pcapng"
 
 [[listener]]
 name = "line-a"
@@ -509,6 +511,54 @@ upstream = "{ub}"
             "{conn}: publish events"
         );
     }
+    // The recording: the frames of each listener's connection, both legs, on its interface.
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(dir.join("all.pcapng"))
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_id",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        .output()
+        .expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut ports_of: BTreeMap<u32, std::collections::BTreeSet<u16>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let iface: u32 = f[0].parse().expect("interface id");
+        let set = ports_of.entry(iface).or_default();
+        set.insert(f[1].parse().expect("port"));
+        set.insert(f[2].parse().expect("port"));
+    }
+    assert_eq!(ports_of.len(), 2, "two interfaces: {ports_of:?}");
+    let iface_of = |port: u16| {
+        ports_of
+            .iter()
+            .find(|(_, ports)| ports.contains(&port))
+            .map(|(i, _)| *i)
+            .unwrap_or_else(|| panic!("no frame with port {port}: {ports_of:?}"))
+    };
+    assert_eq!(
+        iface_of(la.port()),
+        iface_of(ua.port()),
+        "both legs of line-a"
+    );
+    assert_eq!(
+        iface_of(lb.port()),
+        iface_of(ub.port()),
+        "both legs of the second"
+    );
+    assert_ne!(iface_of(la.port()), iface_of(lb.port()));
     let _ = std::fs::remove_dir_all(dir);
 }
 

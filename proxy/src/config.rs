@@ -22,7 +22,7 @@
 //!
 //! Top-level keys: `json_file`, `metrics`, `metrics_allow_remote`, `record`, `record_max_size`
 //! (MB), `record_files`, `admin` (the fault admin API's address). Relative paths are relative to the directory of the file. Unknown keys
-//! are errors, so a typo does not silently drop a setting. A recording covers the whole proxy:
+//! are errors, so a typo does not silently drop a setting. A recording covers the whole proxy, with one interface per listener:
 //! `record` inside a `[[listener]]` is refused with a pointer to the top-level key.
 
 use std::fmt;
@@ -202,7 +202,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
             return Err(ConfigError::at(
                 text,
                 Some(r.span()),
-                "`record` in a [[listener]] is not supported: one recording covers every listener; put `record = \"FILE.pcapng\"` at the top level",
+                "`record` in a [[listener]] is not supported: one recording covers every listener (one interface each); put `record = \"FILE.pcapng\"` at the top level",
             ));
         }
         let listen = l

@@ -27,6 +27,8 @@ pub enum Tap {
     Open {
         /// Connection number within this proxy.
         id: u64,
+        /// The listener it came in on (its index in the proxy's list).
+        listener: usize,
         /// The client's address.
         client: SocketAddr,
         /// The server the client thinks it talks to (the listen address it reached).
@@ -278,25 +280,38 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// collected in memory and written whole, at least every [`FLUSH_INTERVAL`].
 pub struct Recording {
     writer: RotatingWriter,
-    interface: InterfaceId,
+    /// One interface block per listener, in the listeners' order.
+    interfaces: Vec<InterfaceId>,
+    /// The interface of each connection (its listener's).
+    interface_of: HashMap<u64, InterfaceId>,
     flows: HashMap<u64, (TcpFlowWriter, Option<TcpFlowWriter>)>,
     stopped: bool,
 }
 
 impl Recording {
-    /// Starts a recording (one interface block for the listener).
+    /// Starts a recording with one interface block per listener (`descriptions`, in the
+    /// listeners' order; Wireshark shows them as the capture's interfaces).
     pub fn create(
         path: &std::path::Path,
         rotation: RotationConfig,
-        description: &str,
+        descriptions: &[String],
     ) -> Result<Self, WriteError> {
         let mut writer = RotatingWriter::create(path, rotation)?;
-        let interface =
-            writer.add_interface(InterfaceDescription::ethernet("uatap", description))?;
+        let mut interfaces = Vec::with_capacity(descriptions.len().max(1));
+        for (i, d) in descriptions.iter().enumerate() {
+            interfaces.push(
+                writer.add_interface(InterfaceDescription::ethernet(&format!("uatap{i}"), d))?,
+            );
+        }
+        if interfaces.is_empty() {
+            interfaces
+                .push(writer.add_interface(InterfaceDescription::ethernet("uatap", "uatap"))?);
+        }
         writer.set_write_buffer(RECORD_BUFFER)?;
         Ok(Recording {
             writer,
-            interface,
+            interfaces,
+            interface_of: HashMap::new(),
             flows: HashMap::new(),
             stopped: false,
         })
@@ -311,11 +326,28 @@ impl Recording {
         }
     }
 
-    fn open(&mut self, id: u64, client: SocketAddr, server: SocketAddr, ts: Timestamp, note: &str) {
+    fn open(
+        &mut self,
+        id: u64,
+        listener: usize,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts: Timestamp,
+        note: &str,
+    ) {
         if self.stopped {
             return;
         }
-        let Ok(mut flow) = TcpFlowWriter::new(self.interface, client, server) else {
+        let interface = self
+            .interfaces
+            .get(listener)
+            .or_else(|| self.interfaces.first())
+            .copied();
+        let Some(interface) = interface else {
+            return;
+        };
+        self.interface_of.insert(id, interface);
+        let Ok(mut flow) = TcpFlowWriter::new(interface, client, server) else {
             return;
         };
         let r = flow.open(&mut self.writer, rts(ts), Some(note));
@@ -327,7 +359,10 @@ impl Recording {
         if self.stopped {
             return;
         }
-        let Ok(mut flow) = TcpFlowWriter::new(self.interface, local, upstream) else {
+        let Some(&interface) = self.interface_of.get(&id) else {
+            return;
+        };
+        let Ok(mut flow) = TcpFlowWriter::new(interface, local, upstream) else {
             return;
         };
         let r = flow.open(&mut self.writer, rts(ts), None);
@@ -375,6 +410,7 @@ impl Recording {
     }
 
     fn close(&mut self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: &str) {
+        self.interface_of.remove(&id);
         let Some((mut client_leg, server_leg)) = self.flows.remove(&id) else {
             return;
         };
@@ -467,6 +503,7 @@ const RECORD_QUEUE: usize = 4096;
 enum ToRecording {
     Open {
         id: u64,
+        listener: usize,
         client: SocketAddr,
         server: SocketAddr,
         ts: Timestamp,
@@ -520,11 +557,12 @@ impl Recorder {
                     match msg {
                         ToRecording::Open {
                             id,
+                            listener,
                             client,
                             server,
                             ts,
                             note,
-                        } => r.open(id, client, server, ts, &note),
+                        } => r.open(id, listener, client, server, ts, &note),
                         ToRecording::Connected {
                             id,
                             local,
@@ -570,9 +608,18 @@ impl Recorder {
         }
     }
 
-    fn open(&self, id: u64, client: SocketAddr, server: SocketAddr, ts: Timestamp, note: String) {
+    fn open(
+        &self,
+        id: u64,
+        listener: usize,
+        client: SocketAddr,
+        server: SocketAddr,
+        ts: Timestamp,
+        note: String,
+    ) {
         self.send(ToRecording::Open {
             id,
+            listener,
             client,
             server,
             ts,
@@ -824,6 +871,7 @@ pub fn run_hub(
         match tap {
             Tap::Open {
                 id,
+                listener,
                 client,
                 server,
                 ts,
@@ -831,7 +879,7 @@ pub fn run_hub(
                 let mut c = analyzer.open(client.to_string(), server.to_string(), ts);
                 let text = emit(&mut c, &mut sinks, rec);
                 if let Some(r) = recording.as_mut() {
-                    r.open(id, client, server, ts, text);
+                    r.open(id, listener, client, server, ts, text);
                 }
                 conns.insert(id, c);
             }

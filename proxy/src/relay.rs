@@ -43,6 +43,8 @@ pub struct ListenerConfig {
     pub rewrite_endpoint_urls: bool,
     /// When the server refuses a connection, stop accepting until it accepts again.
     pub mirror_refusal: bool,
+    /// This listener's place in the proxy's list (its interface in the recording).
+    pub index: usize,
     /// The fault table, when faults can be injected (`--fault`, `--admin`); `None`: plain
     /// forwarding with no fault machinery at all.
     pub faults: Option<Arc<Faults>>,
@@ -216,6 +218,7 @@ async fn proxy_connection(
     let _ = tap
         .send(Tap::Open {
             id,
+            listener: config.index,
             client: peer,
             server: server_addr,
             ts: now(),
