@@ -300,7 +300,7 @@ impl Recording {
         let mut interfaces = Vec::with_capacity(descriptions.len().max(1));
         for (i, d) in descriptions.iter().enumerate() {
             interfaces.push(
-                writer.add_interface(InterfaceDescription::ethernet(&format!("uatap{i}"), d))?,
+                writer.add_interface(InterfaceDescription::ethernet(format!("uatap{i}"), d))?,
             );
         }
         if interfaces.is_empty() {
