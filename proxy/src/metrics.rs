@@ -348,19 +348,33 @@ const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers `GET /metrics` on `listener` until `shutdown` turns true (or its sender is gone).
-pub async fn serve(
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
+    accept_loop(listener, MAX_CLIENTS, shutdown, move |s| {
+        answer(s, metrics.clone())
+    })
+    .await;
+}
+
+/// Accepts clients of a small loopback HTTP endpoint until `shutdown` turns true, answering at
+/// most `max_clients` at once (more are closed unanswered); shared by the metrics endpoint and
+/// the admin API.
+pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    metrics: Arc<Metrics>,
+    max_clients: usize,
     mut shutdown: watch::Receiver<bool>,
-) {
+    answer: F,
+) where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => {
                     while tasks.try_join_next().is_some() {}
-                    if tasks.len() < MAX_CLIENTS {
-                        tasks.spawn(answer(s, metrics.clone()));
+                    if tasks.len() < max_clients {
+                        tasks.spawn(answer(s));
                     }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,

@@ -29,28 +29,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_CLIENTS: usize = 16;
 
 /// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    faults: Arc<Faults>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => {
-                    while tasks.try_join_next().is_some() {}
-                    if tasks.len() < MAX_CLIENTS {
-                        tasks.spawn(answer(s, faults.clone()));
-                    }
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            },
-            _ = shutdown.changed() => break,
-        }
-    }
-    tasks.abort_all();
-    while tasks.join_next().await.is_some() {}
+pub async fn serve(listener: TcpListener, faults: Arc<Faults>, shutdown: watch::Receiver<bool>) {
+    crate::metrics::accept_loop(listener, MAX_CLIENTS, shutdown, move |s| {
+        answer(s, faults.clone())
+    })
+    .await;
 }
 
 /// A request as read: method, path, body.
