@@ -51,8 +51,8 @@ pub struct Args {
     /// JSON Lines of the events to this file (the readable log stays on standard output).
     #[arg(long, value_name = "FILE")]
     pub json_file: Option<PathBuf>,
-    /// Also log every OPC UA message.
-    #[arg(short, long)]
+    /// Also log every OPC UA message (`message` events, in the readable log and in JSON).
+    #[arg(short, long, visible_alias = "messages")]
     pub verbose: bool,
     /// How long to wait for the server to accept a connection, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
@@ -244,9 +244,10 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     let messages = args.verbose;
     if args.json {
-        sinks.push(Box::new(JsonSink::new(std::io::BufWriter::new(
-            std::io::stdout(),
-        ))));
+        sinks.push(Box::new(JsonSink::new(
+            std::io::BufWriter::new(std::io::stdout()),
+            messages,
+        )));
         sinks.push(Box::new(TextSink::stderr(messages)));
     } else {
         sinks.push(Box::new(TextSink::stdout(messages)));
@@ -254,7 +255,10 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &plan.json_file {
         let f = std::fs::File::create(path)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        sinks.push(Box::new(JsonSink::new(std::io::BufWriter::new(f))));
+        sinks.push(Box::new(JsonSink::new(
+            std::io::BufWriter::new(f),
+            messages,
+        )));
     }
     let metrics = metrics_listener.as_ref().map(|_| Arc::new(Metrics::new()));
     if let Some(m) = &metrics {
@@ -277,7 +281,9 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let options = Options {
         // Metrics count messages by service, so they need the message events.
-        messages: args.verbose || args.json || plan.json_file.is_some() || metrics.is_some(),
+        // `message` events only with -v/--messages (the contract); metrics count messages by
+        // service, so they need them analysed, but the JSON sinks leave them out then.
+        messages: args.verbose || metrics.is_some(),
     };
     let recording = match &plan.record {
         None => None,

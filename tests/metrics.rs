@@ -245,6 +245,8 @@ fn metrics_count_what_crosses_the_proxy() {
             "127.0.0.1:0",
             "--json-file",
             json.to_str().expect("utf-8 path"),
+            // `message` events in the file too, to count them against the metrics.
+            "--messages",
         ],
         1,
         true,

@@ -577,6 +577,8 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         .arg(&json)
         .arg("--record")
         .arg(dir.join("recording.pcapng"))
+        // `message` events too: they are compared with tshark's fields below.
+        .arg("--messages")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -39,20 +39,26 @@ impl Lines {
 pub struct JsonSink<W: Write + Send> {
     out: W,
     lines: Lines,
+    messages: bool,
 }
 
 impl<W: Write + Send> JsonSink<W> {
-    /// Writes to `out`.
-    pub fn new(out: W) -> Self {
+    /// Writes to `out`; `message` events only when `messages` (the contract: only with
+    /// `--messages`).
+    pub fn new(out: W, messages: bool) -> Self {
         JsonSink {
             out,
             lines: Lines::new(),
+            messages,
         }
     }
 }
 
 impl<W: Write + Send> EventSink for JsonSink<W> {
     fn event(&mut self, e: &Event) {
+        if matches!(e.kind, EventKind::Message(_)) && !self.messages {
+            return;
+        }
         e.write_json(&mut self.lines.0);
         self.lines.0.push('\n');
         self.lines.maybe_write(&mut self.out);
