@@ -87,24 +87,7 @@ fn n(e: &Value, k: &str) -> Option<u64> {
 
 /// `118–124`, `5, 7, 9–11`.
 pub fn ranges(nums: &[u64]) -> String {
-    let mut v: Vec<u64> = nums.to_vec();
-    v.sort_unstable();
-    v.dedup();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            v[i].to_string()
-        } else {
-            format!("{}–{}", v[i], v[j])
-        });
-        i = j + 1;
-    }
-    out.join(", ")
+    uatap_analysis::reconnect::ranges(nums)
 }
 
 fn nums(e: &Value, k: &str) -> Vec<u64> {
@@ -114,56 +97,33 @@ fn nums(e: &Value, k: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// The verdict of a `reconnect` event in one sentence.
+/// The verdict of a `reconnect` event in one sentence (the same as the live log's).
 pub fn reconnect_sentence(e: &Value) -> String {
-    let republished = nums(e, "republished");
-    let lost = nums(e, "lost");
-    let reused = e.get("session_reused").and_then(Value::as_bool);
-    let how = match reused {
-        Some(true) => "client reused its session".to_string(),
-        Some(false) => "client created a new session".to_string(),
-        None => "client did not come back".to_string(),
-    };
-    let transferred = e
-        .get("transferred")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let mut parts = vec![how];
-    if transferred > 0 {
-        parts.push(format!("transferred {transferred} subscription(s)"));
-    }
-    let missing = republished.len() + lost.len();
-    if !republished.is_empty() {
-        parts.push(format!(
-            "republished {} of {} missing notification(s)",
-            republished.len(),
-            missing
-        ));
-    }
-    let tail = if lost.is_empty() {
-        "nothing lost".to_string()
-    } else {
-        format!("notifications {} were never delivered", ranges(&lost))
-    };
-    let fails: Vec<String> = e
+    let fails: Vec<&str> = e
         .get("rules")
         .and_then(Value::as_array)
         .map(|rules| {
             rules
                 .iter()
                 .filter(|r| r.get("verdict").and_then(Value::as_str) == Some("FAIL"))
-                .map(|r| s(r, "id").to_string())
+                .filter_map(|r| r.get("id").and_then(Value::as_str))
                 .collect()
         })
         .unwrap_or_default();
-    let mut sentence = format!("{}; {}", parts.join(" and "), tail);
-    if let Some(ms) = e.get("downtime_ms").and_then(Value::as_f64) {
-        let _ = write!(sentence, " (down {:.1} s)", ms / 1000.0);
+    uatap_analysis::reconnect::Story {
+        // Events written before `came_back` existed count as having come back.
+        came_back: e.get("came_back").and_then(Value::as_bool).unwrap_or(true),
+        session_reused: e.get("session_reused").and_then(Value::as_bool) == Some(true),
+        transferred: e
+            .get("transferred")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len),
+        republished: nums(e, "republished"),
+        lost: nums(e, "lost"),
+        downtime_ms: e.get("downtime_ms").and_then(Value::as_f64),
+        failed_rules: fails,
     }
-    if !fails.is_empty() {
-        let _ = write!(sentence, "; rules not followed: {}", fails.join(", "));
-    }
-    sentence
+    .sentence()
 }
 
 /// Publishes of one subscription seen in a row, shown as one line.
@@ -677,6 +637,15 @@ mod tests {
         assert_eq!(page.matches("class=\"gap\"").count(), 1);
         assert!(page.contains("missing 4"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn a_client_that_never_came_back_reads_as_such() {
+        let e = json!({"came_back": false, "session_reused": false, "republished": [], "lost": [7, 8], "recovered": false, "transferred": [], "rules": []});
+        assert_eq!(
+            reconnect_sentence(&e),
+            "client did not come back; notifications 7–8 were never delivered"
+        );
     }
 
     #[test]

@@ -594,7 +594,8 @@ impl Event {
                 p.evidence
             ),
             EventKind::Reconnect(p) => format!(
-                "RECONNECT session={} {} channel {}->{} reused={} transferred={:?} republished={} lost={}{}{}{}",
+                "RECONNECT {}. session={} {} channel {}->{} reused={} transferred={:?} republished={} lost={}{}{}{}",
+                p.story().sentence(),
                 p.session_id.as_deref().unwrap_or("?"),
                 if !p.came_back { "NEVER CAME BACK" } else if p.recovered { "recovered" } else { "NOT recovered" },
                 p.old_channel_id.map_or("?".into(), |c| c.to_string()),

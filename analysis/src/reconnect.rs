@@ -40,6 +40,110 @@ pub const RULES: &[(&str, &str)] = &[
 
 /// A recovery settles at the latest this long after the client came back (traffic time).
 pub const SETTLE_LIMIT_MS: f64 = 30_000.0;
+
+/// `118–124`, `5, 7, 9–11`: sequence numbers as a person reads them.
+pub fn ranges(nums: &[u64]) -> String {
+    let mut v: Vec<u64> = nums.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    while let Some(&first) = v.get(i) {
+        let mut j = i;
+        while let (Some(&a), Some(&b)) = (v.get(j), v.get(j.saturating_add(1))) {
+            if b != a.saturating_add(1) {
+                break;
+            }
+            j = j.saturating_add(1);
+        }
+        let last = v.get(j).copied().unwrap_or(first);
+        out.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}–{last}")
+        });
+        i = j.saturating_add(1);
+    }
+    out.join(", ")
+}
+
+/// What a reconnect verdict says, for the one plain sentence of the live log and the timeline.
+#[derive(Debug, Clone, Default)]
+pub struct Story<'a> {
+    /// The client came back at all.
+    pub came_back: bool,
+    /// It reactivated its old session (else it created a new one).
+    pub session_reused: bool,
+    /// Subscriptions transferred.
+    pub transferred: usize,
+    /// Sequence numbers recovered by Republish.
+    pub republished: Vec<u64>,
+    /// Sequence numbers lost for good.
+    pub lost: Vec<u64>,
+    /// How long the client was away.
+    pub downtime_ms: Option<f64>,
+    /// Rules the traffic shows were not followed.
+    pub failed_rules: Vec<&'a str>,
+}
+
+impl Story<'_> {
+    /// "client reused its session and republished 3 of 3 missing notification(s); nothing lost".
+    pub fn sentence(&self) -> String {
+        let mut parts = vec![if !self.came_back {
+            "client did not come back".to_string()
+        } else if self.session_reused {
+            "client reused its session".to_string()
+        } else {
+            "client created a new session".to_string()
+        }];
+        if self.transferred > 0 {
+            parts.push(format!("transferred {} subscription(s)", self.transferred));
+        }
+        if !self.republished.is_empty() {
+            parts.push(format!(
+                "republished {} of {} missing notification(s)",
+                self.republished.len(),
+                self.republished.len().saturating_add(self.lost.len())
+            ));
+        }
+        let tail = if self.lost.is_empty() {
+            "nothing lost".to_string()
+        } else {
+            format!("notifications {} were never delivered", ranges(&self.lost))
+        };
+        let mut s = format!("{}; {}", parts.join(" and "), tail);
+        if let Some(ms) = self.downtime_ms {
+            s.push_str(&format!(" (down {:.1} s)", ms / 1000.0));
+        }
+        if !self.failed_rules.is_empty() {
+            s.push_str(&format!(
+                "; rules not followed: {}",
+                self.failed_rules.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+impl crate::payload::ReconnectInfo {
+    /// The verdict in one plain sentence.
+    pub fn story(&self) -> Story<'_> {
+        Story {
+            came_back: self.came_back,
+            session_reused: self.session_reused,
+            transferred: self.transferred.len(),
+            republished: self.republished.iter().map(|&n| u64::from(n)).collect(),
+            lost: self.lost.iter().map(|&n| u64::from(n)).collect(),
+            downtime_ms: self.downtime_ms,
+            failed_rules: self
+                .rules
+                .iter()
+                .filter(|r| r.verdict == "FAIL")
+                .map(|r| r.id)
+                .collect(),
+        }
+    }
+}
 /// Most sequence numbers listed in `republished` / `lost`.
 const MAX_LISTED: usize = 1000;
 /// Most Republish requests remembered per subscription.
