@@ -161,9 +161,9 @@ impl MessageFramer {
 
     /// The stream ended: what is still held goes out as it is.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.message);
+        // Whole chunks of an unfinished message keep the renumbering of what went before.
+        self.flush_message(out);
         out.append(&mut self.held);
-        self.message_chunks = 0;
     }
 
     fn forward(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
