@@ -11,6 +11,9 @@ Writes fuzz/corpus/<target>/ anew (the corpora are git-ignored):
               it, data = a direction's stream (big streams cut into windows on chunk boundaries),
               and the same stream re-chunked into small chunks (multi-chunk messages)
   connection  `Vec<(bool to_server, Vec<u8>)>`: the capture's TCP segments in order
+  capture     the capture files themselves (those up to 256 KiB)
+  config      proxy configuration files (TOML)
+  admin       `(Vec<u8>, Vec<u8>)`: two admin API requests (HTTP head + JSON body)
 """
 
 import argparse
@@ -194,6 +197,26 @@ FAULT_EXAMPLES = [
     'faults = ["cut at 60s"]\n',
 ]
 
+CONFIG_EXAMPLES = [
+    'json_file = "events.jsonl"\nmetrics = "127.0.0.1:9464"\nadmin = "127.0.0.1:9465"\n'
+    'record = "line4.pcapng"\n\n[[listener]]\nname = "kepware-1"\nlisten = "0.0.0.0:4841"\n'
+    'upstream = "opc.tcp://kepware:49320"\nconnect_timeout = "5s"\nfaults = ["cut at 60s"]\n\n'
+    '[[listener]]\nlisten = "0.0.0.0:4842"\nupstream = "10.0.0.7:4840"\n',
+    '[[listener]]\nlisten = "127.0.0.1:4841"\nupstream = "127.0.0.1:4840"\n',
+]
+
+
+def http(method, path, body=""):
+    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+
+
+ADMIN_EXAMPLES = [
+    (http("POST", "/faults", '{"spec": "cut after PublishResponse seq=12", "conn": 4}'),
+     http("GET", "/faults")),
+    (http("POST", "/faults", '{"spec": "latency 200ms s2c"}'), http("DELETE", "/faults/1")),
+    (http("GET", "/connections"), http("PUT", "/faults", "{}")),
+]
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -206,12 +229,18 @@ def main():
         sys.exit(f"no captures in {args.fixtures}")
     corpora = {n: Corpus(args.out, n, MAX_SEED if n in ("chunk", "message") else None)
                for n in ("chunk", "message", "reassembly", "connection", "fault_stream",
-                         "fault_spec")}
+                         "fault_spec", "capture", "config", "admin")}
+    for text in CONFIG_EXAMPLES:
+        corpora["config"].add(text.encode())
+    for a, b in ADMIN_EXAMPLES:
+        corpora["admin"].add(arb_bytes(a.encode()) + arb_bytes(b.encode(), take_rest=True))
     # The fault language: the README's examples and a config file.
     for line in FAULT_EXAMPLES:
         corpora["fault_spec"].add(line.encode())
 
     for pcap in captures:
+        if pcap.stat().st_size <= 256 * 1024:
+            corpora["capture"].add(pcap.read_bytes())
         conns = OrderedDict()  # tcp.stream -> [(srcport, dstport, payload)]
         for stream, sport, dport, payload in segments(pcap):
             conns.setdefault(stream, []).append((sport, dport, payload))

@@ -43,14 +43,70 @@ struct Request {
     body: Vec<u8>,
 }
 
+/// An error status and why, answered instead of a request that can't be read.
+type Refusal = (&'static str, String);
+
+/// Method, path and Content-Length of a request head (up to and including the blank line).
+fn parse_head(head: &[u8]) -> Result<(String, String, usize), Refusal> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or("").split_whitespace();
+    let method = first.next().unwrap_or("").to_string();
+    let path = first.next().unwrap_or("").to_string();
+    let mut length = 0usize;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("content-length") {
+                length = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ("400 Bad Request", "bad Content-Length".to_string()))?;
+            }
+        }
+    }
+    if length > MAX_BODY {
+        return Err((
+            "413 Content Too Large",
+            format!("bodies are limited to {MAX_BODY} bytes"),
+        ));
+    }
+    Ok((method, path, length))
+}
+
+/// Where the head of a request ends (after its blank line), once it has arrived.
+fn head_end(data: &[u8]) -> Option<usize> {
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i.saturating_add(4))
+}
+
+/// Answers one whole request given as bytes (head and body), as the API would: the sans-IO
+/// core of the admin API, which the fuzz target drives.
+pub fn respond_to_bytes(data: &[u8], faults: &Faults) -> (&'static str, Value) {
+    let Some(end) = head_end(data).filter(|&e| e <= MAX_HEAD.saturating_add(4)) else {
+        return ("400 Bad Request", json!({ "error": "incomplete request" }));
+    };
+    match parse_head(data.get(..end).unwrap_or(&[])) {
+        Ok((method, path, length)) => {
+            let body = data.get(end..).unwrap_or(&[]);
+            if body.len() < length {
+                return ("400 Bad Request", json!({ "error": "incomplete body" }));
+            }
+            let body = body.get(..length).unwrap_or(&[]).to_vec();
+            respond(&Request { method, path, body }, faults)
+        }
+        Err((status, why)) => (status, json!({ "error": why })),
+    }
+}
+
 /// Reads one request (head and a Content-Length body), or an error status to answer with.
-async fn read_request(s: &mut TcpStream) -> Result<Request, (&'static str, String)> {
+async fn read_request(s: &mut TcpStream) -> Result<Request, Refusal> {
     let mut data = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     let read = async {
-        let head_end = loop {
-            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i.saturating_add(4);
+        let end = loop {
+            if let Some(i) = head_end(&data) {
+                break i;
             }
             if data.len() > MAX_HEAD {
                 return Err((
@@ -67,29 +123,8 @@ async fn read_request(s: &mut TcpStream) -> Result<Request, (&'static str, Strin
             }
             data.extend_from_slice(buf.get(..n).unwrap_or(&[]));
         };
-        let head = String::from_utf8_lossy(data.get(..head_end).unwrap_or(&[])).into_owned();
-        let mut lines = head.lines();
-        let mut first = lines.next().unwrap_or("").split_whitespace();
-        let method = first.next().unwrap_or("").to_string();
-        let path = first.next().unwrap_or("").to_string();
-        let mut length = 0usize;
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-length") {
-                    length = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| ("400 Bad Request", "bad Content-Length".to_string()))?;
-                }
-            }
-        }
-        if length > MAX_BODY {
-            return Err((
-                "413 Content Too Large",
-                format!("bodies are limited to {MAX_BODY} bytes"),
-            ));
-        }
-        let mut body = data.get(head_end..).unwrap_or(&[]).to_vec();
+        let (method, path, length) = parse_head(data.get(..end).unwrap_or(&[]))?;
+        let mut body = data.get(end..).unwrap_or(&[]).to_vec();
         while body.len() < length {
             let n = s
                 .read(&mut buf)
@@ -276,5 +311,32 @@ mod tests {
         );
         let (status, _) = call(addr, &big).await;
         assert_eq!(status, "HTTP/1.1 413 Content Too Large");
+    }
+
+    #[test]
+    fn whole_requests_as_bytes() {
+        let (tx, _rx) = mpsc::channel(8);
+        let faults = Faults::new(tx);
+        let (status, v) = respond_to_bytes(post(r#"{"spec": "cut at 10s"}"#).as_bytes(), &faults);
+        assert_eq!(status, "201 Created");
+        assert_eq!(v["spec"], "cut at 10s");
+        let (status, _) = respond_to_bytes(b"GET /faults HTTP/1.1\r\n", &faults);
+        assert_eq!(status, "400 Bad Request", "no blank line: incomplete");
+        let (status, v) = respond_to_bytes(
+            b"POST /faults HTTP/1.1\r\nContent-Length: 99\r\n\r\n{}",
+            &faults,
+        );
+        assert_eq!(
+            (status, v["error"].as_str()),
+            ("400 Bad Request", Some("incomplete body"))
+        );
+        let (status, _) = respond_to_bytes(
+            b"POST /faults HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+            &faults,
+        );
+        assert_eq!(status, "413 Content Too Large");
+        let (status, v) = respond_to_bytes(b"GET /faults HTTP/1.1\r\n\r\n", &faults);
+        assert_eq!(status, "200 OK");
+        assert_eq!(v["faults"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -405,17 +405,31 @@ impl FaultSpec {
     }
 }
 
+/// A duration written back the way a person types it: `10s` when whole seconds, else `250ms`.
+struct Dur(Duration);
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms != 0 && ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
 impl fmt::Display for FaultSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.action {
             Action::Latency { latency, jitter } => {
-                write!(f, "latency {}ms", latency.as_millis())?;
+                write!(f, "latency {}", Dur(*latency))?;
                 if !jitter.is_zero() {
-                    write!(f, " jitter {}ms", jitter.as_millis())?;
+                    write!(f, " jitter {}", Dur(*jitter))?;
                 }
             }
             Action::Bandwidth { bytes_per_sec } => write!(f, "bandwidth {bytes_per_sec}B/s")?,
-            Action::SlowClose { delay } => write!(f, "slow-close {}ms", delay.as_millis())?,
+            Action::SlowClose { delay } => write!(f, "slow-close {}", Dur(*delay))?,
             Action::DropMessage { what } => write!(f, "drop-message {what}")?,
             Action::Err { status, on } => match status.name() {
                 Some(n) if status.0 & 0xFFFF == 0 => write!(f, "err {n} on {on}")?,
@@ -428,11 +442,11 @@ impl fmt::Display for FaultSpec {
         }
         match &self.start {
             Start::Now => {}
-            Start::At(d) => write!(f, " at {}ms", d.as_millis())?,
+            Start::At(d) => write!(f, " at {}", Dur(*d))?,
             Start::After(m) => write!(f, " after {m}")?,
         }
         if let Some(d) = self.lasting {
-            write!(f, " for {}ms", d.as_millis())?;
+            write!(f, " for {}", Dur(d))?;
         }
         if let Some(d) = self.dir {
             write!(f, " {}", d.as_str())?;
