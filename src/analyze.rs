@@ -12,6 +12,7 @@ use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
 };
 use uatap_codec::tcp::frame;
+use uatap_crypto::passive::KeyStore;
 use uatap_recorder::{self as recorder, StreamEvent, StreamReader};
 
 /// Options of `uatap analyze`.
@@ -67,6 +68,11 @@ pub struct Args {
     /// When the capture holds both legs of a proxy or relay, which to report.
     #[arg(long, value_enum, default_value_t = Leg::Client)]
     pub leg: Leg,
+    /// The private key (PEM or DER) of the client's or the server's application certificate:
+    /// secured OpenSecureChannel messages encrypted to it are read (the exact status of a
+    /// refused channel); with both keys, whole secured channels are decoded. Repeatable.
+    #[arg(long = "private-key", value_name = "KEY.pem")]
+    pub private_keys: Vec<PathBuf>,
 }
 
 /// Which leg of a proxied connection to report.
@@ -93,6 +99,8 @@ pub struct Config {
     pub from: Option<Timestamp>,
     /// Latest event time (exclusive).
     pub until: Option<Timestamp>,
+    /// Private keys to read secured channels with.
+    pub keys: KeyStore,
 }
 
 impl Config {
@@ -104,6 +112,7 @@ impl Config {
             conn: None,
             from: None,
             until: None,
+            keys: KeyStore::default(),
         }
     }
 
@@ -271,6 +280,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         conn: args.conn.clone(),
         from: args.from,
         until: args.until,
+        keys: crate::keys::load(&args.private_keys)?,
     };
     if let Some(interface) = &args.interface {
         return run_live(args, interface, &config);
@@ -436,7 +446,11 @@ impl<'c> StreamAnalysis<'c> {
             first_legs: HashMap::new(),
             ports: Default::default(),
             notes: Vec::new(),
-            analyzer: Analyzer::new(config.options),
+            analyzer: {
+                let mut a = Analyzer::new(config.options);
+                a.set_keys(config.keys.clone());
+                a
+            },
             last_ts: None,
         }
     }

@@ -4,6 +4,7 @@
 mod analyze;
 mod check;
 mod fault;
+mod keys;
 mod probe;
 mod proxy;
 mod report;

@@ -6,6 +6,7 @@ mod util;
 mod analysis;
 mod check;
 mod crosscheck;
+mod decrypt;
 mod faults;
 mod fixtures;
 mod live;

@@ -5,9 +5,10 @@ use std::collections::VecDeque;
 use uatap_codec::reader::Reader;
 use uatap_codec::reassembly::{AssembledMessage, Limits, Reassembler, ReassemblyEvent};
 use uatap_codec::secure::Protection;
-use uatap_codec::services::{parse_message, summarize_message};
+use uatap_codec::services::{parse_message, summarize_message, ServiceBody};
 use uatap_codec::tcp::{parse_tcp_message, MessageType, TcpMessage};
 use uatap_codec::DecodeError;
+use uatap_crypto::passive::KeyStore;
 
 use crate::event::{
     hex_prefix, CloseReason, ClosedBy, Direction, Event, EventKind, HelloInfo, MessageInfo,
@@ -33,6 +34,7 @@ pub struct Analyzer {
     options: Options,
     next_seq: u64,
     events: VecDeque<Event>,
+    keys: KeyStore,
 }
 
 impl Analyzer {
@@ -43,13 +45,22 @@ impl Analyzer {
             options,
             next_seq: 0,
             events: VecDeque::new(),
+            keys: KeyStore::default(),
         }
+    }
+
+    /// Private keys of the client or server applications (`--private-key`): the secured
+    /// channels of the connections opened from now on are read with them.
+    pub fn set_keys(&mut self, keys: KeyStore) {
+        self.keys = keys;
     }
 
     /// Starts a connection (emits its `conn_open`).
     pub fn open(&mut self, client: String, server: String, now: Timestamp) -> Connection {
         self.next_seq = self.next_seq.saturating_add(1);
-        Connection::with_seq(client, server, self.options, now, self.next_seq)
+        let mut c = Connection::with_seq(client, server, self.options, now, self.next_seq);
+        c.set_keys(&self.keys);
+        c
     }
 
     /// Bytes of one direction of `conn`, in order.
@@ -175,6 +186,15 @@ impl Connection {
         };
         c.push(now, None, EventKind::ConnOpen { client, server });
         c
+    }
+
+    /// Reads this connection's secured channel with the given private keys.
+    pub fn set_keys(&mut self, keys: &KeyStore) {
+        if !keys.is_empty() {
+            let (c2s, s2c) = keys.openers();
+            self.c2s.set_opener(Box::new(c2s));
+            self.s2c.set_opener(Box::new(s2c));
+        }
     }
 
     /// The connection id used in every event.
@@ -571,6 +591,9 @@ impl Connection {
                 );
             }
         }
+        if m.message_type == MessageType::Message && !m.signature_stripped {
+            self.tracker.on_channel_used(out);
+        }
         if m.encrypted {
             info.encrypted = true;
             return;
@@ -599,6 +622,26 @@ impl Connection {
         }
         match parsed {
             Ok(msg) => {
+                if m.decrypted {
+                    if let ServiceBody::OpenSecureChannelRequest(r) = &msg.body {
+                        // The mode, read: no guessing for the chunks the keys cannot open.
+                        let policy = m
+                            .open_security_header
+                            .as_ref()
+                            .and_then(|h| h.policy_name())
+                            .unwrap_or_default();
+                        let p = match r.security_mode {
+                            2 => Protection::Sign {
+                                signature_len: symmetric_signature_len(&policy),
+                            },
+                            3 => Protection::Encrypted,
+                            _ => Protection::None,
+                        };
+                        self.protection = Some(p);
+                        self.set_protection(p, false);
+                    }
+                }
+                let first_new = out.len();
                 info.type_id = msg.type_id_numeric();
                 info.service = msg.service_name();
                 info.request_handle = msg.request_handle();
@@ -614,6 +657,13 @@ impl Connection {
                     m.secure_channel_id,
                     out,
                 );
+                if m.decrypted {
+                    for (_, e) in out.iter_mut().skip(first_new) {
+                        if let EventKind::SecureChannel(sc) = e {
+                            sc.decrypted = true;
+                        }
+                    }
+                }
             }
             Err(mut err) => {
                 if let Ok(s) = summarize_message(&m.payload) {

@@ -80,6 +80,9 @@ pub struct SecureChannelInfo {
     pub server_cert: Option<CertSummary>,
     /// The client's thumbprint of the server certificate it encrypted to.
     pub receiver_thumbprint: Option<String>,
+    /// The OPN was secured and uatap read it with a private key the user gave
+    /// (`--private-key`): the status and mode are read, not inferred.
+    pub decrypted: bool,
 }
 
 /// `session`: CreateSession, ActivateSession, CloseSession outcomes.

@@ -777,6 +777,7 @@ mod tests {
             client_cert: c,
             server_cert: None,
             receiver_thumbprint: None,
+            decrypted: false,
         }))
     }
 

@@ -457,6 +457,7 @@ impl Tracker {
                             .receiver_certificate_thumbprint
                             .as_deref()
                             .map(|t| t.iter().map(|b| format!("{b:02X}")).collect()),
+                        decrypted: false,
                     },
                 });
             }
@@ -503,6 +504,14 @@ impl Tracker {
     pub(crate) fn on_mode_known(&mut self, mode: &'static str, out: &mut Out) {
         if let Some(mut info) = self.held_channel.take() {
             info.mode = Some(mode);
+            out.push((None, EventKind::SecureChannel(Box::new(info))));
+        }
+    }
+
+    /// A message went over a secured channel whose mode is already known (read from the
+    /// OpenSecureChannel request with a private key): the channel works.
+    pub(crate) fn on_channel_used(&mut self, out: &mut Out) {
+        if let Some(info) = self.held_channel.take() {
             out.push((None, EventKind::SecureChannel(Box::new(info))));
         }
     }
@@ -657,7 +666,10 @@ impl Tracker {
                         requested_lifetime_ms: Some(r.requested_lifetime),
                         client_cert: header.and_then(|h| cert_of(&h.sender_certificate)),
                         server_cert: None,
-                        receiver_thumbprint: None,
+                        receiver_thumbprint: header
+                            .and_then(|h| h.receiver_certificate_thumbprint.as_deref())
+                            .map(|t| t.iter().map(|b| format!("{b:02X}")).collect()),
+                        decrypted: false,
                     },
                 });
                 Detail::None
@@ -859,6 +871,7 @@ impl Tracker {
                             client_cert: None,
                             server_cert: None,
                             receiver_thumbprint: None,
+                            decrypted: false,
                         });
                 info.outcome = if ok { "ok" } else { "rejected" };
                 info.status = status;
@@ -880,6 +893,16 @@ impl Tracker {
                 out.push((None, EventKind::SecureChannel(Box::new(info))));
             }
             ServiceBody::ServiceFault(_) => {
+                if pending.as_ref().and_then(|p| p.service) == Some("OpenSecureChannelRequest") {
+                    // A refused OpenSecureChannel: the channel's outcome is this status.
+                    if let Some(mut p) = self.open.take() {
+                        p.info.outcome = "rejected";
+                        p.info.status = status;
+                        p.info.server_cert = header.and_then(|h| cert_of(&h.sender_certificate));
+                        self.summary.rejects = self.summary.rejects.saturating_add(1);
+                        out.push((None, EventKind::SecureChannel(Box::new(p.info))));
+                    }
+                }
                 self.on_fault(shared, request_id, pending.as_ref(), result, out);
             }
             ServiceBody::CreateSessionResponse(r) => {

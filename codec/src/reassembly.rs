@@ -115,6 +115,17 @@ pub struct AssembledMessage {
     /// True when the body was read under [`Protection::Sign`] guessed from the policy: the
     /// caller confirms by decoding it (a body that decodes exactly means Sign-only).
     pub signature_stripped: bool,
+    /// True when the chunks were secured and a [`ChunkOpener`] opened them with the keys.
+    pub decrypted: bool,
+}
+
+/// Opens the secured chunks of one direction for an observer that holds the keys. The codec
+/// does not decrypt; the analysis plugs in the passive decryption of `uatap-crypto` here.
+pub trait ChunkOpener: Send + std::fmt::Debug {
+    /// The chunk in clear (its headers kept, MessageSize set to the clear length, then the
+    /// sequence header and the body without padding or signature); `None` when this opener has
+    /// no key for it; or the offset in the chunk and the field where opening failed.
+    fn open(&mut self, chunk: &[u8]) -> Option<Result<Vec<u8>, (usize, &'static str)>>;
 }
 
 /// What the reassembler has to say.
@@ -192,6 +203,7 @@ pub struct Reassembler {
     discarding: Vec<Option<u32>>,
     last_sequence_number: Option<u32>,
     events: VecDeque<ReassemblyEvent>,
+    opener: Option<Box<dyn ChunkOpener>>,
 }
 
 impl Default for Reassembler {
@@ -220,6 +232,7 @@ impl Reassembler {
             discarding: Vec::new(),
             last_sequence_number: None,
             events: VecDeque::new(),
+            opener: None,
         }
     }
 
@@ -475,11 +488,18 @@ impl Reassembler {
                     payload: chunk.to_vec(),
                     encrypted: false,
                     signature_stripped: false,
+                    decrypted: false,
                 }));
             return;
         }
+        let wire_len = chunk.len() as u64;
+        let opened = self.open_chunk(header, chunk, at);
+        let (chunk, protection) = match &opened {
+            Some(clear) => (clear.as_slice(), Protection::Decrypted),
+            None => (chunk, self.protection),
+        };
         let mut r = Reader::with_base(chunk, usize::try_from(at).unwrap_or(usize::MAX));
-        let parsed = match parse_chunk(&mut r, self.protection) {
+        let parsed = match parse_chunk(&mut r, protection) {
             Ok(c) => c,
             Err(error) => {
                 self.events.push_back(ReassemblyEvent::Error {
@@ -492,7 +512,7 @@ impl Reassembler {
         };
         if let Some(seq) = parsed.sequence_header {
             // Under a guessed Sign mode the "sequence header" may be ciphertext.
-            if !self.guessed_sign {
+            if !self.guessed_sign || opened.is_some() {
                 self.check_sequence_number(seq.sequence_number, at);
             }
         }
@@ -549,7 +569,7 @@ impl Reassembler {
                     },
                 };
                 partial.chunks = partial.chunks.saturating_add(1);
-                partial.size = partial.size.saturating_add(chunk.len() as u64);
+                partial.size = partial.size.saturating_add(wire_len);
                 partial.secure_channel_id = parsed.secure_channel_id;
                 let body_len = partial.body.len().saturating_add(parsed.body.len());
                 if let Some(err) = self.check_message_limits(&partial, body_len, at) {
@@ -599,9 +619,38 @@ impl Reassembler {
                         payload: partial.body,
                         encrypted: parsed.encrypted,
                         signature_stripped: self.guessed_sign && !parsed.signature.is_empty(),
+                        decrypted: opened.is_some(),
                     }));
             }
         }
+    }
+
+    /// Lets the opener, if any, open a secured chunk; a failure is reported and the chunk is
+    /// then read as the observer sees it.
+    fn open_chunk(&mut self, header: MessageHeader, chunk: &[u8], at: u64) -> Option<Vec<u8>> {
+        let opener = self.opener.as_mut()?;
+        match opener.open(chunk)? {
+            Ok(clear) => Some(clear),
+            Err((offset, field)) => {
+                self.events.push_back(ReassemblyEvent::Error {
+                    error: DecodeError {
+                        offset: usize::try_from(at)
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(offset),
+                        structure: "Chunk",
+                        kind: DecodeErrorKind::InvalidValue { field },
+                    },
+                    prefix: chunk.get(..chunk.len().min(32)).unwrap_or(&[]).to_vec(),
+                    framed_as: Some(header),
+                });
+                None
+            }
+        }
+    }
+
+    /// Plugs in the keys of a passive observer: secured chunks it can open are read in clear.
+    pub fn set_opener(&mut self, opener: Box<dyn ChunkOpener>) {
+        self.opener = Some(opener);
     }
 
     fn check_message_limits(

@@ -136,6 +136,9 @@ pub enum Protection {
     /// SignAndEncrypt (or any OPN of a secured policy): only the headers before the sequence
     /// header are readable.
     Encrypted,
+    /// A secured chunk already opened by a key holder (padding and signature removed): read
+    /// everything, OPN included, as clear text.
+    Decrypted,
 }
 
 /// One secure conversation chunk split into its parts; the body is borrowed.
@@ -180,6 +183,7 @@ pub fn parse_chunk<'a>(
         }
     };
     let protection = match &security_header {
+        _ if protection == Protection::Decrypted => Protection::None,
         SecurityHeader::Asymmetric(a) if a.is_policy_none() => Protection::None,
         SecurityHeader::Asymmetric(_) => Protection::Encrypted,
         SecurityHeader::Symmetric { .. } => protection,

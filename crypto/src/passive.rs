@@ -1,0 +1,217 @@
+//! Passive decryption: with the private key of the client or the server (or both), read the
+//! secured channel of one connection as it goes by, without taking part in it.
+//!
+//! The OPN request is encrypted to the server's key and the response to the client's key. With
+//! one key, uatap reads that OPN (the status of a refused OpenSecureChannel, or the token);
+//! with both, it has both nonces, derives the symmetric keys of every token and opens every
+//! MSG and CLO chunk.
+
+use std::sync::{Arc, Mutex};
+
+use uatap_codec::reader::Reader;
+use uatap_codec::reassembly::ChunkOpener;
+use uatap_codec::services::{parse_message, ServiceBody};
+use uatap_codec::tcp::MessageType;
+
+use crate::asymmetric::open_asymmetric_chunk;
+use crate::error::CryptoError;
+use crate::keys::PrivateKey;
+use crate::policy::SecurityPolicy;
+use crate::symmetric::{open_symmetric_chunk, ChannelKeys};
+
+/// Tokens kept per channel: the current one, and the previous ones still accepted while a
+/// renewal settles.
+const MAX_TOKENS: usize = 4;
+
+/// What the observer learned of the channel so far.
+#[derive(Debug, Default)]
+struct ChannelState {
+    policy: Option<SecurityPolicy>,
+    /// SecurityMode of the last OPN request (2 Sign, 3 SignAndEncrypt).
+    encrypted: Option<bool>,
+    client_nonce: Option<Vec<u8>>,
+    tokens: Vec<(u32, ChannelKeys)>,
+    /// Which key opened which OPN, for the evidence of reports.
+    opened_by: Vec<String>,
+}
+
+/// The keys a user gave, shared by every connection the analysis follows.
+#[derive(Debug, Clone, Default)]
+pub struct KeyStore {
+    keys: Arc<Vec<(String, PrivateKey)>>,
+}
+
+impl KeyStore {
+    /// Keys with a label each (the file name), tried in order.
+    pub fn new(keys: Vec<(String, PrivateKey)>) -> Self {
+        KeyStore {
+            keys: Arc::new(keys),
+        }
+    }
+
+    /// True when no key was given.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The pair of openers for the two directions of one new connection.
+    pub fn openers(&self) -> (PassiveOpener, PassiveOpener) {
+        let state = Arc::new(Mutex::new(ChannelState::default()));
+        let side = |client| PassiveOpener {
+            keys: self.keys.clone(),
+            state: state.clone(),
+            from_client: client,
+        };
+        (side(true), side(false))
+    }
+}
+
+/// Opens the secured chunks of one direction of one connection.
+#[derive(Debug)]
+pub struct PassiveOpener {
+    keys: Arc<Vec<(String, PrivateKey)>>,
+    state: Arc<Mutex<ChannelState>>,
+    from_client: bool,
+}
+
+impl PassiveOpener {
+    /// Tries every key on an OPN chunk; the one whose decryption and signature check pass
+    /// opens it.
+    fn open_opn(&self, chunk: &[u8]) -> Option<Result<(String, Vec<u8>), CryptoError>> {
+        let mut last = None;
+        for (label, key) in self.keys.iter() {
+            match open_asymmetric_chunk(chunk, key) {
+                Ok(o) => return Some(Ok((label.clone(), o.chunk))),
+                Err(CryptoError::Policy(_)) => return None,
+                Err(e @ CryptoError::BadSignature { .. }) => last = Some(e),
+                Err(e) => {
+                    if last.is_none() {
+                        last = Some(e);
+                    }
+                }
+            }
+        }
+        // No key fits: a key for the other side, or none for this one. Only a bad signature
+        // under a key that decrypted the chunk is worth reporting.
+        match last {
+            Some(e @ CryptoError::BadSignature { .. }) => Some(Err(e)),
+            _ => None,
+        }
+    }
+
+    /// Learns nonces and tokens from an opened OPN.
+    fn learn(&self, st: &mut ChannelState, clear: &[u8]) {
+        let Some(body_at) = opn_body_offset(clear) else {
+            return;
+        };
+        let Some(body) = clear.get(body_at..) else {
+            return;
+        };
+        let Ok(msg) = parse_message(&mut Reader::new(body)) else {
+            return;
+        };
+        match msg.body {
+            ServiceBody::OpenSecureChannelRequest(r) => {
+                st.encrypted = match r.security_mode {
+                    2 => Some(false),
+                    3 => Some(true),
+                    _ => None,
+                };
+                st.client_nonce = r.client_nonce.as_bytes().map(<[u8]>::to_vec);
+            }
+            ServiceBody::OpenSecureChannelResponse(r) => {
+                let (Some(policy), Some(encrypted), Some(client_nonce), Some(server_nonce)) = (
+                    st.policy,
+                    st.encrypted,
+                    st.client_nonce.as_deref(),
+                    r.server_nonce.as_bytes(),
+                ) else {
+                    return;
+                };
+                let keys = ChannelKeys::derive(policy, encrypted, client_nonce, server_nonce);
+                let token = r.security_token.token_id;
+                st.tokens.retain(|(t, _)| *t != token);
+                if st.tokens.len() >= MAX_TOKENS {
+                    st.tokens.remove(0);
+                }
+                st.tokens.push((token, keys));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where the body (encoding NodeId) of a clear OPN chunk starts: after the asymmetric security
+/// header and the sequence header.
+fn opn_body_offset(clear: &[u8]) -> Option<usize> {
+    let mut r = Reader::new(clear);
+    r.skip(12, "Chunk").ok()?;
+    uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
+    r.skip(8, "SequenceHeader").ok()?;
+    Some(r.position())
+}
+
+impl ChunkOpener for PassiveOpener {
+    fn open(&mut self, chunk: &[u8]) -> Option<Result<Vec<u8>, (usize, &'static str)>> {
+        let kind = chunk.get(..3).and_then(|b| {
+            let b: [u8; 3] = b.try_into().ok()?;
+            MessageType::from_bytes(b)
+        })?;
+        match kind {
+            MessageType::OpenSecureChannel => {
+                let policy = policy_of(chunk)?;
+                if policy == SecurityPolicy::None {
+                    return None;
+                }
+                let opened = self.open_opn(chunk)?;
+                let mut st = self.state.lock().ok()?;
+                st.policy = Some(policy);
+                match opened {
+                    Ok((label, clear)) => {
+                        st.opened_by.push(label);
+                        self.learn(&mut st, &clear);
+                        Some(Ok(clear))
+                    }
+                    Err(e) => Some(Err(error_place(&e))),
+                }
+            }
+            MessageType::Message | MessageType::CloseSecureChannel => {
+                let token = u32::from_le_bytes(chunk.get(12..16)?.try_into().ok()?);
+                let st = self.state.lock().ok()?;
+                let (_, keys) = st.tokens.iter().find(|(t, _)| *t == token)?;
+                let side = if self.from_client {
+                    &keys.client
+                } else {
+                    &keys.server
+                };
+                Some(
+                    open_symmetric_chunk(keys.policy, side, keys.encrypted, chunk)
+                        .map(|o| o.chunk)
+                        .map_err(|e| error_place(&e)),
+                )
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The policy named in an OPN chunk's security header.
+fn policy_of(chunk: &[u8]) -> Option<SecurityPolicy> {
+    let mut r = Reader::new(chunk);
+    r.skip(12, "Chunk").ok()?;
+    let sec = uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
+    if sec.is_policy_none() {
+        return Some(SecurityPolicy::None);
+    }
+    SecurityPolicy::from_uri(sec.security_policy_uri.as_bytes()?)
+}
+
+/// Offset and field name of a failure, for the codec's decode error.
+fn error_place(e: &CryptoError) -> (usize, &'static str) {
+    match e {
+        CryptoError::BadSignature { offset } => (*offset, "Signature (does not verify)"),
+        CryptoError::Decrypt { offset } => (*offset, "encrypted part (does not decrypt)"),
+        CryptoError::Malformed { offset, .. } => (*offset, "padding"),
+        _ => (0, "security"),
+    }
+}
