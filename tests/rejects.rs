@@ -766,3 +766,174 @@ fn rejects_wrong_password_asyncua() {
 fn rejects_wrong_password_node() {
     wrong_password("node");
 }
+
+/// A refused secured OpenSecureChannel read with the client's private key: the proxy decrypts
+/// the server's answer and reports the exact status, not an inference.
+fn refusal_read_with_the_client_key(
+    name: &str,
+    not_after_days: &str,
+    trusted: bool,
+    want: Want<'_>,
+) -> Vec<Value> {
+    let dir = temp_dir(name);
+    let pki = dir.display().to_string();
+    crate::util::run(
+        Command::new(python())
+            .arg(peers_dir().join("make_cert.py"))
+            .arg(dir.join("client"))
+            .args(["--app-uri", "urn:uatap:test-client:asyncua"])
+            .args([
+                "--not-before-days",
+                "-30",
+                "--not-after-days",
+                not_after_days,
+            ]),
+    );
+    let (cert, key) = (dir.join("client/cert.der"), dir.join("client/key.pem"));
+    let cert_arg = cert.display().to_string();
+    let mut server_args = vec![
+        "--security",
+        "Basic256Sha256:SignAndEncrypt",
+        "--pki",
+        &pki,
+        "--no-auto-accept",
+    ];
+    if trusted {
+        server_args.extend(["--trust-cert", &cert_arg]);
+    }
+    let server = Server::start("node", &server_args, &[]);
+    let key_arg = key.display().to_string();
+    let proxy = Proxy::start_with(&server.addr, &dir, &["--private-key", &key_arg]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--security",
+            "Basic256Sha256:SignAndEncrypt",
+            "--cert",
+            &cert_arg,
+            "--key",
+            &key_arg,
+            "--server-cert",
+            &server.cert(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    let r = check(&events, &want);
+    assert!(
+        r["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("read by decrypting the server's answer with the client's private key"),
+        "{r:#}"
+    );
+    let sc = secure_channels(&events);
+    assert_eq!(sc.len(), 1, "{sc:#?}");
+    assert_eq!(sc[0]["outcome"], "rejected");
+    assert_eq!(sc[0]["decrypted"], true);
+    assert_eq!(
+        sc[0]["mode"],
+        Value::Null,
+        "the request is encrypted to the server"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    events
+}
+
+#[test]
+fn rejects_untrusted_client_certificate_node_read_with_the_client_key() {
+    // node-opcua turns Bad_CertificateUntrusted into Bad_SecurityChecksFailed, as the
+    // specification asks servers to (no detail to an unauthenticated client).
+    refusal_read_with_the_client_key(
+        "rejects-untrusted-key",
+        "365",
+        false,
+        Want {
+            stage: "secure_channel",
+            cause: "security_checks_failed",
+            status: Some(("0x80130000", "Bad_SecurityChecksFailed")),
+            change: &["not trusted"],
+            evidence: &["OpenSecureChannel Basic256Sha256 answered"],
+        },
+    );
+}
+
+#[test]
+fn rejects_expired_client_certificate_node_read_with_the_client_key() {
+    let events = refusal_read_with_the_client_key(
+        "rejects-expired-key",
+        "-1",
+        true,
+        Want {
+            stage: "secure_channel",
+            cause: "client_cert_expired",
+            status: Some(("0x80140000", "Bad_CertificateTimeInvalid")),
+            change: &["renew the client's certificate"],
+            evidence: &["OpenSecureChannel Basic256Sha256 answered"],
+        },
+    );
+    assert!(!events.is_empty());
+}
+
+/// A client that encrypts to a server certificate the server no longer presents (a renewed
+/// server certificate; here: another application's certificate), after discovering the
+/// server's endpoints through the proxy: uatap names the renewal from the thumbprints.
+#[test]
+fn rejects_request_encrypted_to_an_old_server_certificate_asyncua_client_node_server() {
+    let dir = temp_dir("rejects-renewed");
+    let pki = dir.display().to_string();
+    let server = Server::start(
+        "node",
+        &["--security", "Basic256Sha256:SignAndEncrypt", "--pki", &pki],
+        &[],
+    );
+    let proxy = Proxy::start_with(&server.addr, &dir, &["--rewrite-endpoint-urls"]);
+    let old = crate::util::root().join("fixtures/keys/asyncua-client/cert.der");
+    // Like Eclipse Milo: GetEndpoints first, then the advertised endpoint (via the proxy).
+    let out = Command::new(python())
+        .arg(peers_dir().join("ua_client.py"))
+        .args(["discover", &proxy_url(&proxy, "/UA/Test")])
+        .args(["--security", "Basic256Sha256:SignAndEncrypt", "--pki", &pki])
+        .arg("--server-cert")
+        .arg(&old)
+        .args(["--seconds", "1"])
+        .current_dir(peers_dir())
+        .output()
+        .expect("asyncua client runs");
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    let r = check(
+        &events,
+        &Want {
+            stage: "secure_channel",
+            cause: "server_cert_changed",
+            // node-opcua: ERR, reason "Cannot decrypt OPN package ... oaep decoding error".
+            status: Some(("0x80820000", "Bad_TcpInternalError")),
+            change: &["renewed", "current certificate"],
+            evidence: &["but the server presents certificate"],
+        },
+    );
+    let sc = secure_channels(&events);
+    let secured: Vec<&&Value> = sc
+        .iter()
+        .filter(|c| c["policy"] == "Basic256Sha256")
+        .collect();
+    assert_eq!(secured.len(), 1, "{sc:#?}");
+    let now = secured[0]["server_cert_now"]
+        .as_str()
+        .expect("server_cert_now")
+        .to_string();
+    let wrong = secured[0]["receiver_thumbprint"]
+        .as_str()
+        .expect("receiver")
+        .to_string();
+    assert_eq!(
+        wrong, "34041D8DFA4FCA6BE585F568B782C5C1600D63BE",
+        "the certificate given"
+    );
+    assert_ne!(now, wrong);
+    assert!(r["evidence"].as_str().unwrap().contains(&now));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -583,6 +583,7 @@ impl Connection {
             }
             if m.encrypted {
                 self.tracker.on_encrypted_open(
+                    shared,
                     dir,
                     m.open_security_header.as_ref(),
                     m.secure_channel_id,

@@ -80,6 +80,10 @@ pub struct SecureChannelInfo {
     pub server_cert: Option<CertSummary>,
     /// The client's thumbprint of the server certificate it encrypted to.
     pub receiver_thumbprint: Option<String>,
+    /// The thumbprint of the certificate the server presents now (in GetEndpoints or an
+    /// earlier OPN answer), when the client encrypted to another one: a renewed server
+    /// certificate the client still has the old copy of.
+    pub server_cert_now: Option<String>,
     /// The OPN was secured and uatap read it with a private key the user gave
     /// (`--private-key`): the status and mode are read, not inferred.
     pub decrypted: bool,

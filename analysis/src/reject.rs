@@ -205,7 +205,7 @@ pub const CAUSES: &[Cause] = &[
         code: "server_cert_changed",
         statuses: &[],
         scope: ANY,
-        explanation: "The client encrypted to a server certificate that is not the server's current one: the server's certificate was renewed.",
+        explanation: "The client encrypted its request to a server certificate that is not the one the server presents now: the server's certificate was renewed (or replaced) and the client still holds the old one; give the client the server's current certificate.",
         kepware: "If the server certificate was reissued, the clients must fetch and trust the new one.",
         ignition: "Edit the OPC UA connection and re-run Discover to accept the server's new certificate.",
     },
@@ -516,11 +516,26 @@ impl Explainer {
                     ("security_checks_failed" | "client_cert_expired", Some(d)) => find(d),
                     _ => cause,
                 };
+                // The client encrypted to a certificate the server no longer presents: the server
+                // cannot read the request, whatever else is wrong. It answers with a generic
+                // status (node-opcua: ERR Bad_TcpInternalError "Cannot decrypt OPN package"),
+                // or not at all.
+                let renewed = sc.server_cert_now.is_some()
+                    && matches!(code, None | Some(0x8013_0000 | 0x8012_0000 | 0x8082_0000));
+                let cause = if renewed {
+                    find("server_cert_changed")
+                } else {
+                    cause
+                };
                 let policy = sc.policy.as_deref().unwrap_or("?");
                 let mut evidence = match (code, &err) {
                     (Some(c), Some((e, reason))) if *e == c => format!(
                         "OpenSecureChannel {policy} answered by {}",
                         err_text(c, reason.as_deref())
+                    ),
+                    (Some(c), _) if sc.decrypted => format!(
+                        "OpenSecureChannel {policy} answered {} (read by decrypting the server's answer with the client's private key)",
+                        Status::opt(Some(c)).describe()
                     ),
                     (Some(c), _) => format!(
                         "OpenSecureChannel {policy} answered {}",
@@ -540,8 +555,14 @@ impl Explainer {
                         ts.to_rfc3339().get(..19).unwrap_or("?")
                     ));
                 }
-                if let Some(t) = &sc.receiver_thumbprint {
-                    evidence.push_str(&format!("; the client encrypted to server certificate {t}"));
+                match (&sc.receiver_thumbprint, &sc.server_cert_now) {
+                    (Some(t), Some(now)) => evidence.push_str(&format!(
+                        "; the client encrypted to server certificate {t}, but the server presents certificate {now}"
+                    )),
+                    (Some(t), None) => {
+                        evidence.push_str(&format!("; the client encrypted to server certificate {t}"))
+                    }
+                    _ => {}
                 }
                 Some(info("secure_channel", code, cause, evidence, inferred))
             }
@@ -777,6 +798,7 @@ mod tests {
             client_cert: c,
             server_cert: None,
             receiver_thumbprint: None,
+            server_cert_now: None,
             decrypted: false,
         }))
     }
@@ -828,6 +850,33 @@ mod tests {
             .observe(ts, None, &channel("no_response", None, Some(valid)))
             .expect("a reject");
         assert_eq!((r.cause, r.inferred), ("secure_channel_unanswered", true));
+    }
+
+    #[test]
+    fn a_request_encrypted_to_an_old_server_certificate_is_named() {
+        let ts = crate::Timestamp::from_unix_micros(NOV_23_2026);
+        let valid = cert("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z");
+        let mut ev = channel("no_response", None, Some(valid));
+        if let EventKind::SecureChannel(sc) = &mut ev {
+            sc.receiver_thumbprint = Some("AAAA".into());
+            sc.server_cert_now = Some("BBBB".into());
+        }
+        let r = after_ack().observe(ts, None, &ev).expect("a reject");
+        assert_eq!((r.cause, r.inferred), ("server_cert_changed", true));
+        assert!(
+            r.evidence
+                .contains("server certificate AAAA, but the server presents certificate BBBB"),
+            "{}",
+            r.evidence
+        );
+        assert!(r.explanation.contains("renewed"), "{}", r.explanation);
+        // A specific status the server read (the policy) is not overridden.
+        let mut ev = channel("rejected", Some(0x8055_0000), None);
+        if let EventKind::SecureChannel(sc) = &mut ev {
+            sc.server_cert_now = Some("BBBB".into());
+        }
+        let r = after_ack().observe(ts, None, &ev).expect("a reject");
+        assert_ne!(r.cause, "server_cert_changed");
     }
 
     #[test]

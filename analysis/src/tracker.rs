@@ -52,7 +52,14 @@ pub(crate) struct Shared {
     recreations: HashMap<(String, u32), Vec<Timestamp>>,
     /// The earliest time a lost session's timeout runs out (when a verdict may be due).
     next_expiry: Option<Timestamp>,
+    /// Server address -> thumbprints (upper-case hex) of the certificates it presented, in
+    /// GetEndpoints answers and OPN answers, the last few: what a client's
+    /// ReceiverCertificateThumbprint is compared with.
+    server_certs: HashMap<String, Vec<String>>,
 }
+
+/// Server certificates remembered per server.
+const MAX_SERVER_CERTS: usize = 8;
 
 /// Recreations remembered per client host.
 const MAX_RECREATIONS: usize = 32;
@@ -60,6 +67,26 @@ const MAX_RECREATIONS: usize = 32;
 const MAX_ATTEMPTS: usize = 64;
 
 impl Shared {
+    /// A certificate the server presented.
+    fn note_server_cert(&mut self, server: &str, thumbprint: String) {
+        let certs = self.server_certs.entry(server.to_string()).or_default();
+        certs.retain(|t| *t != thumbprint);
+        if certs.len() >= MAX_SERVER_CERTS {
+            certs.remove(0);
+        }
+        certs.push(thumbprint);
+    }
+
+    /// The server's current certificate, when the client encrypted to another one.
+    fn receiver_mismatch(&self, server: &str, receiver: Option<&str>) -> Option<String> {
+        let receiver = receiver?;
+        let certs = self.server_certs.get(server)?;
+        if certs.iter().any(|t| t == receiver) {
+            return None;
+        }
+        certs.last().cloned()
+    }
+
     fn server_number(&mut self, server: &str) -> u32 {
         let next = u32::try_from(self.servers.len()).unwrap_or(u32::MAX);
         *self.servers.entry(server.to_string()).or_insert(next)
@@ -427,6 +454,7 @@ impl Tracker {
     /// An OPN whose body could not be read (a secured channel): what the headers tell.
     pub(crate) fn on_encrypted_open(
         &mut self,
+        shared: &mut Shared,
         dir: Direction,
         header: Option<&OpenSecurityHeader>,
         channel_id: Option<u32>,
@@ -457,9 +485,14 @@ impl Tracker {
                             .receiver_certificate_thumbprint
                             .as_deref()
                             .map(|t| t.iter().map(|b| format!("{b:02X}")).collect()),
+                        server_cert_now: None,
                         decrypted: false,
                     },
                 });
+                if let Some(p) = &mut self.open {
+                    p.info.server_cert_now = shared
+                        .receiver_mismatch(&self.server, p.info.receiver_thumbprint.as_deref());
+                }
             }
             Direction::ServerToClient => {
                 if let Some(mut p) = self.open.take() {
@@ -669,9 +702,14 @@ impl Tracker {
                         receiver_thumbprint: header
                             .and_then(|h| h.receiver_certificate_thumbprint.as_deref())
                             .map(|t| t.iter().map(|b| format!("{b:02X}")).collect()),
+                        server_cert_now: None,
                         decrypted: false,
                     },
                 });
+                if let Some(p) = &mut self.open {
+                    p.info.server_cert_now = shared
+                        .receiver_mismatch(&self.server, p.info.receiver_thumbprint.as_deref());
+                }
                 Detail::None
             }
             ServiceBody::PublishRequest(r) => {
@@ -871,6 +909,7 @@ impl Tracker {
                             client_cert: None,
                             server_cert: None,
                             receiver_thumbprint: None,
+                            server_cert_now: None,
                             decrypted: false,
                         });
                 info.outcome = if ok { "ok" } else { "rejected" };
@@ -879,6 +918,9 @@ impl Tracker {
                 info.token_id = Some(r.security_token.token_id);
                 info.revised_lifetime_ms = Some(r.security_token.revised_lifetime);
                 info.server_cert = header.and_then(|h| cert_of(&h.sender_certificate));
+                if let Some(c) = &info.server_cert {
+                    shared.note_server_cert(&self.server, c.thumbprint_sha1.clone());
+                }
                 if ok {
                     if info.request_type == Some("renew") {
                         self.summary.renewals = self.summary.renewals.saturating_add(1);
@@ -892,9 +934,20 @@ impl Tracker {
                 }
                 out.push((None, EventKind::SecureChannel(Box::new(info))));
             }
+            ServiceBody::GetEndpointsResponse(r) => {
+                for ep in r.endpoints.iter().flatten() {
+                    if let Some(der) = ep.server_certificate.as_bytes().filter(|b| !b.is_empty()) {
+                        let thumbprint = crate::cert::summarize_certificate(der).thumbprint_sha1;
+                        shared.note_server_cert(&self.server, thumbprint);
+                    }
+                }
+            }
             ServiceBody::ServiceFault(_) => {
-                if pending.as_ref().and_then(|p| p.service) == Some("OpenSecureChannelRequest") {
-                    // A refused OpenSecureChannel: the channel's outcome is this status.
+                // A ServiceFault in an OPN chunk (or to an OPN request) refuses the channel: its
+                // outcome is this status.
+                if header.is_some()
+                    || pending.as_ref().and_then(|p| p.service) == Some("OpenSecureChannelRequest")
+                {
                     if let Some(mut p) = self.open.take() {
                         p.info.outcome = "rejected";
                         p.info.status = status;

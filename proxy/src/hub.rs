@@ -801,13 +801,17 @@ pub trait EventSink: Send {
 
 /// Runs the analysis until every sender of `rx` is gone; returns the sinks (flushed). With a
 /// recording, every tapped byte is written to it, with the events it caused as comments.
+///
+/// `keys`: the applications' private keys (`--private-key`), to read secured channels.
 pub fn run_hub(
     mut rx: mpsc::Receiver<Tap>,
     options: Options,
+    keys: uatap_crypto::passive::KeyStore,
     sinks: Vec<Box<dyn EventSink>>,
     recording: Option<Recording>,
 ) -> Vec<Box<dyn EventSink>> {
     let mut analyzer = Analyzer::new(options);
+    analyzer.set_keys(keys);
     let mut conns: HashMap<u64, Connection> = HashMap::new();
     // Drains a connection's events to the sinks; returns their text for packet comments.
     let mut sinks = Sinks::start(sinks);
