@@ -68,11 +68,8 @@ pub struct Args {
     /// When the capture holds both legs of a proxy or relay, which to report.
     #[arg(long, value_enum, default_value_t = Leg::Client)]
     pub leg: Leg,
-    /// The private key (PEM or DER) of the client's or the server's application certificate:
-    /// secured OpenSecureChannel messages encrypted to it are read (the exact status of a
-    /// refused channel); with both keys, whole secured channels are decoded. Repeatable.
-    #[arg(long = "private-key", value_name = "KEY.pem")]
-    pub private_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub keys: crate::keys::KeyArgs,
 }
 
 /// Which leg of a proxied connection to report.
@@ -280,7 +277,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         conn: args.conn.clone(),
         from: args.from,
         until: args.until,
-        keys: crate::keys::load(&args.private_keys)?,
+        keys: args.keys.load()?,
     };
     if let Some(interface) = &args.interface {
         return run_live(args, interface, &config);

@@ -57,12 +57,8 @@ pub struct Args {
     /// How long to wait for the server to accept a connection, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub connect_timeout: f64,
-    /// The private key (PEM or DER) of the client's or the server's application certificate:
-    /// the analysis reads secured OpenSecureChannel messages encrypted to it (the exact status
-    /// of a refused channel), and with both keys whole secured channels. Forwarding is
-    /// unchanged. Repeatable.
-    #[arg(long = "private-key", value_name = "KEY.pem")]
-    pub private_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub keys: crate::keys::KeyArgs,
     /// Record what crosses the proxy to this pcapng file (both legs, events as comments).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -358,7 +354,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    let keys = crate::keys::load(&args.private_keys)?;
+    let keys = args.keys.load()?;
     let hub = std::thread::spawn(move || run_hub(rx, options, keys, sinks, recording));
     let ids = Arc::new(Ids::default());
     let mut servers = Vec::with_capacity(bound.len());

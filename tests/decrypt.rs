@@ -157,3 +157,68 @@ fn a_key_of_neither_application_reads_nothing_and_breaks_nothing() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("basic-none.md"), "{err}");
 }
+
+#[test]
+fn exported_key_log_decrypts_the_capture_alone() {
+    let dir = crate::util::temp_dir("decrypt-keylog");
+    let log = dir.join("keys.log");
+    run(Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["analyze", "--json"])
+        .arg("--private-key")
+        .arg(key("asyncua-client"))
+        .arg("--private-key")
+        .arg(key("node-server"))
+        .arg("--export-keys")
+        .arg(&log)
+        .arg(root().join("fixtures/encrypt-b256sha256.pcapng")));
+    let text = std::fs::read_to_string(&log).unwrap();
+    // Wireshark's format; the values are the session keys of the capture (see its .md).
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(
+        text.contains(
+            "client_key_1_1: 97A35CEE92698997AC62A45408D95012C18E5B41F6BE0BDD0E2E0A031EBC3B53"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("server_iv_1_1: 3C530B37A0D4ED1145388E94BB6271DB"),
+        "{text}"
+    );
+    assert!(text.contains("client_siglen_1_1: 32"), "{text}");
+    // The key log alone (no private key) reads the whole session.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["analyze", "--json", "--keys"])
+        .arg(&log)
+        .arg(root().join("fixtures/encrypt-b256sha256.pcapng")));
+    let evs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = of_kind(&evs, "publish")
+        .iter()
+        .map(|p| p["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=31).collect::<Vec<_>>());
+    assert!(of_kind(&evs, "decode_error").is_empty());
+    // A key log with the wrong keys: every chunk it claims is reported, nothing is invented.
+    let wrong = text.replace("97A35CEE", "97A35CEF");
+    std::fs::write(&log, wrong).unwrap();
+    let out = run(Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["analyze", "--json", "--keys"])
+        .arg(&log)
+        .arg(root().join("fixtures/encrypt-b256sha256.pcapng")));
+    let evs: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        of_kind(&evs, "publish").len(),
+        31,
+        "the server's keys are still right"
+    );
+    assert!(
+        !of_kind(&evs, "decode_error").is_empty(),
+        "the client's chunks do not decrypt"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -16,6 +16,7 @@
 
 pub mod asymmetric;
 pub mod error;
+pub mod keylog;
 pub mod keys;
 pub mod passive;
 pub mod policy;

@@ -6,6 +6,7 @@
 //! with both, it has both nonces, derives the symmetric keys of every token and opens every
 //! MSG and CLO chunk.
 
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use uatap_codec::reader::Reader;
@@ -15,9 +16,10 @@ use uatap_codec::tcp::MessageType;
 
 use crate::asymmetric::open_asymmetric_chunk;
 use crate::error::CryptoError;
+use crate::keylog::{self, KeyLog};
 use crate::keys::PrivateKey;
 use crate::policy::SecurityPolicy;
-use crate::symmetric::{open_symmetric_chunk, ChannelKeys};
+use crate::symmetric::{open_symmetric_chunk, open_symmetric_chunk_unverified, ChannelKeys};
 
 /// Tokens kept per channel: the current one, and the previous ones still accepted while a
 /// renewal settles.
@@ -35,10 +37,23 @@ struct ChannelState {
     opened_by: Vec<String>,
 }
 
-/// The keys a user gave, shared by every connection the analysis follows.
+/// Where derived keys are written as a key log (`--export-keys`).
+#[derive(Clone)]
+struct Export(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Export")
+    }
+}
+
+/// The keys a user gave, shared by every connection the analysis follows: application private
+/// keys (`--private-key`) and key logs (`--keys`).
 #[derive(Debug, Clone, Default)]
 pub struct KeyStore {
     keys: Arc<Vec<(String, PrivateKey)>>,
+    key_log: Arc<KeyLog>,
+    export: Option<Export>,
 }
 
 impl KeyStore {
@@ -46,19 +61,32 @@ impl KeyStore {
     pub fn new(keys: Vec<(String, PrivateKey)>) -> Self {
         KeyStore {
             keys: Arc::new(keys),
+            ..KeyStore::default()
         }
     }
 
-    /// True when no key was given.
+    /// Adds the symmetric keys of a key log (Wireshark's OPC UA format).
+    pub fn with_key_log(mut self, log: KeyLog) -> Self {
+        self.key_log = Arc::new(log);
+        self
+    }
+
+    /// Writes the symmetric keys of every token derived from now on as a key log.
+    pub fn export_to(mut self, out: Box<dyn Write + Send>) -> Self {
+        self.export = Some(Export(Arc::new(Mutex::new(out))));
+        self
+    }
+
+    /// True when there is nothing to open chunks with.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.key_log.is_empty()
     }
 
     /// The pair of openers for the two directions of one new connection.
     pub fn openers(&self) -> (PassiveOpener, PassiveOpener) {
         let state = Arc::new(Mutex::new(ChannelState::default()));
         let side = |client| PassiveOpener {
-            keys: self.keys.clone(),
+            store: self.clone(),
             state: state.clone(),
             from_client: client,
         };
@@ -69,7 +97,7 @@ impl KeyStore {
 /// Opens the secured chunks of one direction of one connection.
 #[derive(Debug)]
 pub struct PassiveOpener {
-    keys: Arc<Vec<(String, PrivateKey)>>,
+    store: KeyStore,
     state: Arc<Mutex<ChannelState>>,
     from_client: bool,
 }
@@ -79,7 +107,7 @@ impl PassiveOpener {
     /// opens it.
     fn open_opn(&self, chunk: &[u8]) -> Option<Result<(String, Vec<u8>), CryptoError>> {
         let mut last = None;
-        for (label, key) in self.keys.iter() {
+        for (label, key) in self.store.keys.iter() {
             match open_asymmetric_chunk(chunk, key) {
                 Ok(o) => return Some(Ok((label.clone(), o.chunk))),
                 Err(CryptoError::Policy(_)) => return None,
@@ -130,6 +158,12 @@ impl PassiveOpener {
                 };
                 let keys = ChannelKeys::derive(policy, encrypted, client_nonce, server_nonce);
                 let token = r.security_token.token_id;
+                if let Some(Export(out)) = &self.store.export {
+                    if let Ok(mut out) = out.lock() {
+                        let text = keylog::lines(r.security_token.channel_id, token, &keys);
+                        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+                    }
+                }
                 st.tokens.retain(|(t, _)| *t != token);
                 if st.tokens.len() >= MAX_TOKENS {
                     st.tokens.remove(0);
@@ -178,7 +212,9 @@ impl ChunkOpener for PassiveOpener {
             MessageType::Message | MessageType::CloseSecureChannel => {
                 let token = u32::from_le_bytes(chunk.get(12..16)?.try_into().ok()?);
                 let st = self.state.lock().ok()?;
-                let (_, keys) = st.tokens.iter().find(|(t, _)| *t == token)?;
+                let Some((_, keys)) = st.tokens.iter().find(|(t, _)| *t == token) else {
+                    return self.open_from_key_log(st.policy, token, chunk);
+                };
                 let side = if self.from_client {
                     &keys.client
                 } else {
@@ -192,6 +228,35 @@ impl ChunkOpener for PassiveOpener {
             }
             _ => None,
         }
+    }
+}
+
+impl PassiveOpener {
+    /// Opens a MSG/CLO chunk with the AES key and IV of a key log (no signature check: key logs
+    /// have no signing keys).
+    fn open_from_key_log(
+        &self,
+        policy: Option<SecurityPolicy>,
+        token: u32,
+        chunk: &[u8],
+    ) -> Option<Result<Vec<u8>, (usize, &'static str)>> {
+        let channel = u32::from_le_bytes(chunk.get(8..12)?.try_into().ok()?);
+        let t = self.store.key_log.get(&(channel, token))?;
+        if chunk.len().checked_sub(16)?.checked_rem(16) != Some(0) {
+            // Not whole AES blocks: a Sign-only chunk, readable as it is.
+            return None;
+        }
+        let side = if self.from_client {
+            &t.client
+        } else {
+            &t.server
+        };
+        let policy = policy.unwrap_or(SecurityPolicy::Basic256Sha256);
+        Some(
+            open_symmetric_chunk_unverified(policy, &side.key, &side.iv, side.signature_len, chunk)
+                .map(|o| o.chunk)
+                .map_err(|e| error_place(&e)),
+        )
     }
 }
 

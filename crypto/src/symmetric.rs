@@ -214,6 +214,62 @@ pub fn open_symmetric_chunk(
     ))
 }
 
+/// Opens a SignAndEncrypt MSG or CLO chunk with the AES key and IV only (a key log, which has
+/// no signing keys): decrypts, drops the `signature_len` bytes of signature unchecked and the
+/// padding.
+pub fn open_symmetric_chunk_unverified(
+    policy_hint: SecurityPolicy,
+    encrypting_key: &[u8],
+    iv: &[u8; 16],
+    signature_len: usize,
+    chunk: &[u8],
+) -> Result<OpenedChunk, CryptoError> {
+    let header = chunk
+        .get(..SYMMETRIC_HEADER_LEN)
+        .ok_or(CryptoError::Malformed {
+            offset: 0,
+            what: "shorter than a symmetric chunk header",
+        })?;
+    let mut rest = chunk.get(SYMMETRIC_HEADER_LEN..).unwrap_or(&[]).to_vec();
+    if rest.is_empty() || rest.len().checked_rem(AES_BLOCK) != Some(0) {
+        return Err(CryptoError::Malformed {
+            offset: SYMMETRIC_HEADER_LEN,
+            what: "encrypted part not a whole number of AES blocks",
+        });
+    }
+    let keys = SymmetricKeys::from_parts(Vec::new(), encrypting_key.to_vec(), *iv);
+    let key =
+        DecryptingKey::cbc(keys.aes_key()?).map_err(|_| CryptoError::Key("bad AES key".into()))?;
+    key.decrypt(&mut rest, DecryptionContext::Iv128(keys.iv.into()))
+        .map_err(|_| CryptoError::Decrypt {
+            offset: SYMMETRIC_HEADER_LEN,
+        })?;
+    let signed_len = rest
+        .len()
+        .checked_sub(signature_len)
+        .ok_or(CryptoError::Malformed {
+            offset: SYMMETRIC_HEADER_LEN,
+            what: "shorter than its signature",
+        })?;
+    let signed_part = rest.get(..signed_len).unwrap_or(&[]);
+    let body_end = strip_padding(signed_part, false, SYMMETRIC_HEADER_LEN)?;
+    // Without the signing key, the padding is the only check: every padding byte holds its
+    // count.
+    let pad = signed_part.get(body_end..).unwrap_or(&[]);
+    let n = pad.last().copied().unwrap_or(0);
+    if pad.iter().any(|b| *b != n) {
+        return Err(CryptoError::Decrypt {
+            offset: SYMMETRIC_HEADER_LEN,
+        });
+    }
+    Ok(OpenedChunk::assemble(
+        header,
+        signed_part.get(..body_end).unwrap_or(&[]),
+        SYMMETRIC_HEADER_LEN,
+        policy_hint,
+    ))
+}
+
 /// Compares two MACs without an early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
