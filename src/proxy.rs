@@ -90,6 +90,20 @@ pub struct Args {
     /// channels only; each rewrite is reported as a fault_injected event.
     #[arg(long)]
     pub rewrite_endpoint_urls: bool,
+    /// Trusted man-in-the-middle for secured channels: uatap is the server toward the client
+    /// and the client toward the server, with its own application certificate (made on first
+    /// use in --pki), so the analysis sees every message of a SignAndEncrypt session. Both
+    /// applications must trust uatap's certificate. CHANGES BYTES (certificates, signatures,
+    /// encryption); every other message passes unchanged.
+    #[arg(long)]
+    pub mitm: bool,
+    /// The folder of uatap's own certificate (own/cert.der, own/key.pem) for --mitm.
+    #[arg(long, value_name = "DIR", default_value_os_t = default_pki())]
+    pub pki: PathBuf,
+    /// The server's certificate (DER or PEM), for --mitm when the client does not fetch the
+    /// endpoints through uatap before it opens a secured channel.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_cert: Option<PathBuf>,
     /// When the server refuses a connection, stop listening until it accepts again (checked
     /// every second), so that clients see the refusal (Bad_ConnectionRejected) themselves.
     #[arg(long)]
@@ -204,6 +218,31 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let mitm = if args.mitm {
+        if faults.is_some() || args.rewrite_endpoint_urls {
+            anyhow::bail!("--mitm cannot be combined with --fault, --admin or --rewrite-endpoint-urls yet (it rewrites endpoint URLs itself)");
+        }
+        let identity = uatap_proxy::mitm::load_or_create_identity(&args.pki)
+            .map_err(|e| anyhow::anyhow!("uatap's certificate in {}: {e}", args.pki.display()))?;
+        let upstream_cert = match &args.upstream_cert {
+            None => None,
+            Some(p) => Some(
+                uatap_crypto::Certificate::from_file_bytes(
+                    &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            ),
+        };
+        eprintln!(
+            "uatap: MITM mode: secured channels end at uatap, which opens its own toward the server; certificates, signatures and encryption are re-done (CHANGES BYTES). uatap's certificate: {} (thumbprint {}): both the client and the server must trust it",
+            args.pki.join("own/cert.der").display(),
+            uatap_crypto::keys::hex(identity.cert.thumbprint()).to_uppercase()
+        );
+        Some((identity, upstream_cert))
+    } else {
+        None
+    };
+    let registry = Arc::new(uatap_crypto::passive::ClearRegistry::default());
     let default_timeout = Duration::from_secs_f64(args.connect_timeout.max(0.001));
     // Bind everything first: a busy port stops the proxy before it says it is proxying.
     let mut bound = Vec::with_capacity(plan.listeners.len());
@@ -222,6 +261,18 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
             faults: faults.clone(),
             index: bound.len(),
+            mitm: match &mitm {
+                None => None,
+                Some((identity, upstream_cert)) => Some(Arc::new(uatap_proxy::mitm::MitmShared {
+                    identity: uatap_proxy::mitm::Identity {
+                        key: uatap_crypto::PrivateKey::from_pkcs8(identity.key.pkcs8_der())
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                        cert: identity.cert.clone(),
+                    },
+                    server_cert: std::sync::Mutex::new(upstream_cert.clone()),
+                    registry: registry.clone(),
+                })),
+            },
         };
         if let Some(f) = &faults {
             for spec in &l.faults {
@@ -271,7 +322,9 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(|n| format!("[{n}] "))
             .unwrap_or_default();
-        let promise = if config.rewrite_endpoint_urls {
+        let promise = if config.mitm.is_some() {
+            "secured channels end at uatap (MITM: certificates, signatures and encryption re-done), None channels pass unchanged but for uatap's certificate and address in discovery answers"
+        } else if config.rewrite_endpoint_urls {
             "endpoint URLs in discovery and CreateSession responses are rewritten, every other byte is forwarded unchanged"
         } else {
             "every byte is forwarded unchanged"
@@ -354,7 +407,10 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    let keys = args.keys.load()?;
+    let mut keys = args.keys.load()?;
+    if mitm.is_some() {
+        keys = keys.with_registry(registry.clone());
+    }
     let hub = std::thread::spawn(move || run_hub(rx, options, keys, sinks, recording));
     let ids = Arc::new(Ids::default());
     let mut servers = Vec::with_capacity(bound.len());
@@ -410,5 +466,17 @@ fn open_hint(path: &std::path::Path, ports: &[u16]) -> String {
             path.display(),
             opts.join(" ")
         )
+    }
+}
+
+/// Where uatap keeps its own certificate by default: `%APPDATA%\\uatap\\pki` on Windows,
+/// `$HOME/.uatap/pki` elsewhere.
+fn default_pki() -> PathBuf {
+    if let Some(d) = std::env::var_os("APPDATA") {
+        return PathBuf::from(d).join("uatap").join("pki");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".uatap").join("pki"),
+        None => PathBuf::from("uatap-pki"),
     }
 }

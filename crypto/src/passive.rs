@@ -6,6 +6,7 @@
 //! with both, it has both nonces, derives the symmetric keys of every token and opens every
 //! MSG and CLO chunk.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -47,6 +48,59 @@ impl std::fmt::Debug for Export {
     }
 }
 
+/// Clear text of chunks that a party to the channel (uatap's MITM mode) opened or sealed
+/// itself, for the analysis to read them: keyed by direction and the chunk's bytes as they
+/// crossed the wire, taken once, bounded.
+#[derive(Debug, Default)]
+pub struct ClearRegistry {
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Debug, Default)]
+struct RegistryInner {
+    map: HashMap<(bool, u64), Vec<u8>>,
+    order: std::collections::VecDeque<(bool, u64)>,
+    bytes: usize,
+}
+
+/// Most clear bytes held for an analysis that lags behind.
+const MAX_REGISTRY_BYTES: usize = 256 << 20;
+
+fn chunk_key(from_client: bool, chunk: &[u8]) -> (bool, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    chunk.hash(&mut h);
+    (from_client, h.finish())
+}
+
+impl ClearRegistry {
+    /// Records the clear form of a chunk sent in one direction.
+    pub fn register(&self, from_client: bool, wire: &[u8], clear: Vec<u8>) {
+        let Ok(mut r) = self.inner.lock() else { return };
+        let key = chunk_key(from_client, wire);
+        r.bytes = r.bytes.saturating_add(clear.len());
+        if let Some(old) = r.map.insert(key, clear) {
+            r.bytes = r.bytes.saturating_sub(old.len());
+        } else {
+            r.order.push_back(key);
+        }
+        while r.bytes > MAX_REGISTRY_BYTES {
+            let Some(k) = r.order.pop_front() else { break };
+            if let Some(old) = r.map.remove(&k) {
+                r.bytes = r.bytes.saturating_sub(old.len());
+            }
+        }
+    }
+
+    /// Takes the clear form of a chunk, if it was registered.
+    pub fn take(&self, from_client: bool, wire: &[u8]) -> Option<Vec<u8>> {
+        let mut r = self.inner.lock().ok()?;
+        let clear = r.map.remove(&chunk_key(from_client, wire))?;
+        r.bytes = r.bytes.saturating_sub(clear.len());
+        Some(clear)
+    }
+}
+
 /// The keys a user gave, shared by every connection the analysis follows: application private
 /// keys (`--private-key`) and key logs (`--keys`).
 #[derive(Debug, Clone, Default)]
@@ -54,6 +108,7 @@ pub struct KeyStore {
     keys: Arc<Vec<(String, PrivateKey)>>,
     key_log: Arc<KeyLog>,
     export: Option<Export>,
+    registry: Option<Arc<ClearRegistry>>,
 }
 
 impl KeyStore {
@@ -77,9 +132,15 @@ impl KeyStore {
         self
     }
 
+    /// Reads the chunks a MITM bridge registered in clear.
+    pub fn with_registry(mut self, registry: Arc<ClearRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// True when there is nothing to open chunks with.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.key_log.is_empty()
+        self.keys.is_empty() && self.key_log.is_empty() && self.registry.is_none()
     }
 
     /// The pair of openers for the two directions of one new connection.
@@ -187,6 +248,11 @@ fn opn_body_offset(clear: &[u8]) -> Option<usize> {
 
 impl ChunkOpener for PassiveOpener {
     fn open(&mut self, chunk: &[u8]) -> Option<Result<Vec<u8>, (usize, &'static str)>> {
+        if let Some(r) = &self.store.registry {
+            if let Some(clear) = r.take(self.from_client, chunk) {
+                return Some(Ok(clear));
+            }
+        }
         let kind = chunk.get(..3).and_then(|b| {
             let b: [u8; 3] = b.try_into().ok()?;
             MessageType::from_bytes(b)

@@ -11,6 +11,7 @@ pub mod config;
 pub mod fault;
 pub mod hub;
 pub mod metrics;
+pub mod mitm;
 pub mod probe;
 pub mod relay;
 pub mod rewrite;

@@ -48,6 +48,8 @@ pub struct ListenerConfig {
     /// The fault table, when faults can be injected (`--fault`, `--admin`); `None`: plain
     /// forwarding with no fault machinery at all.
     pub faults: Option<Arc<Faults>>,
+    /// The man-in-the-middle mode (`--mitm`): uatap terminates secured channels on both legs.
+    pub mitm: Option<Arc<crate::mitm::MitmShared>>,
 }
 
 /// How often a closed listener (`mirror_refusal`) checks whether the server accepts again.
@@ -332,6 +334,20 @@ async fn relay_connection(
             })
             .await;
     }
+    if let Some(shared) = &config.mitm {
+        return Some(
+            mitm_relay(
+                client,
+                upstream,
+                shared.clone(),
+                server_addr,
+                tap,
+                id,
+                shutdown,
+            )
+            .await,
+        );
+    }
     let (c2s_filter, s2c_filter) = if config.rewrite_endpoint_urls {
         let hello = Arc::new(OnceLock::new());
         (
@@ -431,6 +447,86 @@ async fn relay_connection(
             .await;
     }
     Some((by, reason))
+}
+
+/// Relays one connection through a MITM bridge: the client's bytes are tapped as they came,
+/// the bytes written to the client as they went (the client's leg), both after the bridge has
+/// registered their clear text for the analysis.
+async fn mitm_relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    shared: Arc<crate::mitm::MitmShared>,
+    server_addr: SocketAddr,
+    tap: &mpsc::Sender<Tap>,
+    id: u64,
+    shutdown: &mut watch::Receiver<bool>,
+) -> (ClosedBy, CloseReason) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bridge = crate::mitm::Bridge::new(shared, server_addr.to_string());
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = upstream.into_split();
+    let mut cbuf = vec![0u8; 64 * 1024];
+    let mut sbuf = vec![0u8; 64 * 1024];
+    let mut notes_seen = 0usize;
+    loop {
+        let (dir, n) = tokio::select! {
+            r = cr.read(&mut cbuf) => (Direction::ClientToServer, r),
+            r = sr.read(&mut sbuf) => (Direction::ServerToClient, r),
+            _ = stopped(shutdown) => return (ClosedBy::Proxy, CloseReason::Fin),
+        };
+        let by = match dir {
+            Direction::ClientToServer => ClosedBy::Client,
+            Direction::ServerToClient => ClosedBy::Server,
+        };
+        let n = match n {
+            Ok(0) => return (by, CloseReason::Fin),
+            Ok(n) => n,
+            Err(_) => return (by, CloseReason::Rst),
+        };
+        match dir {
+            Direction::ClientToServer => {
+                let data = cbuf.get(..n).unwrap_or(&[]);
+                bridge.client_bytes(data);
+                if let Some(b) = TapBytes::copy_of(data) {
+                    let _ = tap
+                        .send(Tap::Data {
+                            id,
+                            dir,
+                            bytes: b,
+                            ts: now(),
+                        })
+                        .await;
+                }
+            }
+            Direction::ServerToClient => bridge.server_bytes(sbuf.get(..n).unwrap_or(&[])),
+        }
+        for note in bridge.notes.iter().skip(notes_seen) {
+            eprintln!("uatap: connection {id}: {note}");
+        }
+        notes_seen = bridge.notes.len();
+        if !bridge.to_server.is_empty() {
+            let out = std::mem::take(&mut bridge.to_server);
+            if sw.write_all(&out).await.is_err() {
+                return (ClosedBy::Server, CloseReason::Rst);
+            }
+        }
+        if !bridge.to_client.is_empty() {
+            let out = std::mem::take(&mut bridge.to_client);
+            if let Some(b) = TapBytes::copy_of(&out) {
+                let _ = tap
+                    .send(Tap::Data {
+                        id,
+                        dir: Direction::ServerToClient,
+                        bytes: b,
+                        ts: now(),
+                    })
+                    .await;
+            }
+            if cw.write_all(&out).await.is_err() {
+                return (ClosedBy::Client, CloseReason::Rst);
+            }
+        }
+    }
 }
 
 /// Resolves when shutdown was requested.
