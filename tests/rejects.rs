@@ -17,10 +17,10 @@ use crate::proxy::Proxy;
 use crate::util::{peers_dir, python, read_events, temp_dir, terminate};
 
 /// A running peer server; its stdout lines after READY are kept (node-opcua logs there).
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// `127.0.0.1:PORT`.
-    addr: String,
+    pub(crate) addr: String,
     /// The server certificate it announced on a `CERT` line.
     cert: Option<PathBuf>,
     log: Arc<Mutex<Vec<String>>>,
@@ -28,7 +28,7 @@ struct Server {
 
 impl Server {
     /// Starts `ua_server.js` (`node`) or `ua_server.py` (`asyncua`) on a port the system picks.
-    fn start(stack: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(stack: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = match stack {
             "node" => {
                 let mut c = Command::new("node");
@@ -93,7 +93,7 @@ impl Server {
         }
     }
 
-    fn cert(&self) -> String {
+    pub(crate) fn cert(&self) -> String {
         self.cert
             .as_ref()
             .expect("the server announced its certificate")
@@ -102,7 +102,7 @@ impl Server {
     }
 
     /// Whether the server logged a line containing `text` (waits up to 10 s for it).
-    fn logged(&self, text: &str) -> bool {
+    pub(crate) fn logged(&self, text: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if self

@@ -11,6 +11,7 @@ mod faults;
 mod fixtures;
 mod live;
 mod metrics;
+mod mitm;
 mod probe;
 mod proxy;
 mod reconnect_relay;

@@ -25,7 +25,7 @@ use uatap_codec::reader::Reader;
 use uatap_codec::secure::SequenceHeader;
 use uatap_codec::services::{
     parse_message, ChannelSecurityToken, IdentityToken, Message, OpenSecureChannelResponse,
-    ResponseHeader, Secret, ServiceBody, ServiceFault, SignatureData, UserNameIdentityToken,
+    ResponseHeader, Secret, ServiceBody, SignatureData, UserNameIdentityToken,
 };
 use uatap_codec::status::StatusCode;
 use uatap_codec::tcp::{frame, parse_hello_message, ChunkType, Frame, MessageType};
@@ -154,6 +154,8 @@ pub struct Bridge {
     upstream_nonce: Option<Vec<u8>>,
     /// The connection is broken beyond repair (a fatal protocol error): pass nothing more.
     pub failed: bool,
+    /// Close both legs once what is queued is written.
+    pub close: bool,
 }
 
 /// Most bytes of unfinished messages held per direction.
@@ -181,6 +183,7 @@ impl Bridge {
             session: SessionCtx::default(),
             upstream_nonce: None,
             failed: false,
+            close: false,
         }
     }
 
@@ -439,16 +442,21 @@ impl Bridge {
                 )
             }
             None => {
+                // Passed on as an ERR and a close, which every client stack reads (asyncua's
+                // cannot read a ServiceFault in an OPN).
                 self.notes.push(format!(
-                    "mitm: the server refused uatap's OpenSecureChannel with {}: forwarded to the client",
-                    status
+                    "mitm: the server refused uatap's OpenSecureChannel with {status}: passed on to the client as an ERR (the server must trust uatap's certificate)"
                 ));
-                encode(
-                    ids::service::SERVICE_FAULT,
-                    ServiceBody::ServiceFault(ServiceFault {
-                        response_header: header,
-                    }),
-                )
+                let reason =
+                    format!("the server refused uatap's OpenSecureChannel (MITM mode): {status}");
+                let mut err = b"ERRF\0\0\0\0".to_vec();
+                err.extend_from_slice(&status.0.to_le_bytes());
+                err.extend_from_slice(&(reason.len() as i32).to_le_bytes());
+                err.extend_from_slice(reason.as_bytes());
+                fix_size(&mut err);
+                self.to_client.extend_from_slice(&err);
+                self.close = true;
+                return Ok(());
             }
         };
         let channel_id = self.client_leg.as_ref().map_or(0, |l| l.channel_id);

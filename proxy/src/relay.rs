@@ -526,6 +526,9 @@ async fn mitm_relay(
                 return (ClosedBy::Client, CloseReason::Rst);
             }
         }
+        if bridge.close {
+            return (ClosedBy::Proxy, CloseReason::Fin);
+        }
     }
 }
 
