@@ -14,9 +14,9 @@
 //! emits the same events as on a None channel, while the recording keeps the bytes as they
 //! crossed the wire.
 //!
-//! Not done: OpenSecureChannel renewals are answered on the client's leg and repeated on the
-//! server's at the same moment (not on each leg's own schedule); an X509 user token cannot be
-//! re-signed and is passed as it is (the server refuses it).
+//! Not done: a renewal from the client renews both legs at once (not each leg on its own
+//! schedule); an X509 user token cannot be re-signed and is passed as it is (the server refuses
+//! it).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
