@@ -1,0 +1,1 @@
+//! Plays the recorded client toward a live server.
