@@ -13,6 +13,7 @@ pub mod hub;
 pub mod metrics;
 pub mod probe;
 pub mod relay;
+pub mod replay;
 pub mod rewrite;
 pub mod sink;
 pub mod sniff;

@@ -70,6 +70,8 @@ pub enum Close {
 #[derive(Debug, Clone)]
 struct Scheduled {
     due: Timestamp,
+    /// Recorded time of a paced message: those go out in recorded order.
+    paced_at: Option<Timestamp>,
     what: Outgoing,
 }
 
@@ -477,7 +479,28 @@ impl ServerReplay {
 
     fn schedule(&mut self, due: Timestamp, what: Outgoing) {
         if let Some(live) = self.live.as_mut() {
-            live.scheduled.push(Scheduled { due, what });
+            live.scheduled.push(Scheduled {
+                due,
+                paced_at: None,
+                what,
+            });
+        }
+    }
+
+    /// Schedules a paced message no earlier than a paced message recorded before it.
+    fn schedule_paced(&mut self, due: Timestamp, rec_at: Timestamp, what: Outgoing) {
+        if let Some(live) = self.live.as_mut() {
+            let after_earlier = live
+                .scheduled
+                .iter()
+                .filter(|s| s.paced_at.is_some_and(|p| p <= rec_at))
+                .map(|s| s.due)
+                .max();
+            live.scheduled.push(Scheduled {
+                due: after_earlier.map_or(due, |d| d.max(due)),
+                paced_at: Some(rec_at),
+                what,
+            });
         }
     }
 
@@ -686,16 +709,18 @@ impl ServerReplay {
             )
         };
         let _ = service;
-        self.schedule(
-            due,
-            Outgoing::Recorded {
-                msg: resp,
-                request_id,
-                handle,
-                acks,
-                message_type,
-            },
-        );
+        let what = Outgoing::Recorded {
+            msg: resp,
+            request_id,
+            handle,
+            acks,
+            message_type,
+        };
+        if type_id == id::PUBLISH_REQUEST {
+            self.schedule_paced(due, rec.at, what);
+        } else {
+            self.schedule(due, what);
+        }
     }
 
     fn map_handles(
@@ -1115,7 +1140,7 @@ impl ServerReplay {
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.due <= now)
-                .min_by_key(|(i, s)| (s.due, *i))
+                .min_by_key(|(i, s)| (s.due, s.paced_at, *i))
                 .map(|(i, _)| i);
             let Some(i) = next else { break };
             let s = live.scheduled.remove(i);
