@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use uatap_analysis::{Event, Options};
+use uatap_replay::client::{ClientOptions, ClientReplay};
 use uatap_replay::server::{ServerOptions, ServerReplay};
 use uatap_replay::{Recording, Speed};
 
@@ -159,6 +160,68 @@ fn run_server(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_client(_args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("replay client is not built yet")
+fn run_client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let (_rec, conns) = load(&args.common)?;
+    let total = conns.len();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let options = Options {
+        messages: args.common.messages,
+    };
+    let replay = ClientReplay::new(
+        conns,
+        ClientOptions {
+            speed: args.common.speed,
+            values: args.values,
+            endpoint_url: args.upstream.url.clone(),
+        },
+        uatap_proxy::hub::now(),
+    );
+    eprintln!(
+        "uatap: replaying the client of {} ({total} connection(s)) toward {}:{}",
+        args.common.recording.display(),
+        args.upstream.host,
+        args.upstream.port
+    );
+    let mut sink = printer(args.common.json);
+    let outcome = runtime.block_on(uatap_proxy::replay::play_client(
+        replay,
+        total,
+        &args.upstream,
+        Duration::from_secs(10),
+        options,
+        &mut sink,
+    ));
+    // The diff: on stdout for a person, on stderr when stdout carries JSON Lines.
+    let mut text = String::new();
+    if outcome.diff.is_empty() {
+        text.push_str("replay diff: none (every live response matched the recorded one)\n");
+    } else {
+        text.push_str(&format!(
+            "replay diff: {} difference(s) between the live and the recorded responses\n",
+            outcome.diff.len()
+        ));
+        for d in &outcome.diff {
+            text.push_str(&format!("  {d}\n"));
+        }
+    }
+    text.push_str(&format!(
+        "replay: {} of {} recorded connection(s) played to their end\n",
+        outcome.completed, outcome.total
+    ));
+    if args.common.json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if outcome.completed < outcome.total {
+        eprintln!("uatap: the replay did not run to its end");
+        return Ok(ExitCode::from(1));
+    }
+    if args.strict && !outcome.diff.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
