@@ -17,12 +17,13 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use uatap_analysis::{Direction, Timestamp};
 use uatap_codec::reassembly::{AssembledMessage, Reassembler, ReassemblyEvent};
+use uatap_codec::services::Secret;
 use uatap_codec::services::{parse_message, Message, ServiceBody, SubscriptionAcknowledgement};
 use uatap_codec::status::StatusCode;
 use uatap_codec::tcp::{
     parse_acknowledge_message, parse_message_header, parse_tcp_message, MessageType, TcpMessage,
 };
-use uatap_codec::types::{Decode, NodeId, UaString};
+use uatap_codec::types::{ByteString, Decode, NodeId, UaString};
 use uatap_codec::{Encode, Reader};
 
 use crate::recording::{RecordedConnection, RecordedMessage};
@@ -639,6 +640,11 @@ impl ClientReplay {
                 if let Some(u) = &url {
                     b.endpoint_url = UaString::from(u.as_str());
                 }
+                // Servers refuse a ClientNonce they have seen (node-opcua: Bad_NonceInvalid),
+                // and a replay runs again and again: a fresh one each time.
+                if b.client_nonce.0.as_bytes().is_some_and(|n| !n.is_empty()) {
+                    b.client_nonce = Secret(ByteString::from(fresh_nonce(now, self.completed)));
+                }
             }
             B::PublishRequest(b) => {
                 header(&mut b.request_header);
@@ -913,6 +919,23 @@ impl ClientReplay {
         );
         self.diff.push(entry);
     }
+}
+
+/// 32 bytes that differ from run to run and call to call (security None: the nonce is only
+/// checked for reuse, never used for keys).
+fn fresh_nonce(now: Timestamp, salt: usize) -> Vec<u8> {
+    let mut x = (now.unix_micros as u64) ^ ((salt as u64).rotate_left(32)) ^ 0x9E37_79B9_7F4A_7C15;
+    let mut out = Vec::with_capacity(32);
+    for _ in 0..4 {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.extend_from_slice(&z.to_le_bytes());
+    }
+    out
 }
 
 /// Puts the live AuthenticationToken into a request header.
