@@ -374,3 +374,78 @@ fn replay_client_node_recording_against_asyncua_server() {
     let div = of_kind(&events, "replay_divergence");
     assert!(div.iter().all(|d| d["role"] == "client"), "{div:?}");
 }
+
+/// The issue's own scenario, recorded fresh: a node-opcua client against an asyncua server
+/// through `uatap proxy --fault cut`. The asyncua server answers node-opcua's Republish with Good
+/// and an empty message, so node-opcua's Republish loop never ends. `replay server` of that
+/// recording puts a live node-opcua client through the same cut and the same endless loop (its
+/// own log shows it, uatap names it), and a live asyncua client through the same cut, from
+/// which it comes back its own way.
+#[test]
+fn replay_server_of_a_fresh_recording_node_client_asyncua_server() {
+    let dir = temp_dir("replay-fresh");
+    let (mut srv, upstream) = start_server("asyncua");
+    let recording = dir.join("recording.pcapng");
+    let proxy = crate::proxy::Proxy::start_with(
+        &upstream,
+        &dir,
+        &[
+            "--fault",
+            "cut after PublishResponse seq=20",
+            "--record",
+            recording.to_str().expect("utf-8 path"),
+        ],
+    );
+    let url = format!("opc.tcp://{}/UA/Test", proxy.listen);
+    let recorded_log = run_client("node", &url, "3");
+    let _ = proxy.stop();
+    terminate(&mut srv);
+    let empty_answers = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" keepalive ") && l.ends_with(" seq=0"))
+            .count()
+    };
+    assert!(recorded_log.contains("connection_lost"), "{recorded_log}");
+    assert!(empty_answers(&recorded_log) > 20, "{recorded_log}");
+
+    // Both live clients at once, each against its own replay of the recording.
+    let play = |stack: &'static str| {
+        let sub = dir.join(stack);
+        let recording = recording.clone();
+        std::thread::spawn(move || {
+            std::fs::create_dir_all(&sub).expect("dir");
+            let server = ReplayServer::start(&recording, &sub, &[]);
+            let log = run_client(stack, &server.url, "3");
+            (log, server.finish())
+        })
+    };
+    let (node, asyncua) = (play("node"), play("asyncua"));
+    let (log, events) = node.join().expect("node replay");
+    assert!(log.contains("stack: client connection_lost"), "{log}");
+    assert!(log.contains("stack: client after_reconnection"), "{log}");
+    assert!(
+        empty_answers(&log) > 20,
+        "the same endless Republish loop: {log}"
+    );
+    let rec = the_cut_and_the_return(&events);
+    let patterns: Vec<&str> = rec["patterns"]
+        .as_array()
+        .expect("patterns")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(patterns.contains(&"republish_loop_stuck"), "{rec}");
+
+    let (log, events) = asyncua.join().expect("asyncua replay");
+    assert!(
+        log.contains("stack: Supervisor detected connection issue"),
+        "{log}"
+    );
+    assert!(log.contains("Reconnected successfully"), "{log}");
+    let rec = the_cut_and_the_return(&events);
+    assert!(
+        !of_kind(&events, "replay_divergence").is_empty(),
+        "asyncua asks what node-opcua never did: {rec}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
