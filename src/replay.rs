@@ -15,6 +15,7 @@ use uatap_replay::{Recording, Speed};
 /// Options of `uatap replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Which side of the recording uatap plays.
     #[command(subcommand)]
     pub role: Role,
 }
@@ -56,6 +57,7 @@ pub struct Common {
 /// Options of `uatap replay server`.
 #[derive(Debug, clap::Args)]
 pub struct ServerArgs {
+    /// The recording and how to play it.
     #[command(flatten)]
     pub common: Common,
     /// Where live clients connect.
@@ -72,6 +74,7 @@ pub struct ServerArgs {
 /// Options of `uatap replay client`.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
+    /// The recording and how to play it.
     #[command(flatten)]
     pub common: Common,
     /// The live server: opc.tcp://host:port/path or host:port.
