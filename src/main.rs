@@ -7,6 +7,7 @@ mod fault;
 mod keys;
 mod probe;
 mod proxy;
+mod replay;
 mod report;
 
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     /// The endpoint doctor: connect to a server step by step as a client and report each step
     /// and every endpoint it offers. Exit 0 when a secured endpoint is usable, 1 otherwise.
     Probe(probe::Args),
+    /// Play a recording against live peers: the recorded server toward a live client, or the
+    /// recorded client toward a live server, with the recorded faults at the recorded points.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(&args),
         Command::Fault(args) => fault::run(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Replay(args) => replay::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -17,6 +17,7 @@ mod proxy;
 mod reconnect_relay;
 mod reconnect_stacks;
 mod rejects;
+mod replay;
 mod report;
 mod rewrite;
 mod shapes;

@@ -230,6 +230,17 @@ pub enum EventKind {
         /// What was changed, or why nothing was.
         detail: String,
     },
+    /// Replay met a request or response the recording does not have, and what it did instead.
+    ReplayDivergence {
+        /// `server` (uatap played the recorded server) or `client`.
+        role: &'static str,
+        /// The service concerned, e.g. `ReadRequest`, when there is one.
+        service: Option<String>,
+        /// What differed.
+        detail: String,
+        /// What uatap did about it, e.g. `ServiceFault Bad_ServiceUnsupported`.
+        answer: String,
+    },
     /// Bytes that could not be decoded.
     DecodeError {
         /// Offset in that direction's stream.
@@ -254,6 +265,7 @@ impl EventKind {
             EventKind::DecodeError { .. } => "decode_error",
             EventKind::UpstreamError { .. } => "upstream_error",
             EventKind::FaultInjected { .. } => "fault_injected",
+            EventKind::ReplayDivergence { .. } => "replay_divergence",
             EventKind::SecureChannel(_) => "secure_channel",
             EventKind::Session(_) => "session",
             EventKind::Subscription(_) => "subscription",
@@ -387,6 +399,17 @@ impl Event {
                 m.insert("fault".into(), json!(fault));
                 m.insert("detail".into(), json!(detail));
             }
+            EventKind::ReplayDivergence {
+                role,
+                service,
+                detail,
+                answer,
+            } => {
+                m.insert("role".into(), json!(role));
+                m.insert("service".into(), opt(service.clone()));
+                m.insert("detail".into(), json!(detail));
+                m.insert("answer".into(), json!(answer));
+            }
             EventKind::SecureChannel(p) => merge(&mut m, p),
             EventKind::Session(p) => merge(&mut m, p),
             EventKind::Subscription(p) => merge(&mut m, p),
@@ -493,6 +516,15 @@ impl Event {
             EventKind::FaultInjected { fault, detail } => {
                 format!("FAULT INJECTED {fault}: {detail}")
             }
+            EventKind::ReplayDivergence {
+                role,
+                service,
+                detail,
+                answer,
+            } => format!(
+                "REPLAY DIVERGENCE ({role}) {}: {detail}; answer: {answer}",
+                service.as_deref().unwrap_or("-")
+            ),
             EventKind::SecureChannel(p) => format!(
                 "SECURE CHANNEL {} policy={} mode={} {} {}{}{}",
                 p.request_type.unwrap_or("open"),

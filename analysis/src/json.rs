@@ -217,6 +217,17 @@ impl Event {
                 o.str("fault", fault);
                 o.str("detail", detail);
             }
+            EventKind::ReplayDivergence {
+                role,
+                service,
+                detail,
+                answer,
+            } => {
+                o.str("role", role);
+                o.opt_str("service", service.as_deref());
+                o.str("detail", detail);
+                o.str("answer", answer);
+            }
             EventKind::Publish(p) => {
                 o.num("subscription_id", p.subscription_id);
                 o.num("sequence_number", p.sequence_number);
@@ -319,6 +330,12 @@ mod tests {
         check(EventKind::FaultInjected {
             fault: "rewrite_endpoint_urls".into(),
             detail: "opc.tcp://kepware:49320 -> opc.tcp://proxy:4841 (3 endpoints)".into(),
+        });
+        check(EventKind::ReplayDivergence {
+            role: "server",
+            service: Some("ReadRequest".into()),
+            detail: "no recorded Read of i=2259".into(),
+            answer: "ReadResponse from recorded state".into(),
         });
         check(EventKind::ConnClose {
             by: ClosedBy::Unknown,

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mitm;
 pub mod probe;
 pub mod relay;
+pub mod replay;
 pub mod rewrite;
 pub mod sink;
 pub mod sniff;
