@@ -178,7 +178,13 @@ fn replay_server_node_client_goes_through_the_recorded_cut() {
         republish.last().map(|e| e["status_name"].clone()),
         Some(Value::from("Bad_MessageNotAvailable"))
     );
-    let div = of_kind(&events, "replay_divergence");
+    // Same stack, same requests; only the number of Publish requests kept queued depends on
+    // the live client's timing (an extra one is queued, unanswered, as the recorded server
+    // would have).
+    let div: Vec<&Value> = of_kind(&events, "replay_divergence")
+        .into_iter()
+        .filter(|d| !(d["service"] == "PublishRequest" && d["answer"] == "left unanswered (queued)"))
+        .collect();
     assert!(div.is_empty(), "same stack, same requests: {div:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
