@@ -3,7 +3,7 @@
 
     python3 fuzz/seed.py [--fixtures DIR] [--out DIR]
 
-Writes fuzz/corpus/<target>/ anew (the corpora are git-ignored):
+Adds seeds to fuzz/corpus/<target>/, keeping what fuzzing found (the corpora are git-ignored):
   chunk       one file per UA TCP chunk (split on the MessageSize at offset 4)
   message     service message bodies: MSG/CLO bodies after the 24-byte header, OPN bodies after
               the asymmetric security header; multi-chunk messages (C ... F) are joined
@@ -14,6 +14,8 @@ Writes fuzz/corpus/<target>/ anew (the corpora are git-ignored):
   capture     the capture files themselves (those up to 256 KiB)
   config      proxy configuration files (TOML)
   admin       `(Vec<u8>, Vec<u8>)`: two admin API requests (HTTP head + JSON body)
+  mitm        like connection: both sides of a conversation, into the MITM bridge
+  decrypt     like connection, into an analysis holding the fixtures' private keys
 """
 
 import argparse
@@ -168,8 +170,8 @@ class Corpus:
     def __init__(self, root, name, limit=None):
         self.limit = limit
         self.dir = root / name
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
+        # Seeds are added beside what fuzzing already found, which is kept.
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.n = 0
 
     def add(self, data):
@@ -229,7 +231,7 @@ def main():
         sys.exit(f"no captures in {args.fixtures}")
     corpora = {n: Corpus(args.out, n, MAX_SEED if n in ("chunk", "message") else None)
                for n in ("chunk", "message", "reassembly", "connection", "fault_stream",
-                         "fault_spec", "capture", "config", "admin")}
+                         "fault_spec", "capture", "config", "admin", "mitm", "decrypt")}
     for text in CONFIG_EXAMPLES:
         corpora["config"].add(text.encode())
     for a, b in ADMIN_EXAMPLES:
@@ -267,8 +269,10 @@ def main():
                     corpora["fault_stream"].add(bytes([(i * 37 + 11) % 256]) + w)
                 for i, w in enumerate(windows(rechunk(chunks, 1000), MAX_STREAM)):
                     corpora["reassembly"].add(reassembly_seed(i % 13, 0xFFFF, w))
-            corpora["connection"].add(
-                connection_seed([(sport == client, p) for sport, _, p in segs]))
+            seed = connection_seed([(sport == client, p) for sport, _, p in segs])
+            corpora["connection"].add(seed)
+            corpora["mitm"].add(seed)
+            corpora["decrypt"].add(seed)
 
     for name, c in corpora.items():
         print(f"{name}: {c.n} seeds in {c.dir}")
