@@ -11,6 +11,7 @@ pub mod config;
 pub mod fault;
 pub mod hub;
 pub mod metrics;
+pub mod pki;
 pub mod probe;
 pub mod relay;
 pub mod rewrite;
