@@ -225,3 +225,95 @@ fn probe_of_a_refusing_port_says_why() {
     let summary = of_kind(&events, "probe_summary");
     assert_eq!(summary[0]["reachable"], false);
 }
+
+/// `uatap probe --user` with the password in UATAP_PASSWORD: exit code, events, and all it
+/// printed (stdout and stderr).
+fn probe_as(url: &str, pki: &Path, user: &str, password: &str) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["probe", "--json", url, "--user", user, "--pki"])
+        .arg(pki)
+        .env("UATAP_PASSWORD", password)
+        .output()
+        .expect("uatap probe runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().expect("exit code"), events, all)
+}
+
+/// A user name login over the secured channel: the right password activates the session,
+/// a wrong one is refused with the server's exact status; neither password is ever printed.
+fn user_login(stack: &str, wrong: (&str, &str, &str)) {
+    let dir = crate::util::temp_dir(&format!("probe-user-{stack}"));
+    let (mut srv, url) = secured_server(
+        stack,
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &["--user", "operator", "--password-env", "UATAP_TEST_PW"],
+    );
+    let pki = dir.join("pki");
+    let (ok_code, ok_events, ok_all) = probe_as(&url, &pki, "operator", "right-horse-battery");
+    let (bad_code, bad_events, bad_all) = probe_as(&url, &pki, "operator", "wrong-horse-staple");
+    terminate(&mut srv);
+
+    assert_eq!(ok_code, 0, "{ok_events:#?}");
+    let ep = secured_endpoint(&ok_events, "SignAndEncrypt");
+    assert_eq!(ep["session"], "activated", "{ep:#}");
+    assert_eq!(ep["identity"], "username");
+    let activate = of_kind(&ok_events, "session")
+        .into_iter()
+        .find(|s| s["action"] == "activate" && s["conn"] == ep["conn"])
+        .expect("activate event");
+    assert_eq!(activate["identity"], "username");
+    assert_eq!(activate["user"], "operator");
+
+    assert_eq!(bad_code, 1, "{bad_events:#?}");
+    let ep = secured_endpoint(&bad_events, "SignAndEncrypt");
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(ep["session"], "rejected");
+    assert_eq!(ep["usable"], false);
+    let (status, name, cause) = wrong;
+    assert_eq!(ep["status"], status, "{ep:#}");
+    assert_eq!(ep["status_name"], name);
+    assert_eq!(ep["cause"], cause);
+    let rejects = of_kind(&bad_events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "activate_session");
+    assert_eq!(rejects[0]["status"], status);
+    assert_eq!(rejects[0]["cause"], cause);
+
+    for (all, pw) in [
+        (&ok_all, "right-horse-battery"),
+        (&bad_all, "wrong-horse-staple"),
+    ] {
+        assert!(!all.contains(pw), "the password was printed");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn probe_logs_in_over_a_secured_channel_node_opcua() {
+    user_login(
+        "node",
+        (
+            "0x801F0000",
+            "Bad_UserAccessDenied",
+            "wrong_user_or_password",
+        ),
+    );
+}
+
+#[test]
+fn probe_logs_in_over_a_secured_channel_asyncua() {
+    user_login(
+        "asyncua",
+        (
+            "0x801F0000",
+            "Bad_UserAccessDenied",
+            "wrong_user_or_password",
+        ),
+    );
+}

@@ -719,7 +719,8 @@ pub async fn probe(config: &ProbeConfig, sink: &mut dyn FnMut(Event)) -> Outcome
                 let activated = wire.call(&req, None).await?;
                 let m = parse_message(&mut Reader::new(&activated))
                     .map_err(|e| Failed(format!("ActivateSession response: {e}")))?;
-                session_ok = Some(matches!(&m.body, ServiceBody::ActivateSessionResponse(_)));
+                session_ok = Some(matches!(&m.body,
+                    ServiceBody::ActivateSessionResponse(r) if r.response_header.service_result.is_good()));
                 let req = client.close_session(&auth)?;
                 let _ = wire.call(&req, None).await;
             } else {
@@ -1060,6 +1061,9 @@ async fn session(
     let ServiceBody::CreateSessionResponse(r) = &m.body else {
         return Err(Failed("CreateSession was refused".into()));
     };
+    if r.response_header.service_result.is_bad() {
+        return Err(Failed("CreateSession was refused".into()));
+    }
     // The server proves it holds its key: it signs our certificate and nonce.
     let server_der = r
         .server_certificate
@@ -1104,7 +1108,10 @@ async fn session(
     let activated = wire.call(&req, keys).await?;
     let m = parse_message(&mut Reader::new(&activated))
         .map_err(|err| Failed(format!("ActivateSession response: {err}")))?;
-    if !matches!(&m.body, ServiceBody::ActivateSessionResponse(_)) {
+    // node-opcua refuses in an ActivateSessionResponse with a bad ServiceResult, others in a
+    // ServiceFault.
+    if !matches!(&m.body, ServiceBody::ActivateSessionResponse(r) if r.response_header.service_result.is_good())
+    {
         return Err(Failed("ActivateSession was refused".into()));
     }
     attempt.session = Some("activated");
@@ -1289,11 +1296,11 @@ async fn endpoint_info(
         };
         match (a.channel, a.session) {
             ("accepted", Some("activated")) => notes.push(format!(
-                "{name} {mode} channel opened with uatap's certificate and an {} session activated",
+                "{name} {mode} channel opened with uatap's certificate and a session activated ({} login)",
                 a.identity.unwrap_or("anonymous")
             )),
             ("accepted", Some(_)) => notes.push(format!(
-                "{name} {mode} channel opened, but the {} session was refused{}",
+                "{name} {mode} channel opened, but the session ({} login) was refused{}",
                 a.identity.unwrap_or("anonymous"),
                 refusal(&a.reject)
             )),
