@@ -317,3 +317,51 @@ fn probe_logs_in_over_a_secured_channel_asyncua() {
         ),
     );
 }
+
+#[test]
+fn probe_of_an_asyncua_server_with_a_trust_list_untrusted_then_trusted() {
+    let dir = crate::util::temp_dir("probe-trust-asyncua");
+    let pki = dir.join("pki");
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    // The trust list holds another application's certificate (asyncua cannot load an empty one).
+    let other = dir.join("other");
+    let _ = probe("opc.tcp://127.0.0.1:1", &["--pki", other.to_str().unwrap()]);
+    std::fs::copy(other.join("own/cert.der"), trust.join("other.der")).unwrap();
+    let trust_arg = trust.to_str().unwrap().to_string();
+    let security = "Basic256Sha256:SignAndEncrypt";
+    let (mut srv, url) = secured_server(
+        "asyncua",
+        security,
+        &dir.join("srv"),
+        &["--trust-dir", &trust_arg],
+    );
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    assert_eq!(code, 1, "{events:#?}");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    // asyncua checks the client certificate at CreateSession, not at OpenSecureChannel.
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(ep["session"], "rejected");
+    assert_eq!(ep["status"], "0x801A0000");
+    assert_eq!(ep["status_name"], "Bad_CertificateUntrusted");
+    assert_eq!(ep["cause"], "client_cert_untrusted");
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "create_session");
+
+    // Trusted: the probe's certificate in the trust list.
+    std::fs::copy(pki.join("own/cert.der"), trust.join("uatap.der")).unwrap();
+    let (mut srv, url) = secured_server(
+        "asyncua",
+        security,
+        &dir.join("srv"),
+        &["--trust-dir", &trust_arg],
+    );
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    assert_eq!(code, 0, "{events:#?}");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    assert_eq!(ep["session"], "activated");
+    let _ = std::fs::remove_dir_all(dir);
+}
