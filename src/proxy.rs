@@ -222,7 +222,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         if faults.is_some() || args.rewrite_endpoint_urls {
             anyhow::bail!("--mitm cannot be combined with --fault, --admin or --rewrite-endpoint-urls yet (it rewrites endpoint URLs itself)");
         }
-        let identity = uatap_proxy::mitm::load_or_create_identity(&args.pki)
+        let identity = uatap_proxy::pki::load_or_create(&args.pki)
             .map_err(|e| anyhow::anyhow!("uatap's certificate in {}: {e}", args.pki.display()))?;
         let upstream_cert = match &args.upstream_cert {
             None => None,
@@ -235,7 +235,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         };
         eprintln!(
             "uatap: MITM mode: secured channels end at uatap, which opens its own toward the server; certificates, signatures and encryption are re-done (CHANGES BYTES). uatap's certificate: {} (thumbprint {}): both the client and the server must trust it",
-            args.pki.join("own/cert.der").display(),
+            identity.cert_path.display(),
             uatap_crypto::keys::hex(identity.cert.thumbprint()).to_uppercase()
         );
         Some((identity, upstream_cert))
@@ -261,18 +261,13 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
             faults: faults.clone(),
             index: bound.len(),
-            mitm: match &mitm {
-                None => None,
-                Some((identity, upstream_cert)) => Some(Arc::new(uatap_proxy::mitm::MitmShared {
-                    identity: uatap_proxy::mitm::Identity {
-                        key: uatap_crypto::PrivateKey::from_pkcs8(identity.key.pkcs8_der())
-                            .map_err(|e| anyhow::anyhow!("{e}"))?,
-                        cert: identity.cert.clone(),
-                    },
+            mitm: mitm.as_ref().map(|(identity, upstream_cert)| {
+                Arc::new(uatap_proxy::mitm::MitmShared {
+                    identity: identity.clone(),
                     server_cert: std::sync::Mutex::new(upstream_cert.clone()),
                     registry: registry.clone(),
-                })),
-            },
+                })
+            }),
         };
         if let Some(f) = &faults {
             for spec in &l.faults {
@@ -468,15 +463,7 @@ fn open_hint(path: &std::path::Path, ports: &[u16]) -> String {
         )
     }
 }
-
-/// Where uatap keeps its own certificate by default: `%APPDATA%\\uatap\\pki` on Windows,
-/// `$HOME/.uatap/pki` elsewhere.
+/// Where uatap keeps its own certificate by default (the probe's folder).
 fn default_pki() -> PathBuf {
-    if let Some(d) = std::env::var_os("APPDATA") {
-        return PathBuf::from(d).join("uatap").join("pki");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".uatap").join("pki"),
-        None => PathBuf::from("uatap-pki"),
-    }
+    uatap_proxy::pki::default_pki_dir().unwrap_or_else(|| PathBuf::from("uatap-pki"))
 }

@@ -1,7 +1,9 @@
 //! `uatap probe` against real servers: every step as the usual events, every endpoint with its
-//! certificate, the secured ones honestly reported as not tried, and the exit code.
+//! certificate, the secured ones tried with the probe's own certificate (accepted, or refused
+//! with the exact status), sessions over them, and the exit code.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -74,43 +76,140 @@ fn probe_of_a_node_opcua_server_opens_a_session_and_lists_the_endpoint() {
     assert!(skew.abs() < 60_000.0, "same machine: {skew} ms");
 }
 
-#[test]
-fn probe_of_a_secured_asyncua_server_lists_what_it_could_not_try() {
-    let port = free_port();
-    let dir = crate::util::temp_dir("probe-secure");
-    let mut srv = Command::new(python())
-        .arg(peers_dir().join("ua_server.py"))
-        .args(["--port", &port.to_string()])
-        .args(["--security", "Basic256Sha256:SignAndEncrypt"])
-        .arg("--pki")
-        .arg(&dir)
+/// A secured test server on a port the system picks: the child and its endpoint URL.
+fn secured_server(stack: &str, security: &str, pki: &Path, extra: &[&str]) -> (Child, String) {
+    let mut cmd = if stack == "node" {
+        let mut c = Command::new("node");
+        c.arg(peers_dir().join("ua_server.js"));
+        c
+    } else {
+        let mut c = Command::new(python());
+        c.arg(peers_dir().join("ua_server.py"));
+        c
+    };
+    let mut srv = cmd
+        .args(["--port", "0", "--security", security, "--pki"])
+        .arg(pki)
+        .args(extra)
+        .env("UATAP_TEST_PW", "right-horse-battery")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("asyncua server starts");
-    wait_ready(&mut srv);
-    let (code, events) = probe(&format!("opc.tcp://127.0.0.1:{port}/UA/Test"), &[]);
-    terminate(&mut srv);
-    assert_eq!(code, 1);
-    let eps = of_kind(&events, "probe_endpoint");
-    let secured: Vec<&&Value> = eps
-        .iter()
-        .filter(|e| e["mode"] == "SignAndEncrypt")
-        .collect();
+        .expect("server starts");
+    let ready = wait_ready(&mut srv);
+    let url = ready
+        .split_whitespace()
+        .nth(1)
+        .expect("READY names the URL")
+        .to_string();
+    (srv, url)
+}
+
+/// The one secured endpoint's `probe_endpoint` event.
+fn secured_endpoint<'a>(events: &'a [Value], mode: &str) -> &'a Value {
+    let eps = of_kind(events, "probe_endpoint");
+    let secured: Vec<&&Value> = eps.iter().filter(|e| e["mode"] == mode).collect();
     assert_eq!(secured.len(), 1, "{eps:?}");
-    assert_eq!(secured[0]["policy"], "Basic256Sha256");
-    assert_eq!(secured[0]["usable"], false);
-    assert!(secured[0]["explanation"]
-        .as_str()
-        .unwrap()
-        .contains("not tried"));
-    assert!(secured[0]["server_cert"]["thumbprint_sha1"]
-        .as_str()
-        .is_some_and(|t| t.len() == 40));
-    assert!(secured[0]["server_cert"]["application_uri"]
-        .as_str()
-        .unwrap()
-        .contains("urn:uatap:test-server:asyncua"));
+    secured[0]
+}
+
+/// A server that accepts the probe's certificate: the secured channel opens, an anonymous
+/// session is activated over it, exit 0.
+fn usable_secured(stack: &str, security: &str) {
+    let dir = crate::util::temp_dir(&format!("probe-ok-{stack}-{}", security.replace(':', "-")));
+    let (mut srv, url) = secured_server(stack, security, &dir.join("srv"), &[]);
+    let pki = dir.join("pki");
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    let (policy, mode) = security.split_once(':').unwrap();
+    assert_eq!(code, 0, "a secured endpoint is usable: {events:#?}");
+    let ep = secured_endpoint(&events, mode);
+    assert_eq!(ep["policy"], policy);
+    assert_eq!(ep["usable"], true, "{ep:#}");
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(ep["session"], "activated");
+    assert_eq!(ep["identity"], "anonymous");
+    assert_eq!(ep["cause"], Value::Null);
+    let skew = ep["clock_skew_ms"]
+        .as_f64()
+        .expect("clock skew from the OPN");
+    assert!(skew.abs() < 60_000.0, "same machine: {skew} ms");
+    let channels = of_kind(&events, "secure_channel");
+    assert!(
+        channels
+            .iter()
+            .any(|c| c["policy"] == policy && c["outcome"] == "ok"),
+        "{channels:#?}"
+    );
+    let activated = of_kind(&events, "session")
+        .iter()
+        .filter(|s| s["action"] == "activate" && s["outcome"] == "ok" && s["conn"] == ep["conn"])
+        .count();
+    assert_eq!(
+        activated, 1,
+        "the analysis read the session on the secured channel"
+    );
+    assert!(of_kind(&events, "reject").is_empty());
+    let summary = of_kind(&events, "probe_summary");
+    assert_eq!(summary[0]["usable_secure_endpoints"], 1);
+    // The certificate was made on first use and kept.
+    assert!(pki.join("own/cert.der").exists() && pki.join("own/key.pem").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn probe_opens_a_secured_channel_and_session_on_node_opcua_basic256sha256() {
+    usable_secured("node", "Basic256Sha256:SignAndEncrypt");
+}
+
+#[test]
+fn probe_opens_a_secured_channel_and_session_on_node_opcua_rsapss_sign() {
+    usable_secured("node", "Aes256_Sha256_RsaPss:Sign");
+}
+
+#[test]
+fn probe_opens_a_secured_channel_and_session_on_asyncua_basic256sha256() {
+    usable_secured("asyncua", "Basic256Sha256:SignAndEncrypt");
+}
+
+#[test]
+fn probe_opens_a_secured_channel_and_session_on_asyncua_rsapss_sign() {
+    usable_secured("asyncua", "Aes256_Sha256_RsaPss:Sign");
+}
+
+#[test]
+fn probe_reports_the_exact_status_of_an_untrusting_node_opcua_server() {
+    let dir = crate::util::temp_dir("probe-untrusted-node");
+    let (mut srv, url) = secured_server(
+        "node",
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &["--no-auto-accept"],
+    );
+    let pki = dir.join("pki");
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    assert_eq!(code, 1, "no secured endpoint usable");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    assert_eq!(ep["usable"], false);
+    assert_eq!(ep["channel"], "rejected");
+    assert_eq!(ep["session"], Value::Null);
+    // node-opcua turns Bad_CertificateUntrusted into Bad_SecurityChecksFailed, in a
+    // ServiceFault encrypted to the probe: read with the probe's own key, so exact.
+    assert_eq!(ep["status"], "0x80130000");
+    assert_eq!(ep["status_name"], "Bad_SecurityChecksFailed");
+    assert_eq!(ep["cause"], "security_checks_failed");
+    let explanation = ep["explanation"].as_str().unwrap();
+    assert!(
+        explanation.contains(pki.join("own/cert.der").to_str().unwrap()),
+        "names the certificate to trust: {explanation}"
+    );
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "secure_channel");
+    assert_eq!(rejects[0]["status"], "0x80130000");
+    assert_eq!(rejects[0]["inferred"], false);
+    assert_eq!(rejects[0]["conn"], ep["conn"]);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -125,4 +224,144 @@ fn probe_of_a_refusing_port_says_why() {
     assert_eq!(reject[0]["cause"], "tcp_refused");
     let summary = of_kind(&events, "probe_summary");
     assert_eq!(summary[0]["reachable"], false);
+}
+
+/// `uatap probe --user` with the password in UATAP_PASSWORD: exit code, events, and all it
+/// printed (stdout and stderr).
+fn probe_as(url: &str, pki: &Path, user: &str, password: &str) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args(["probe", "--json", url, "--user", user, "--pki"])
+        .arg(pki)
+        .env("UATAP_PASSWORD", password)
+        .output()
+        .expect("uatap probe runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let all = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code().expect("exit code"), events, all)
+}
+
+/// A user name login over the secured channel: the right password activates the session,
+/// a wrong one is refused with the server's exact status; neither password is ever printed.
+fn user_login(stack: &str, wrong: (&str, &str, &str)) {
+    let dir = crate::util::temp_dir(&format!("probe-user-{stack}"));
+    let (mut srv, url) = secured_server(
+        stack,
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &["--user", "operator", "--password-env", "UATAP_TEST_PW"],
+    );
+    let pki = dir.join("pki");
+    let (ok_code, ok_events, ok_all) = probe_as(&url, &pki, "operator", "right-horse-battery");
+    let (bad_code, bad_events, bad_all) = probe_as(&url, &pki, "operator", "wrong-horse-staple");
+    terminate(&mut srv);
+
+    assert_eq!(ok_code, 0, "{ok_events:#?}");
+    let ep = secured_endpoint(&ok_events, "SignAndEncrypt");
+    assert_eq!(ep["session"], "activated", "{ep:#}");
+    assert_eq!(ep["identity"], "username");
+    let activate = of_kind(&ok_events, "session")
+        .into_iter()
+        .find(|s| s["action"] == "activate" && s["conn"] == ep["conn"])
+        .expect("activate event");
+    assert_eq!(activate["identity"], "username");
+    assert_eq!(activate["user"], "operator");
+
+    assert_eq!(bad_code, 1, "{bad_events:#?}");
+    let ep = secured_endpoint(&bad_events, "SignAndEncrypt");
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(ep["session"], "rejected");
+    assert_eq!(ep["usable"], false);
+    let (status, name, cause) = wrong;
+    assert_eq!(ep["status"], status, "{ep:#}");
+    assert_eq!(ep["status_name"], name);
+    assert_eq!(ep["cause"], cause);
+    let rejects = of_kind(&bad_events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "activate_session");
+    assert_eq!(rejects[0]["status"], status);
+    assert_eq!(rejects[0]["cause"], cause);
+
+    for (all, pw) in [
+        (&ok_all, "right-horse-battery"),
+        (&bad_all, "wrong-horse-staple"),
+    ] {
+        assert!(!all.contains(pw), "the password was printed");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn probe_logs_in_over_a_secured_channel_node_opcua() {
+    user_login(
+        "node",
+        (
+            "0x801F0000",
+            "Bad_UserAccessDenied",
+            "wrong_user_or_password",
+        ),
+    );
+}
+
+#[test]
+fn probe_logs_in_over_a_secured_channel_asyncua() {
+    user_login(
+        "asyncua",
+        (
+            "0x801F0000",
+            "Bad_UserAccessDenied",
+            "wrong_user_or_password",
+        ),
+    );
+}
+
+#[test]
+fn probe_of_an_asyncua_server_with_a_trust_list_untrusted_then_trusted() {
+    let dir = crate::util::temp_dir("probe-trust-asyncua");
+    let pki = dir.join("pki");
+    let trust = dir.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    // The trust list holds another application's certificate (asyncua cannot load an empty one).
+    let other = dir.join("other");
+    let _ = probe("opc.tcp://127.0.0.1:1", &["--pki", other.to_str().unwrap()]);
+    std::fs::copy(other.join("own/cert.der"), trust.join("other.der")).unwrap();
+    let trust_arg = trust.to_str().unwrap().to_string();
+    let security = "Basic256Sha256:SignAndEncrypt";
+    let (mut srv, url) = secured_server(
+        "asyncua",
+        security,
+        &dir.join("srv"),
+        &["--trust-dir", &trust_arg],
+    );
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    assert_eq!(code, 1, "{events:#?}");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    // asyncua checks the client certificate at CreateSession, not at OpenSecureChannel.
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(ep["session"], "rejected");
+    assert_eq!(ep["status"], "0x801A0000");
+    assert_eq!(ep["status_name"], "Bad_CertificateUntrusted");
+    assert_eq!(ep["cause"], "client_cert_untrusted");
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "create_session");
+
+    // Trusted: the probe's certificate in the trust list.
+    std::fs::copy(pki.join("own/cert.der"), trust.join("uatap.der")).unwrap();
+    let (mut srv, url) = secured_server(
+        "asyncua",
+        security,
+        &dir.join("srv"),
+        &["--trust-dir", &trust_arg],
+    );
+    let (code, events) = probe(&url, &["--pki", pki.to_str().unwrap()]);
+    terminate(&mut srv);
+    assert_eq!(code, 0, "{events:#?}");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    assert_eq!(ep["session"], "activated");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -197,6 +197,17 @@ impl Connection {
         }
     }
 
+    /// Reads this connection's secured channel with openers the caller built (the probe, which
+    /// is the client and knows its own OPN request: `KeyStore::client_openers`).
+    pub fn set_openers(
+        &mut self,
+        c2s: Box<dyn uatap_codec::reassembly::ChunkOpener>,
+        s2c: Box<dyn uatap_codec::reassembly::ChunkOpener>,
+    ) {
+        self.c2s.set_opener(c2s);
+        self.s2c.set_opener(s2c);
+    }
+
     /// The connection id used in every event.
     pub fn id(&self) -> &str {
         &self.id

@@ -592,7 +592,7 @@ impl Event {
                 p.note.map(|n| format!(" ({n})")).unwrap_or_default(),
             ),
             EventKind::ProbeEndpoint(p) => format!(
-                "ENDPOINT {} {} {} users={} cert={} hosts=[{}]{} -> {}: {}",
+                "ENDPOINT {} {} {} users={} cert={} hosts=[{}]{} channel={}{}{}{} -> {}: {}",
                 p.endpoint_url.as_deref().unwrap_or("?"),
                 p.policy.as_deref().unwrap_or("?"),
                 p.mode,
@@ -603,6 +603,16 @@ impl Event {
                     Some(false) => " (host does NOT resolve from here)",
                     _ => "",
                 },
+                p.channel,
+                p.session
+                    .map(|s| format!(" session={s}({})", p.identity.unwrap_or("?")))
+                    .unwrap_or_default(),
+                p.cause
+                    .map(|c| format!(" {} cause={c}", p.status.describe()))
+                    .unwrap_or_default(),
+                p.clock_skew_ms
+                    .map(|s| format!(" clock_skew={s:.0}ms"))
+                    .unwrap_or_default(),
                 if p.usable { "usable" } else { "NOT usable" },
                 p.explanation
             ),

@@ -391,6 +391,20 @@ pub struct ProbeEndpointInfo {
     pub usable: bool,
     /// Why, for a person.
     pub explanation: String,
+    /// The OpenSecureChannel uatap tried on it: `accepted`, `rejected` or `not_tried`.
+    pub channel: &'static str,
+    /// The session uatap tried over that channel: `activated`, `rejected`, or `null` when none
+    /// was tried.
+    pub session: Option<&'static str>,
+    /// The identity the session used: `anonymous` or `username` (`null`: no session tried).
+    pub identity: Option<&'static str>,
+    /// The cause of the refusal, as its `reject` event names it (`null` when none).
+    pub cause: Option<&'static str>,
+    /// The status of the refusal (`null` when none, or when it could not be read).
+    #[serde(flatten)]
+    pub status: Status,
+    /// Server clock minus local clock, ms, from this endpoint's OpenSecureChannel response.
+    pub clock_skew_ms: Option<f64>,
 }
 
 /// `probe_summary`: the last line of `uatap probe`.

@@ -943,11 +943,14 @@ impl Tracker {
                 }
             }
             ServiceBody::ServiceFault(_) => {
-                // A ServiceFault in an OPN chunk (or to an OPN request) refuses the channel: its
-                // outcome is this status.
-                if header.is_some()
-                    || pending.as_ref().and_then(|p| p.service) == Some("OpenSecureChannelRequest")
-                {
+                // The answer to an OpenSecureChannel: its request matched, or (the request
+                // encrypted to the server, read with the client's key only) a fault in an OPN
+                // while one is open.
+                let opn_fault = pending.as_ref().and_then(|p| p.service)
+                    == Some("OpenSecureChannelRequest")
+                    || (pending.is_none() && header.is_some() && self.open.is_some());
+                if opn_fault {
+                    // A refused OpenSecureChannel: the channel's outcome is this status.
                     if let Some(mut p) = self.open.take() {
                         p.info.outcome = "rejected";
                         p.info.status = status;

@@ -314,3 +314,51 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as i32).to_le_bytes());
     out.extend_from_slice(b);
 }
+
+/// Encrypts a user secret (a UserNameIdentityToken password) to the server certificate, the
+/// legacy RSA layout of OPC 10000-4 §7.41.2.2: `UInt32 length | secret | serverNonce`, where
+/// length counts secret and nonce.
+pub fn encrypt_user_secret(
+    alg: AsymmetricEncryption,
+    server: &Certificate,
+    secret: &[u8],
+    server_nonce: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let len = secret.len().saturating_add(server_nonce.len());
+    let len32 = u32::try_from(len).map_err(|_| CryptoError::TooBig {
+        needed: len,
+        limit: u32::MAX as usize,
+    })?;
+    let mut plain = Vec::with_capacity(len.saturating_add(4));
+    plain.extend_from_slice(&len32.to_le_bytes());
+    plain.extend_from_slice(secret);
+    plain.extend_from_slice(server_nonce);
+    let out = rsa_encrypt(alg, server, &plain);
+    // The clear secret does not outlive the call.
+    plain.iter_mut().for_each(|b| *b = 0);
+    out
+}
+
+/// The secret of [`encrypt_user_secret`] back, checking the length field and the nonce.
+pub fn decrypt_user_secret(
+    alg: AsymmetricEncryption,
+    key: &PrivateKey,
+    cipher: &[u8],
+    server_nonce: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let plain = rsa_decrypt(alg, key, cipher, 0)?;
+    let bad = |what| CryptoError::Malformed { offset: 0, what };
+    let (len, rest) = plain
+        .split_first_chunk::<4>()
+        .ok_or(bad("shorter than its length field"))?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let rest = rest.get(..len).ok_or(bad("length field past the end"))?;
+    let secret_len = len
+        .checked_sub(server_nonce.len())
+        .ok_or(bad("shorter than the nonce"))?;
+    let (secret, nonce) = rest.split_at(secret_len);
+    if nonce != server_nonce {
+        return Err(bad("not the server nonce"));
+    }
+    Ok(secret.to_vec())
+}

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod appcert;
 pub mod asymmetric;
 pub mod error;
 pub mod keylog;

@@ -155,6 +155,36 @@ impl KeyStore {
     }
 }
 
+/// The client's own word on a channel it opens itself (the probe): the OPN request is
+/// encrypted to the server, so the openers learn its ClientNonce and mode from here instead.
+#[derive(Debug, Clone)]
+pub struct OwnRequest {
+    state: Arc<Mutex<ChannelState>>,
+}
+
+impl OwnRequest {
+    /// Tells the openers the mode (`encrypted`: SignAndEncrypt) and ClientNonce of the OPN
+    /// request about to be sent; the nonce stays inside the openers, never in an event.
+    pub fn sent(&self, encrypted: bool, client_nonce: &[u8]) {
+        if let Ok(mut st) = self.state.lock() {
+            st.encrypted = Some(encrypted);
+            st.client_nonce = Some(client_nonce.to_vec());
+        }
+    }
+}
+
+impl KeyStore {
+    /// The openers of one connection the key holder opens as the client, and the handle that
+    /// tells them what its encrypted OPN request held.
+    pub fn client_openers(&self) -> (PassiveOpener, PassiveOpener, OwnRequest) {
+        let (c2s, s2c) = self.openers();
+        let own = OwnRequest {
+            state: c2s.state.clone(),
+        };
+        (c2s, s2c, own)
+    }
+}
+
 /// Opens the secured chunks of one direction of one connection.
 #[derive(Debug)]
 pub struct PassiveOpener {

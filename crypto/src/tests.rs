@@ -224,3 +224,104 @@ proptest! {
         let _ = open_symmetric_chunk(SecurityPolicy::Basic128Rsa15, &keys.client, false, &bytes);
     }
 }
+
+#[test]
+fn user_secrets_round_trip_under_every_policy() {
+    use crate::asymmetric::{decrypt_user_secret, encrypt_user_secret};
+    let (server_key, server_cert) = app();
+    let nonce = [7u8; 32];
+    for policy in secured() {
+        let alg = policy.asymmetric_encryption().unwrap();
+        let c = encrypt_user_secret(alg, &server_cert, b"s3cret", &nonce).unwrap();
+        assert_eq!(c.len() % 256, 0, "{policy}: whole RSA blocks");
+        assert_eq!(
+            decrypt_user_secret(alg, &server_key, &c, &nonce).unwrap(),
+            b"s3cret"
+        );
+        assert!(decrypt_user_secret(alg, &server_key, &c, &[8u8; 32]).is_err());
+    }
+}
+
+#[test]
+fn a_client_reads_the_answer_to_its_own_opn() {
+    use crate::passive::KeyStore;
+    use uatap_codec::reassembly::ChunkOpener;
+    let (client_key, client_cert) = app();
+    let (server_key, server_cert) = app();
+    let client_nonce = [1u8; 32];
+    let server_nonce = [2u8; 32];
+    let policy = SecurityPolicy::Basic256Sha256;
+    let store = KeyStore::new(vec![("probe".into(), client_key)]);
+    let (mut c2s, mut s2c, own) = store.client_openers();
+    // The request is encrypted to the server: the client's key cannot open it.
+    let (ck, _) = app();
+    let req = seal_asymmetric_chunk(
+        &AsymmetricChunk {
+            policy,
+            secure_channel_id: 0,
+            sequence_header: SequenceHeader {
+                sequence_number: 1,
+                request_id: 1,
+            },
+            body: b"request",
+        },
+        &ck,
+        &client_cert,
+        &server_cert,
+    )
+    .unwrap();
+    own.sent(true, &client_nonce);
+    assert!(c2s.open(&req).is_none());
+    // The response: OpenSecureChannelResponse (i=449) with TokenId 5 and the server nonce.
+    let mut body = vec![0x01, 0x00, 0xC1, 0x01];
+    body.extend_from_slice(&[0; 8]); // Timestamp
+    body.extend_from_slice(&1u32.to_le_bytes()); // RequestHandle
+    body.extend_from_slice(&0u32.to_le_bytes()); // ServiceResult
+    body.push(0); // ServiceDiagnostics
+    body.extend_from_slice(&(-1i32).to_le_bytes()); // StringTable
+    body.extend_from_slice(&[0, 0, 0]); // AdditionalHeader
+    body.extend_from_slice(&0u32.to_le_bytes()); // ServerProtocolVersion
+    body.extend_from_slice(&9u32.to_le_bytes()); // ChannelId
+    body.extend_from_slice(&5u32.to_le_bytes()); // TokenId
+    body.extend_from_slice(&[0; 8]); // CreatedAt
+    body.extend_from_slice(&600_000u32.to_le_bytes()); // RevisedLifetime
+    body.extend_from_slice(&32i32.to_le_bytes());
+    body.extend_from_slice(&server_nonce);
+    let resp = seal_asymmetric_chunk(
+        &AsymmetricChunk {
+            policy,
+            secure_channel_id: 9,
+            sequence_header: SequenceHeader {
+                sequence_number: 1,
+                request_id: 1,
+            },
+            body: &body,
+        },
+        &server_key,
+        &server_cert,
+        &client_cert,
+    )
+    .unwrap();
+    assert!(s2c.open(&resp).unwrap().is_ok());
+    // Now the server's MSG chunks under token 5 open.
+    let keys = ChannelKeys::derive(policy, true, &client_nonce, &server_nonce);
+    let msg = seal_symmetric_chunk(
+        policy,
+        &keys.server,
+        true,
+        &SymmetricChunk {
+            message_type: MessageType::Message,
+            chunk_type: ChunkType::Final,
+            secure_channel_id: 9,
+            token_id: 5,
+            sequence_header: SequenceHeader {
+                sequence_number: 2,
+                request_id: 2,
+            },
+            body: b"hello",
+        },
+    )
+    .unwrap();
+    let clear = s2c.open(&msg).unwrap().unwrap();
+    assert!(clear.ends_with(b"hello"));
+}

@@ -27,7 +27,12 @@ fn shared() -> Arc<MitmShared> {
             ))
             .expect("server cert");
             Arc::new(MitmShared {
-                identity: Identity { key, cert },
+                identity: Identity {
+                    key: Arc::new(key),
+                    cert,
+                    application_uri: "urn:uatap:test-client:asyncua".into(),
+                    cert_path: "fixtures/keys/asyncua-client/cert.der".into(),
+                },
                 server_cert: Mutex::new(Some(server)),
                 registry: Arc::new(ClearRegistry::default()),
             })

@@ -12,6 +12,7 @@ pub mod fault;
 pub mod hub;
 pub mod metrics;
 pub mod mitm;
+pub mod pki;
 pub mod probe;
 pub mod relay;
 pub mod replay;

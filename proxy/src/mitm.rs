@@ -40,18 +40,11 @@ use uatap_crypto::policy::AsymmetricEncryption;
 use uatap_crypto::symmetric::{
     max_body_size, open_symmetric_chunk, seal_symmetric_chunk, ChannelKeys, SymmetricChunk,
 };
-use uatap_crypto::{Certificate, PrivateKey, SecurityPolicy};
+use uatap_crypto::{Certificate, SecurityPolicy};
 
 use crate::rewrite::{authority_of, rewrite_url};
 
-/// uatap's own application instance: the key and certificate both legs use.
-#[derive(Debug)]
-pub struct Identity {
-    /// Private key.
-    pub key: PrivateKey,
-    /// Certificate (what the client sees as the server's, and the server as the client's).
-    pub cert: Certificate,
-}
+pub use crate::pki::Identity;
 
 /// What every connection of one MITM listener shares.
 #[derive(Debug)]
@@ -611,9 +604,7 @@ impl Bridge {
                 self.session.client_nonce = r.client_nonce.0.as_bytes().unwrap_or(&[]).to_vec();
                 r.client_certificate = ByteString::from(id.cert.der());
                 // Servers check the ApplicationUri against the certificate's: uatap's now.
-                if let Some(uri) = application_uri(id.cert.der()) {
-                    r.client_description.application_uri = UaString::from(uri);
-                }
+                r.client_description.application_uri = UaString::from(id.application_uri.clone());
                 encode(
                     ids::service::CREATE_SESSION_REQUEST,
                     ServiceBody::CreateSessionRequest(r),
@@ -945,95 +936,4 @@ fn encode(type_id: u32, body: ServiceBody<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(m.encoded_len());
     m.encode(&mut out);
     out
-}
-
-/// Where uatap keeps its own application instance certificate: `DIR/own/cert.der` and
-/// `DIR/own/key.pem`, made on first use.
-pub fn load_or_create_identity(dir: &std::path::Path) -> Result<Identity, String> {
-    let own = dir.join("own");
-    let (cert_path, key_path) = (own.join("cert.der"), own.join("key.pem"));
-    if cert_path.exists() && key_path.exists() {
-        let key = std::fs::read(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
-        let key = PrivateKey::from_file_bytes(&key)
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        let cert =
-            std::fs::read(&cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-        let cert =
-            Certificate::from_der(&cert).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-        if !cert.matches(&key) {
-            return Err(format!(
-                "{} is not the certificate of {}",
-                cert_path.display(),
-                key_path.display()
-            ));
-        }
-        return Ok(Identity { key, cert });
-    }
-    std::fs::create_dir_all(&own).map_err(|e| format!("{}: {e}", own.display()))?;
-    let host = hostname();
-    let key = PrivateKey::generate().map_err(|e| e.to_string())?;
-    let pair = rcgen::KeyPair::try_from(key.pkcs8_der()).map_err(|e| e.to_string())?;
-    let mut params = rcgen::CertificateParams::new(vec![host.clone(), "localhost".to_string()])
-        .map_err(|e| e.to_string())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "uatap");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "uatap");
-    let uri = format!("urn:{host}:uatap");
-    params.subject_alt_names.push(rcgen::SanType::URI(
-        rcgen::string::Ia5String::try_from(uri.as_str()).map_err(|e| e.to_string())?,
-    ));
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
-            127, 0, 0, 1,
-        ])));
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::DigitalSignature,
-        rcgen::KeyUsagePurpose::ContentCommitment,
-        rcgen::KeyUsagePurpose::KeyEncipherment,
-        rcgen::KeyUsagePurpose::DataEncipherment,
-        rcgen::KeyUsagePurpose::KeyCertSign,
-    ];
-    params.extended_key_usages = vec![
-        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let (y, m, d) = today();
-    params.not_before = rcgen::date_time_ymd(y, m, d.saturating_sub(1).max(1));
-    params.not_after = rcgen::date_time_ymd(y.saturating_add(2), m, d.min(28));
-    let cert = params.self_signed(&pair).map_err(|e| e.to_string())?;
-    std::fs::write(&cert_path, cert.der()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    std::fs::write(&key_path, pair.serialize_pem())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let cert = Certificate::from_der(cert.der()).map_err(|e| e.to_string())?;
-    Ok(Identity { key, cert })
-}
-
-/// Today's date (UTC).
-fn today() -> (i32, u8, u8) {
-    let s = crate::hub::now().to_rfc3339();
-    let part = |r: std::ops::Range<usize>| s.get(r).unwrap_or("1");
-    (
-        part(0..4).parse().unwrap_or(2026),
-        part(5..7).parse().unwrap_or(1),
-        part(8..10).parse().unwrap_or(1),
-    )
-}
-
-/// This machine's name, for the certificate's host names and ApplicationUri.
-fn hostname() -> String {
-    let from_env = std::env::var("COMPUTERNAME").or_else(|_| std::env::var("HOSTNAME"));
-    let name = match from_env {
-        Ok(n) => n,
-        Err(_) => std::fs::read_to_string("/etc/hostname").unwrap_or_default(),
-    };
-    let name = name.trim();
-    if name.is_empty() {
-        "localhost".to_string()
-    } else {
-        name.to_string()
-    }
 }

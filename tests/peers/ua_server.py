@@ -19,7 +19,9 @@ Basic256Sha256:SignAndEncrypt, Aes256_Sha256_RsaPss:Sign, Aes128_Sha256_RsaOaep:
 With a secured policy the server uses ApplicationUri urn:uatap:test-server:asyncua and a
 self-signed 2048-bit RSA certificate generated on first use into DIR/asyncua-server/
 (cert.der, key.pem; --pki DIR, default <repo>/.cache/pki); every client certificate is
-accepted (no certificate validator). Before READY it prints "CERT <path of cert.der>" so that
+accepted (no certificate validator) unless --trust-dir DIR: then only the client certificates
+in DIR are trusted, checked (asyncua's CertificateValidator, TRUSTED_VALIDATION) at CreateSession,
+not at OpenSecureChannel. Before READY it prints "CERT <path of cert.der>" so that
 a client can be given the server certificate without a discovery connection.
 
 Refusals, one way each (for the reject tests, tests/rejects.rs):
@@ -59,6 +61,8 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.internal_session import InternalSession
 from asyncua.server.user_managers import UserManager
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from peer_common import DEFAULT_PKI, MODES, POLICIES, parse_security  # noqa: E402
 
@@ -123,6 +127,11 @@ async def run(args: argparse.Namespace) -> int:
         await server.load_certificate(str(cert))
         await server.load_private_key(str(key))
         server.set_security_policy([getattr(ua.SecurityPolicyType, f"{policy.replace('_', '')}_{mode}")])
+        if args.trust_dir is not None:
+            store = TrustStore([args.trust_dir], [])
+            await store.load()
+            server.set_certificate_validator(CertificateValidator(
+                CertificateValidatorOptions.TRUSTED_VALIDATION | CertificateValidatorOptions.PEER_CLIENT, store))
         log(f"CERT {cert}")
 
     objects = server.nodes.objects
@@ -187,6 +196,8 @@ def main() -> int:
                    help="the one endpoint offered, e.g. Basic256Sha256:Sign (default None:None)")
     p.add_argument("--pki", type=Path, help="PKI folder (default <repo>/.cache/pki); the server's "
                    "certificate and key are in DIR/asyncua-server/")
+    p.add_argument("--trust-dir", type=Path, metavar="DIR",
+                   help="trust only the client certificates in DIR (asyncua checks them at CreateSession)")
     p.add_argument("--max-sessions", type=int, default=0, help="at most N activated sessions")
     p.add_argument("--max-connections", type=int, default=0, help="at most N TCP connections")
     p.add_argument("--no-anonymous", action="store_true", help="refuse anonymous logins")
