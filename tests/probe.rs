@@ -365,3 +365,97 @@ fn probe_of_an_asyncua_server_with_a_trust_list_untrusted_then_trusted() {
     assert_eq!(ep["session"], "activated");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Fetches `/metrics` from a loopback address.
+fn get_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of a metric line `name{...} value`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// `--every` turns the probe into a synthetic monitor: its loopback `/metrics` says the server
+/// is up with a usable secured endpoint, then down (and why) once the server is gone.
+#[test]
+fn probe_every_serves_metrics_up_then_down() {
+    let dir = crate::util::temp_dir("probe-every");
+    let (mut srv, url) = secured_server(
+        "node",
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &[],
+    );
+    let mut mon = Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .args([
+            "probe",
+            &url,
+            "--every",
+            "0.5s",
+            "--metrics",
+            "127.0.0.1:0",
+            "--json",
+            "--timeout",
+            "2",
+        ])
+        .arg("--pki")
+        .arg(dir.join("pki"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("probe starts");
+    let mut err = std::io::BufReader::new(mon.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "the probe ended before its metrics line");
+        if let Some(a) = line.split("http://").nth(1) {
+            break a.trim().trim_end_matches("/metrics").to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let wait_for = |what: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = get_metrics(&addr);
+            if what(&text) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "metrics never got there:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let up = wait_for(&|t| metric(t, "uatap_probe_runs_total").unwrap_or(0.0) >= 2.0);
+    assert_eq!(metric(&up, "uatap_probe_up"), Some(1.0), "{up}");
+    assert_eq!(
+        metric(&up, "uatap_probe_secure_endpoints_usable"),
+        Some(1.0),
+        "{up}"
+    );
+    assert!(up.contains("# TYPE uatap_probe_up gauge"));
+    terminate(&mut srv);
+    let down = wait_for(&|t| metric(t, "uatap_probe_up") == Some(0.0));
+    assert_eq!(
+        metric(&down, "uatap_probe_secure_endpoints_usable"),
+        Some(0.0)
+    );
+    assert!(
+        down.contains("uatap_probe_rejects_total{") && down.contains("cause=\"tcp_refused\""),
+        "{down}"
+    );
+    terminate(&mut mon);
+    let _ = std::fs::remove_dir_all(dir);
+}

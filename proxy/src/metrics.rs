@@ -348,11 +348,27 @@ const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers `GET /metrics` on `listener` until `shutdown` turns true (or its sender is gone).
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: watch::Receiver<bool>) {
+pub async fn serve<P: Page>(
+    listener: TcpListener,
+    metrics: Arc<P>,
+    shutdown: watch::Receiver<bool>,
+) {
     accept_loop(listener, MAX_CLIENTS, shutdown, move |s| {
         answer(s, metrics.clone())
     })
     .await;
+}
+
+/// What a `/metrics` endpoint serves: the proxy's counters, or the probe monitor's gauges.
+pub trait Page: Send + Sync + 'static {
+    /// The Prometheus text exposition.
+    fn render(&self) -> String;
+}
+
+impl Page for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
 }
 
 /// Accepts clients of a small loopback HTTP endpoint until `shutdown` turns true, answering at
@@ -410,7 +426,7 @@ async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// The status line, extra headers and body for a request line.
-fn respond(request_line: &str, metrics: &Metrics) -> (&'static str, &'static str, String) {
+fn respond<P: Page>(request_line: &str, metrics: &P) -> (&'static str, &'static str, String) {
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split(['?', '#']).next().unwrap_or("");
@@ -435,13 +451,13 @@ fn respond(request_line: &str, metrics: &Metrics) -> (&'static str, &'static str
     )
 }
 
-async fn answer(mut s: TcpStream, metrics: Arc<Metrics>) {
+async fn answer<P: Page>(mut s: TcpStream, metrics: Arc<P>) {
     let Some(head) = read_head(&mut s).await else {
         return;
     };
     let text = String::from_utf8_lossy(&head);
     let line = text.lines().next().unwrap_or("");
-    let (status, headers, body) = respond(line, &metrics);
+    let (status, headers, body) = respond(line, &*metrics);
     let head_only = line.starts_with("HEAD ");
     let mut reply = format!(
         "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
