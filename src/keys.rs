@@ -20,7 +20,8 @@ pub struct KeyArgs {
     /// whose keys it holds are decrypted. Repeatable.
     #[arg(long = "keys", value_name = "FILE")]
     pub key_logs: Vec<PathBuf>,
-    /// Write the symmetric keys of every channel read with --private-key to this key log, for
+    /// Write the symmetric keys of every channel read with --private-key (or, with --mitm, of
+    /// the client's leg of every channel) to this key log, for
     /// Wireshark 4.4+ (Preferences > Protocols > OpcUa > key log file) or `uatap analyze --keys`.
     /// The file holds secrets: keep it as safe as the keys.
     #[arg(long = "export-keys", value_name = "FILE")]
@@ -31,6 +32,12 @@ impl KeyArgs {
     /// Loads every key file; keys are labelled with their file name in reports (never their
     /// content).
     pub fn load(&self) -> anyhow::Result<KeyStore> {
+        self.load_for(false)
+    }
+
+    /// Like [`KeyArgs::load`]; `mitm`: the MITM mode derives keys itself, so --export-keys
+    /// needs no private key then.
+    pub fn load_for(&self, mitm: bool) -> anyhow::Result<KeyStore> {
         let mut keys = Vec::with_capacity(self.private_keys.len());
         for p in &self.private_keys {
             let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
@@ -52,7 +59,7 @@ impl KeyArgs {
         }
         let mut store = KeyStore::new(keys).with_key_log(log);
         if let Some(p) = &self.export_keys {
-            if self.private_keys.is_empty() {
+            if self.private_keys.is_empty() && !mitm {
                 anyhow::bail!("--export-keys writes the keys derived with --private-key: give the keys of both applications");
             }
             let f =

@@ -218,6 +218,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let mut keys = args.keys.load_for(args.mitm)?;
     let mitm = if args.mitm {
         if faults.is_some() || args.rewrite_endpoint_urls {
             anyhow::bail!("--mitm cannot be combined with --fault, --admin or --rewrite-endpoint-urls yet (it rewrites endpoint URLs itself)");
@@ -266,6 +267,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                     identity: identity.clone(),
                     server_cert: std::sync::Mutex::new(upstream_cert.clone()),
                     registry: registry.clone(),
+                    key_log: keys.key_log_writer(),
                 })
             }),
         };
@@ -402,7 +404,6 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    let mut keys = args.keys.load()?;
     if mitm.is_some() {
         keys = keys.with_registry(registry.clone());
     }

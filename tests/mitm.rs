@@ -45,6 +45,8 @@ impl Mitm {
             .arg(&json)
             .arg("--record")
             .arg(&record)
+            .arg("--export-keys")
+            .arg(dir.join("keys.log"))
             .args(["--duration", "120", "-v"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
@@ -230,6 +232,37 @@ fn mitm_asyncua_client_node_server_sign_and_encrypt() {
         "{stderr}"
     );
     assert!(pki.join("own/cert.der").exists() && pki.join("own/key.pem").exists());
+    // The recording keeps the client's leg encrypted; the exported key log opens it offline,
+    // with the same Publish sequence numbers as live.
+    let keys = std::fs::read_to_string(dir.join("keys.log")).expect("key log");
+    assert_eq!(keys.lines().count(), 6, "{keys}");
+    let offline = crate::util::run(
+        Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .args(["analyze", "--json", "--keys"])
+            .arg(dir.join("keys.log"))
+            .arg(dir.join("mitm.pcapng")),
+    );
+    let offline: Vec<Value> = offline
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs = |evs: &[Value]| -> Vec<u64> {
+        of_kind(evs, "publish")
+            .iter()
+            .filter_map(|p| p["sequence_number"].as_u64())
+            .collect()
+    };
+    assert_eq!(seqs(&offline), seqs(&evs));
+    assert!(of_kind(&offline, "decode_error").is_empty());
+    let bare = crate::util::run(
+        Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .args(["analyze", "--json"])
+            .arg(dir.join("mitm.pcapng")),
+    );
+    assert!(
+        !bare.contains("\"kind\":\"publish\""),
+        "without the keys nothing is read"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

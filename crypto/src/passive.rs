@@ -38,13 +38,23 @@ struct ChannelState {
     opened_by: Vec<String>,
 }
 
-/// Where derived keys are written as a key log (`--export-keys`).
+/// Where derived keys are written as a key log (`--export-keys`), shared by every connection.
 #[derive(Clone)]
-struct Export(Arc<Mutex<Box<dyn Write + Send>>>);
+pub struct KeyLogWriter(Arc<Mutex<Box<dyn Write + Send>>>);
 
-impl std::fmt::Debug for Export {
+impl std::fmt::Debug for KeyLogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Export")
+        f.write_str("KeyLogWriter")
+    }
+}
+
+impl KeyLogWriter {
+    /// Writes the six lines of one token's keys, flushed at once.
+    pub fn write(&self, channel_id: u32, token_id: u32, keys: &ChannelKeys) {
+        if let Ok(mut out) = self.0.lock() {
+            let text = keylog::lines(channel_id, token_id, keys);
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+        }
     }
 }
 
@@ -107,7 +117,7 @@ impl ClearRegistry {
 pub struct KeyStore {
     keys: Arc<Vec<(String, PrivateKey)>>,
     key_log: Arc<KeyLog>,
-    export: Option<Export>,
+    export: Option<KeyLogWriter>,
     registry: Option<Arc<ClearRegistry>>,
 }
 
@@ -128,8 +138,13 @@ impl KeyStore {
 
     /// Writes the symmetric keys of every token derived from now on as a key log.
     pub fn export_to(mut self, out: Box<dyn Write + Send>) -> Self {
-        self.export = Some(Export(Arc::new(Mutex::new(out))));
+        self.export = Some(KeyLogWriter(Arc::new(Mutex::new(out))));
         self
+    }
+
+    /// The key log being written, for other parties that derive keys (the MITM mode).
+    pub fn key_log_writer(&self) -> Option<KeyLogWriter> {
+        self.export.clone()
     }
 
     /// Reads the chunks a MITM bridge registered in clear.
@@ -249,11 +264,8 @@ impl PassiveOpener {
                 };
                 let keys = ChannelKeys::derive(policy, encrypted, client_nonce, server_nonce);
                 let token = r.security_token.token_id;
-                if let Some(Export(out)) = &self.store.export {
-                    if let Ok(mut out) = out.lock() {
-                        let text = keylog::lines(r.security_token.channel_id, token, &keys);
-                        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-                    }
+                if let Some(w) = &self.store.export {
+                    w.write(r.security_token.channel_id, token, &keys);
                 }
                 st.tokens.retain(|(t, _)| *t != token);
                 if st.tokens.len() >= MAX_TOKENS {

@@ -35,6 +35,7 @@ fn shared() -> Arc<MitmShared> {
                 },
                 server_cert: Mutex::new(Some(server)),
                 registry: Arc::new(ClearRegistry::default()),
+                key_log: None,
             })
         })
         .clone()

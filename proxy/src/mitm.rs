@@ -35,7 +35,7 @@ use uatap_crypto::asymmetric::{
     open_asymmetric_chunk, rsa_decrypt, rsa_encrypt, rsa_sign, seal_asymmetric_chunk,
     AsymmetricChunk,
 };
-use uatap_crypto::passive::ClearRegistry;
+use uatap_crypto::passive::{ClearRegistry, KeyLogWriter};
 use uatap_crypto::policy::AsymmetricEncryption;
 use uatap_crypto::symmetric::{
     max_body_size, open_symmetric_chunk, seal_symmetric_chunk, ChannelKeys, SymmetricChunk,
@@ -56,6 +56,9 @@ pub struct MitmShared {
     pub server_cert: Mutex<Option<Certificate>>,
     /// Where clear text of the client's leg goes for the analysis.
     pub registry: Arc<ClearRegistry>,
+    /// Where the client leg's symmetric keys are written (`--export-keys`), so the recording
+    /// can be decrypted later (Wireshark 4.4+, `uatap analyze --keys`).
+    pub key_log: Option<KeyLogWriter>,
 }
 
 /// One leg's secure channel.
@@ -423,6 +426,9 @@ impl Bridge {
                     chunk_size: self.client_chunk,
                 });
                 leg.channel_id = t.channel_id;
+                if let Some(w) = &self.shared.key_log {
+                    w.write(t.channel_id, token_id, &keys);
+                }
                 leg.add_token(token_id, keys);
                 encode(
                     ids::service::OPEN_SECURE_CHANNEL_RESPONSE,

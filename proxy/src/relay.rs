@@ -324,17 +324,9 @@ async fn relay_connection(
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    if let (Ok(local), Ok(remote)) = (upstream.local_addr(), upstream.peer_addr()) {
-        let _ = tap
-            .send(Tap::Connected {
-                id,
-                local,
-                upstream: remote,
-                ts: now(),
-            })
-            .await;
-    }
     if let Some(shared) = &config.mitm {
+        // The recording holds the client's leg only: the server's leg carries other bytes
+        // (uatap's own channel), which are not tapped.
         return Some(
             mitm_relay(
                 client,
@@ -347,6 +339,16 @@ async fn relay_connection(
             )
             .await,
         );
+    }
+    if let (Ok(local), Ok(remote)) = (upstream.local_addr(), upstream.peer_addr()) {
+        let _ = tap
+            .send(Tap::Connected {
+                id,
+                local,
+                upstream: remote,
+                ts: now(),
+            })
+            .await;
     }
     let (c2s_filter, s2c_filter) = if config.rewrite_endpoint_urls {
         let hello = Arc::new(OnceLock::new());
