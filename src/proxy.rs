@@ -220,8 +220,22 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     }
     let mut keys = args.keys.load_for(args.mitm)?;
     let mitm = if args.mitm {
-        if faults.is_some() || args.rewrite_endpoint_urls {
-            anyhow::bail!("--mitm cannot be combined with --fault, --admin or --rewrite-endpoint-urls yet (it rewrites endpoint URLs itself)");
+        if args.rewrite_endpoint_urls {
+            anyhow::bail!(
+                "--mitm rewrites the endpoint URLs itself: leave out --rewrite-endpoint-urls"
+            );
+        }
+        let timed_cut = |f: &FaultSpec| {
+            matches!(f.action, fault::Action::Cut | fault::Action::Reset)
+                && !matches!(f.start, fault::Start::After(_))
+        };
+        if let Some(bad) = args
+            .faults
+            .iter()
+            .chain(plan.listeners.iter().flat_map(|l| l.faults.iter()))
+            .find(|f| !timed_cut(f))
+        {
+            anyhow::bail!("with --mitm only timed cuts and resets apply yet (e.g. \"cut at 10s\"), not \"{bad}\"");
         }
         let identity = uatap_proxy::pki::load_or_create(&args.pki)
             .map_err(|e| anyhow::anyhow!("uatap's certificate in {}: {e}", args.pki.display()))?;
@@ -263,12 +277,12 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             faults: faults.clone(),
             index: bound.len(),
             mitm: mitm.as_ref().map(|(identity, upstream_cert)| {
-                Arc::new(uatap_proxy::mitm::MitmShared {
-                    identity: identity.clone(),
-                    server_cert: std::sync::Mutex::new(upstream_cert.clone()),
-                    registry: registry.clone(),
-                    key_log: keys.key_log_writer(),
-                })
+                Arc::new(uatap_proxy::mitm::MitmShared::new(
+                    identity.clone(),
+                    upstream_cert.clone(),
+                    registry.clone(),
+                    keys.key_log_writer(),
+                ))
             }),
         };
         if let Some(f) = &faults {

@@ -2,7 +2,7 @@
 //! side stays bounded by what came in (plus the few messages it writes itself).
 #![no_main]
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use uatap_crypto::passive::ClearRegistry;
@@ -26,17 +26,17 @@ fn shared() -> Arc<MitmShared> {
                 "../../fixtures/keys/node-server/cert.der"
             ))
             .expect("server cert");
-            Arc::new(MitmShared {
-                identity: Identity {
+            Arc::new(MitmShared::new(
+                Identity {
                     key: Arc::new(key),
                     cert,
                     application_uri: "urn:uatap:test-client:asyncua".into(),
                     cert_path: "fixtures/keys/asyncua-client/cert.der".into(),
                 },
-                server_cert: Mutex::new(Some(server)),
-                registry: Arc::new(ClearRegistry::default()),
-                key_log: None,
-            })
+                Some(server),
+                Arc::new(ClearRegistry::default()),
+                None,
+            ))
         })
         .clone()
 }

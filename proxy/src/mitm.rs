@@ -59,6 +59,43 @@ pub struct MitmShared {
     /// Where the client leg's symmetric keys are written (`--export-keys`), so the recording
     /// can be decrypted later (Wireshark 4.4+, `uatap analyze --keys`).
     pub key_log: Option<KeyLogWriter>,
+    /// The server's last nonce per session (by AuthenticationToken): a client that reconnects
+    /// activates its session again on a new connection, and uatap signs that nonce for it.
+    pub sessions: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// Sessions whose nonce is remembered.
+const MAX_SESSIONS: usize = 4096;
+
+impl MitmShared {
+    /// State shared by the connections of one listener.
+    pub fn new(
+        identity: Identity,
+        server_cert: Option<Certificate>,
+        registry: Arc<ClearRegistry>,
+        key_log: Option<KeyLogWriter>,
+    ) -> Self {
+        MitmShared {
+            identity,
+            server_cert: Mutex::new(server_cert),
+            registry,
+            key_log,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn set_server_nonce(&self, token: String, nonce: Vec<u8>) {
+        if let Ok(mut m) = self.sessions.lock() {
+            if m.len() >= MAX_SESSIONS && !m.contains_key(&token) {
+                m.clear();
+            }
+            m.insert(token, nonce);
+        }
+    }
+
+    fn server_nonce(&self, token: &str) -> Option<Vec<u8>> {
+        self.sessions.lock().ok()?.get(token).cloned()
+    }
 }
 
 /// One leg's secure channel.
@@ -148,6 +185,8 @@ pub struct Bridge {
     session: SessionCtx,
     /// uatap's nonce in the server leg's pending OpenSecureChannel.
     upstream_nonce: Option<Vec<u8>>,
+    /// ActivateSession requests in flight: RequestId -> AuthenticationToken.
+    activating: HashMap<u32, String>,
     /// The connection is broken beyond repair (a fatal protocol error): pass nothing more.
     pub failed: bool,
     /// Close both legs once what is queued is written.
@@ -178,6 +217,7 @@ impl Bridge {
             s_partial: HashMap::new(),
             session: SessionCtx::default(),
             upstream_nonce: None,
+            activating: HashMap::new(),
             failed: false,
             close: false,
         }
@@ -506,7 +546,7 @@ impl Bridge {
             return Ok(());
         }
         let kind = message_type(chunk).unwrap_or(MessageType::Message);
-        let body = self.rewrite_request(body);
+        let body = self.rewrite_request(request_id, body);
         self.seal_to(false, kind, request_id, &body)
     }
 
@@ -524,7 +564,7 @@ impl Bridge {
             return Ok(());
         }
         let kind = message_type(chunk).unwrap_or(MessageType::Message);
-        let body = self.rewrite_response(body);
+        let body = self.rewrite_response(request_id, body);
         self.seal_to(true, kind, request_id, &body)
     }
 
@@ -593,7 +633,7 @@ impl Bridge {
     }
 
     /// What must change in a request for the server's leg.
-    fn rewrite_request(&mut self, body: Vec<u8>) -> Vec<u8> {
+    fn rewrite_request(&mut self, request_id: u32, body: Vec<u8>) -> Vec<u8> {
         let Ok(msg) = parse_message(&mut Reader::new(&body)) else {
             return body;
         };
@@ -622,8 +662,13 @@ impl Bridge {
                 };
                 // uatap proves to the server it holds the key of the certificate it gave.
                 if let Some(alg) = policy.asymmetric_signature() {
+                    let token = r.request_header.authentication_token.to_string();
+                    let nonce = shared
+                        .server_nonce(&token)
+                        .unwrap_or_else(|| self.session.server_nonce.clone());
+                    self.activating.insert(request_id, token);
                     let mut signed = server_cert.der().to_vec();
-                    signed.extend_from_slice(&self.session.server_nonce);
+                    signed.extend_from_slice(&nonce);
                     if let Ok(sig) = rsa_sign(alg, &id.key, &signed) {
                         r.client_signature = SignatureData {
                             algorithm: UaString::from(alg.uri()),
@@ -694,7 +739,7 @@ impl Bridge {
     }
 
     /// What must change in a response for the client's leg.
-    fn rewrite_response(&mut self, body: Vec<u8>) -> Vec<u8> {
+    fn rewrite_response(&mut self, request_id: u32, body: Vec<u8>) -> Vec<u8> {
         let Ok(msg) = parse_message(&mut Reader::new(&body)) else {
             return body;
         };
@@ -718,6 +763,10 @@ impl Bridge {
             }
             ServiceBody::CreateSessionResponse(mut r) => {
                 self.session.server_nonce = r.server_nonce.0.as_bytes().unwrap_or(&[]).to_vec();
+                shared.set_server_nonce(
+                    r.authentication_token.to_string(),
+                    self.session.server_nonce.clone(),
+                );
                 r.server_certificate = ByteString::from(id.cert.der());
                 for ep in r.server_endpoints.iter_mut().flatten() {
                     swap_endpoint(ep, id.cert.der(), authority.as_deref());
@@ -740,6 +789,9 @@ impl Bridge {
             ServiceBody::ActivateSessionResponse(r) => {
                 if let Some(n) = r.server_nonce.0.as_bytes() {
                     self.session.server_nonce = n.to_vec();
+                    if let Some(token) = self.activating.remove(&request_id) {
+                        shared.set_server_nonce(token, n.to_vec());
+                    }
                 }
                 body
             }

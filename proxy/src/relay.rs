@@ -336,6 +336,7 @@ async fn relay_connection(
                 tap,
                 id,
                 shutdown,
+                kill,
             )
             .await,
         );
@@ -454,6 +455,7 @@ async fn relay_connection(
 /// Relays one connection through a MITM bridge: the client's bytes are tapped as they came,
 /// the bytes written to the client as they went (the client's leg), both after the bridge has
 /// registered their clear text for the analysis.
+#[allow(clippy::too_many_arguments)]
 async fn mitm_relay(
     client: TcpStream,
     upstream: TcpStream,
@@ -462,6 +464,7 @@ async fn mitm_relay(
     tap: &mpsc::Sender<Tap>,
     id: u64,
     shutdown: &mut watch::Receiver<bool>,
+    mut kill: Option<watch::Receiver<Option<fault::Kill>>>,
 ) -> (ClosedBy, CloseReason) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut bridge = crate::mitm::Bridge::new(shared, server_addr.to_string());
@@ -471,10 +474,34 @@ async fn mitm_relay(
     let mut sbuf = vec![0u8; 64 * 1024];
     let mut notes_seen = 0usize;
     loop {
+        let killed = async {
+            match kill.as_mut() {
+                Some(k) => loop {
+                    if k.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if let Some(order) = k.borrow_and_update().clone() {
+                        return order;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
         let (dir, n) = tokio::select! {
             r = cr.read(&mut cbuf) => (Direction::ClientToServer, r),
             r = sr.read(&mut sbuf) => (Direction::ServerToClient, r),
             _ = stopped(shutdown) => return (ClosedBy::Proxy, CloseReason::Fin),
+            order = killed => {
+                // A timed cut or reset (`--fault`): both legs end at once.
+                if order.reset {
+                    reset_on_close(cw.as_ref());
+                    reset_on_close(sw.as_ref());
+                } else {
+                    let _ = cw.shutdown().await;
+                    let _ = sw.shutdown().await;
+                }
+                return (ClosedBy::Proxy, CloseReason::Fault);
+            }
         };
         let by = match dir {
             Direction::ClientToServer => ClosedBy::Client,
