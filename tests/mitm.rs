@@ -417,11 +417,13 @@ fn mitm_untrusted_by_the_server_is_explained_and_forwarded() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A timed `cut` on a MITM SignAndEncrypt session: node-opcua's client reconnects through uatap
-/// (a new secured channel on each leg), keeps its session and republishes what it missed; the
-/// reconnect verdict is the same as on a None channel (`tests/reconnect_stacks.rs`).
+/// A `cut` on a MITM SignAndEncrypt session once data flows (added through the admin API):
+/// node-opcua's client reconnects through uatap (a new secured channel on each leg), keeps its
+/// session and republishes what it missed; the reconnect verdict is the same as on a None
+/// channel (`tests/reconnect_stacks.rs`).
 #[test]
 fn mitm_cut_node_client_recovers_as_on_a_none_channel() {
+    use std::io::BufRead;
     let dir = temp_dir("mitm-cut");
     let server = Server::start(
         "node",
@@ -433,27 +435,56 @@ fn mitm_cut_node_client_recovers_as_on_a_none_channel() {
         ],
         &[],
     );
-    let mitm = Mitm::start_with(&server.addr, &dir, &["--fault", "cut at 3s"]);
-    let out = client(
-        "node",
-        "watch",
-        &mitm.url(),
-        &[
+    let mitm = Mitm::start_with(&server.addr, &dir, &["--admin", "127.0.0.1:0"]);
+    let admin = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&mitm.stderr).unwrap_or_default();
+            if let Some(a) = text
+                .split("admin API on http://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+            {
+                break a.to_string();
+            }
+            assert!(Instant::now() < deadline, "no admin line: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut child = Command::new("node")
+        .arg(peers_dir().join("ua_client.js"))
+        .args([
+            "watch",
+            &mitm.url(),
             "--security",
             "Basic256Sha256:SignAndEncrypt",
-            "--pki",
-            &dir.join("cli").display().to_string(),
-            "--seconds",
-            "7",
-        ],
-        &[],
+        ])
+        .arg("--pki")
+        .arg(dir.join("cli"))
+        .args(["--seconds", "6"])
+        .current_dir(peers_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node client");
+    let mut stdout = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.contains(" notification ") && line.contains("seq=10 ") {
+            break;
+        }
+    }
+    crate::util::run(
+        Command::new(env!("CARGO_BIN_EXE_uatap")).args(["fault", "--admin", &admin, "add", "cut"]),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for line in lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    assert!(child.wait().unwrap().success(), "{stdout}");
     assert!(stdout.contains("connection_lost"), "{stdout}");
     assert!(stdout.contains("session_restored"), "{stdout}");
     let (evs, _, _) = mitm.stop();
