@@ -183,7 +183,9 @@ fn replay_server_node_client_goes_through_the_recorded_cut() {
     // would have).
     let div: Vec<&Value> = of_kind(&events, "replay_divergence")
         .into_iter()
-        .filter(|d| !(d["service"] == "PublishRequest" && d["answer"] == "left unanswered (queued)"))
+        .filter(|d| {
+            !(d["service"] == "PublishRequest" && d["answer"] == "left unanswered (queued)")
+        })
         .collect();
     assert!(div.is_empty(), "same stack, same requests: {div:?}");
     let _ = std::fs::remove_dir_all(&dir);
