@@ -1086,3 +1086,42 @@ fn rejects_none_channel_on_secured_only_server_o6() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A user name login on open62541's anonymous-only server: open62541 finds no user token
+/// policy for the token on the endpoint and answers Bad_IdentityTokenInvalid. That is not a
+/// wrong password: the server does not take user name logins there at all.
+#[test]
+fn rejects_user_name_login_on_anonymous_only_server_o6() {
+    let dir = temp_dir("rejects-user-token-o6");
+    let password = format!("Some-{}-pw", std::process::id());
+    let env = [("UATAP_TEST_PASSWORD", password.as_str())];
+    let server = Server::start("o6", &[], &[]);
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--user",
+            "operator",
+            "--password-env",
+            "UATAP_TEST_PASSWORD",
+        ],
+        &env,
+    );
+    assert!(!out.status.success(), "the server let the user in");
+    let json = proxy.json.clone();
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "activate_session",
+            cause: "user_token_not_offered",
+            status: Some(("0x80200000", "Bad_IdentityTokenInvalid")),
+            change: &["a login type the server's endpoint offers"],
+            evidence: &["ActivateSession", "username user \"operator\""],
+        },
+    );
+    assert!(server.logged("Requested Endpoint/UserTokenPolicy not available"));
+    assert_no_password(&json, &[&password]);
+    let _ = std::fs::remove_dir_all(dir);
+}
