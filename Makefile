@@ -1,7 +1,8 @@
 # uatap: build, test and the live-capture test rig (tests/peers/).
 #
-#   make deps         tshark and chromium (apt), .venv with asyncua, tests/peers/node_modules with
-#                     node-opcua and playwright-core (renders the HTML report in a test)
+#   make deps         tshark and chromium (apt), .venv with asyncua and o6 (open62541),
+#                     tests/peers/node_modules with node-opcua and playwright-core (renders the
+#                     HTML report in a test)
 #   make test         cargo test --workspace (integration tests find the peers via the env below)
 #   make demo         release build + analyze a fixture
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark

@@ -140,7 +140,12 @@ fn ack() -> Vec<u8> {
 
 /// The synthetic server: one connection at a time, streams `n` PublishResponses after the
 /// client's first message.
-async fn server(listener: TcpListener, key: Arc<PrivateKey>, own: Certificate, bodies: Arc<Vec<Vec<u8>>>) {
+async fn server(
+    listener: TcpListener,
+    key: Arc<PrivateKey>,
+    own: Certificate,
+    bodies: Arc<Vec<Vec<u8>>>,
+) {
     loop {
         let (mut s, _) = listener.accept().await.unwrap();
         let _ = s.set_nodelay(true);
@@ -155,7 +160,9 @@ async fn server(listener: TcpListener, key: Arc<PrivateKey>, own: Certificate, b
             let peer = sender_cert(&opn);
             let body_at = opn_body(&clear.chunk);
             let msg = parse_message(&mut Reader::new(&clear.chunk[body_at..])).unwrap();
-            let ServiceBody::OpenSecureChannelRequest(r) = msg.body else { panic!() };
+            let ServiceBody::OpenSecureChannelRequest(r) = msg.body else {
+                panic!()
+            };
             let client_nonce = r.client_nonce.as_bytes().unwrap().to_vec();
             let server_nonce = vec![7u8; 32];
             let body = encode(&Message {
@@ -176,7 +183,10 @@ async fn server(listener: TcpListener, key: Arc<PrivateKey>, own: Certificate, b
                 &AsymmetricChunk {
                     policy: POLICY,
                     secure_channel_id: 5,
-                    sequence_header: SequenceHeader { sequence_number: 1, request_id: 1 },
+                    sequence_header: SequenceHeader {
+                        sequence_number: 1,
+                        request_id: 1,
+                    },
                     body: &body,
                 },
                 &key,
@@ -200,7 +210,9 @@ async fn server(listener: TcpListener, key: Arc<PrivateKey>, own: Certificate, b
                     },
                     body: b,
                 };
-                out.extend_from_slice(&seal_symmetric_chunk(POLICY, &keys.server, true, &c).unwrap());
+                out.extend_from_slice(
+                    &seal_symmetric_chunk(POLICY, &keys.server, true, &c).unwrap(),
+                );
                 if out.len() > 256 * 1024 {
                     if s.write_all(&out).await.is_err() {
                         return;
@@ -231,7 +243,13 @@ fn opn_body(clear: &[u8]) -> usize {
 
 /// The synthetic client: opens the channel to `receiver`, asks once, then opens and checks
 /// every chunk of the stream. Returns the time from the first to the last message.
-async fn client(addr: &str, key: &PrivateKey, own: &Certificate, receiver: &Certificate, n: usize) -> Duration {
+async fn client(
+    addr: &str,
+    key: &PrivateKey,
+    own: &Certificate,
+    receiver: &Certificate,
+    n: usize,
+) -> Duration {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let _ = s.set_nodelay(true);
     s.write_all(&hello()).await.unwrap();
@@ -260,7 +278,10 @@ async fn client(addr: &str, key: &PrivateKey, own: &Certificate, receiver: &Cert
         &AsymmetricChunk {
             policy: POLICY,
             secure_channel_id: 0,
-            sequence_header: SequenceHeader { sequence_number: 1, request_id: 1 },
+            sequence_header: SequenceHeader {
+                sequence_number: 1,
+                request_id: 1,
+            },
             body: &body,
         },
         key,
@@ -272,7 +293,9 @@ async fn client(addr: &str, key: &PrivateKey, own: &Certificate, receiver: &Cert
     let answer = read_chunk(&mut s).await;
     let clear = open_asymmetric_chunk(&answer, key).unwrap();
     let msg = parse_message(&mut Reader::new(&clear.chunk[opn_body(&clear.chunk)..])).unwrap();
-    let ServiceBody::OpenSecureChannelResponse(r) = msg.body else { panic!("{msg:?}") };
+    let ServiceBody::OpenSecureChannelResponse(r) = msg.body else {
+        panic!("{msg:?}")
+    };
     let keys = ChannelKeys::derive(POLICY, true, &nonce, r.server_nonce.as_bytes().unwrap());
     let (channel, token) = (r.security_token.channel_id, r.security_token.token_id);
     // A small first request (any service body will do: the server only waits for it).
@@ -290,7 +313,10 @@ async fn client(addr: &str, key: &PrivateKey, own: &Certificate, receiver: &Cert
         chunk_type: ChunkType::Final,
         secure_channel_id: channel,
         token_id: token,
-        sequence_header: SequenceHeader { sequence_number: 2, request_id: 2 },
+        sequence_header: SequenceHeader {
+            sequence_number: 2,
+            request_id: 2,
+        },
         body: &start,
     };
     s.write_all(&seal_symmetric_chunk(POLICY, &keys.client, true, &c).unwrap())
@@ -319,9 +345,19 @@ async fn forwarder(listener: TcpListener, upstream: String) {
 }
 
 fn main() {
-    let n: usize = std::env::var("UATAP_MITM_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
-    let rounds: usize = std::env::var("UATAP_MITM_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let n: usize = std::env::var("UATAP_MITM_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let rounds: usize = std::env::var("UATAP_MITM_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let server_key = Arc::new(key("node-server"));
     let server_cert = cert(root().join("fixtures/keys/node-server/cert.der"));
     let client_key = key("asyncua-client");
@@ -333,7 +369,12 @@ fn main() {
     let (server_addr, fwd_addr) = rt.block_on(async {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let a = l.local_addr().unwrap().to_string();
-        tokio::spawn(server(l, server_key.clone(), server_cert.clone(), bodies.clone()));
+        tokio::spawn(server(
+            l,
+            server_key.clone(),
+            server_cert.clone(),
+            bodies.clone(),
+        ));
         let f = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fa = f.local_addr().unwrap().to_string();
         tokio::spawn(forwarder(f, a.clone()));
@@ -343,7 +384,14 @@ fn main() {
     let pki = dir.join("pki");
     let stderr = dir.join("proxy.err");
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_uatap"))
-        .args(["proxy", "--listen", "127.0.0.1:0", "--upstream", &server_addr, "--mitm"])
+        .args([
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &server_addr,
+            "--mitm",
+        ])
         .arg("--pki")
         .arg(&pki)
         .arg("--upstream-cert")
@@ -356,15 +404,25 @@ fn main() {
         .expect("uatap");
     let mitm_addr = loop {
         let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-        if let Some(a) = text.lines().filter(|l| l.contains("proxying")).find_map(|l| {
-            l.split_whitespace().find_map(|w| w.strip_prefix("opc.tcp://")).map(str::to_string)
-        }) {
+        if let Some(a) = text
+            .lines()
+            .filter(|l| l.contains("proxying"))
+            .find_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("opc.tcp://"))
+                    .map(str::to_string)
+            })
+        {
             break a;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let uatap_cert = cert(pki.join("own/cert.der"));
-    let mut results: Vec<(&str, Vec<f64>)> = vec![("direct", vec![]), ("forwarder", vec![]), ("uatap --mitm", vec![])];
+    let mut results: Vec<(&str, Vec<f64>)> = vec![
+        ("direct", vec![]),
+        ("forwarder", vec![]),
+        ("uatap --mitm", vec![]),
+    ];
     for _ in 0..rounds {
         for (name, times) in results.iter_mut() {
             let (addr, receiver) = match *name {
@@ -387,7 +445,10 @@ fn main() {
     let fwd = median(&results[1].1);
     for (name, v) in &results {
         let m = median(v);
-        println!("  {name:<14} {m:8.1} MB/s  ({:.2}x the forwarder)  rounds {v:.1?}", m / fwd);
+        println!(
+            "  {name:<14} {m:8.1} MB/s  ({:.2}x the forwarder)  rounds {v:.1?}",
+            m / fwd
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -459,3 +459,50 @@ fn probe_every_serves_metrics_up_then_down() {
     terminate(&mut mon);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// open62541 (o6): a None-only server's endpoint is listed and usable with `--accept-none`; a
+/// secured-only one refuses the probe's security None channel in clear, and the probe names
+/// the cause.
+#[test]
+fn probe_of_open62541_servers_lists_the_endpoint_or_names_the_refusal() {
+    let plain = crate::rejects::Server::start("o6", &[], &[]);
+    let url = format!("opc.tcp://{}", plain.addr);
+    let (code, events) = probe(&url, &["--accept-none"]);
+    drop(plain);
+    assert_eq!(code, 0, "the None endpoint counts with --accept-none");
+    let eps = of_kind(&events, "probe_endpoint");
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    assert_eq!(eps[0]["policy"], "None");
+    assert_eq!(eps[0]["usable"], true);
+    assert_eq!(eps[0]["user_tokens"], serde_json::json!(["anonymous"]));
+    let sessions: Vec<&str> = of_kind(&events, "session")
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(sessions, ["create", "activate", "close"]);
+    assert!(of_kind(&events, "reject").is_empty());
+
+    let dir = crate::util::temp_dir("probe-o6-secure");
+    let pki = dir.display().to_string();
+    let secured = crate::rejects::Server::start(
+        "o6",
+        &["--security", "Basic256Sha256:SignAndEncrypt", "--pki", &pki],
+        &[],
+    );
+    let (code, events) = probe(&format!("opc.tcp://{}", secured.addr), &[]);
+    drop(secured);
+    assert_eq!(code, 1);
+    let reject = of_kind(&events, "reject");
+    assert_eq!(reject.len(), 1, "{events:#?}");
+    assert_eq!(reject[0]["stage"], "secure_channel");
+    assert_eq!(reject[0]["cause"], "policy_rejected");
+    assert_eq!(reject[0]["status"], "0x80550000");
+    assert!(reject[0]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("pick one of the server's endpoints"));
+    let summary = of_kind(&events, "probe_summary");
+    assert_eq!(summary[0]["reachable"], true);
+    assert_eq!(summary[0]["usable_secure_endpoints"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

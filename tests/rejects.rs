@@ -1,9 +1,10 @@
-//! Why was it refused, against real servers: asyncua and node-opcua servers each set up to
-//! refuse one way (tests/peers/ua_server.* options), `uatap proxy` in front, a real client
-//! through it. The proxy's events must hold exactly one `reject` with the stage, the cause, the
-//! status the server sent (or `inferred` when the answer is encrypted to the client), an
-//! explanation that says what to change, and evidence that carries the status. What the server
-//! sent is confirmed independently where the server logs it (node-opcua logs its refusals).
+//! Why was it refused, against real servers: asyncua, node-opcua and open62541 (o6) servers each
+//! set up to refuse one way (tests/peers/ua_server.* and o6_server.py options), `uatap proxy` in
+//! front, a real client through it. The proxy's events must hold exactly one `reject` with the
+//! stage, the cause, the status the server sent (or `inferred` when the answer is encrypted to
+//! the client), an explanation that says what to change, and evidence that carries the status.
+//! What the server sent is confirmed independently where the server logs it (node-opcua and
+//! open62541 log their refusals).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,12 +28,18 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `ua_server.js` (`node`) or `ua_server.py` (`asyncua`) on a port the system picks.
+    /// Starts `ua_server.js` (`node`), `o6_server.py` (`o6`: open62541) or `ua_server.py`
+    /// (`asyncua`) on a port the system picks.
     pub(crate) fn start(stack: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = match stack {
             "node" => {
                 let mut c = Command::new("node");
                 c.arg(peers_dir().join("ua_server.js"));
+                c
+            }
+            "o6" => {
+                let mut c = Command::new(python());
+                c.arg(peers_dir().join("o6_server.py"));
                 c
             }
             _ => {
@@ -524,11 +531,11 @@ fn rejects_none_session_on_secured_only_server_node() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Neither stack checks the EndpointUrl of the Hello (nor of CreateSession): a wrong path is
-/// served, and uatap must not invent a refusal.
+/// No stack (node-opcua, asyncua, open62541) checks the EndpointUrl of the Hello (nor of
+/// CreateSession): a wrong path is served, and uatap must not invent a refusal.
 #[test]
-fn rejects_none_for_wrong_endpoint_url_both_stacks() {
-    for stack in ["node", "asyncua"] {
+fn rejects_none_for_wrong_endpoint_url_every_stack() {
+    for stack in ["node", "asyncua", "o6"] {
         let dir = temp_dir(&format!("rejects-url-{stack}"));
         let server = Server::start(stack, &[], &[]);
         let proxy = Proxy::start_with(&server.addr, &dir, &[]);
@@ -661,6 +668,10 @@ fn anonymous_disabled(stack: &str, status: (&str, &str)) {
             evidence: &["ActivateSession", "anonymous"],
         },
     );
+    if stack == "o6" {
+        // open62541 itself refuses the token: no anonymous policy on the endpoint.
+        assert!(server.logged("Requested Endpoint/UserTokenPolicy not available"));
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -674,10 +685,10 @@ fn rejects_anonymous_disabled_asyncua() {
     anonymous_disabled("asyncua", ("0x80210000", "Bad_IdentityTokenRejected"));
 }
 
-/// A user name / password user on the server; the client (of the same stack: node-opcua's
-/// server wants the password encrypted the way node-opcua's client does it) sends a wrong
+/// A user name / password user on the server; the client (of the same stack for node-opcua:
+/// its server wants the password encrypted the way node-opcua's client does it) sends a wrong
 /// password. Neither password may appear in the events or the client's output.
-fn wrong_password(stack: &str) {
+fn wrong_password(stack: &str, client: &str) {
     let dir = temp_dir(&format!("rejects-password-{stack}"));
     let right = format!("Right-{}-pw", std::process::id());
     let wrong = format!("Wrong-{}-pw", std::process::id());
@@ -697,7 +708,7 @@ fn wrong_password(stack: &str) {
     );
     let proxy = Proxy::start_with(&server.addr, &dir, &[]);
     let out = run_client(
-        stack,
+        client,
         &proxy_url(&proxy, "/UA/Test"),
         &[
             "--user",
@@ -727,6 +738,10 @@ fn wrong_password(stack: &str) {
             !text.contains(&right) && !text.contains(&wrong),
             "a password in the client's output"
         );
+    }
+    if stack == "o6" {
+        // The password check is o6_server.py's AccessControl hook (see its docstring).
+        assert!(server.logged("hook refused user 'operator': Bad_UserAccessDenied"));
     }
     let log = server.log.lock().expect("log").join("\n");
     assert!(
@@ -759,12 +774,12 @@ fn assert_no_password(events: &Path, passwords: &[&str]) {
 
 #[test]
 fn rejects_wrong_password_asyncua() {
-    wrong_password("asyncua");
+    wrong_password("asyncua", "asyncua");
 }
 
 #[test]
 fn rejects_wrong_password_node() {
-    wrong_password("node");
+    wrong_password("node", "node");
 }
 
 /// A refused secured OpenSecureChannel read with the client's private key: the proxy decrypts
@@ -935,5 +950,178 @@ fn rejects_request_encrypted_to_an_old_server_certificate_asyncua_client_node_se
     );
     assert_ne!(now, wrong);
     assert!(r["evidence"].as_str().unwrap().contains(&now));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+// open62541 (through o6, tests/peers/o6_server.py): the third real server stack.
+
+#[test]
+fn rejects_anonymous_disabled_o6() {
+    anonymous_disabled("o6", ("0x80200000", "Bad_IdentityTokenInvalid"));
+}
+
+#[test]
+fn rejects_wrong_password_o6() {
+    wrong_password("o6", "asyncua");
+}
+
+/// open62541 validates the client certificate against its (empty) trust list and answers the
+/// OpenSecureChannel with an ERR in clear, not a ServiceFault encrypted to the client.
+#[test]
+fn rejects_untrusted_client_certificate_o6() {
+    let dir = temp_dir("rejects-untrusted-o6");
+    let pki = dir.display().to_string();
+    let server = Server::start(
+        "o6",
+        &[
+            "--security",
+            "Basic256Sha256:SignAndEncrypt",
+            "--pki",
+            &pki,
+            "--no-auto-accept",
+        ],
+        &[],
+    );
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--security",
+            "Basic256Sha256:SignAndEncrypt",
+            "--pki",
+            &pki,
+            "--server-cert",
+            &server.cert(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "secure_channel",
+            cause: "security_checks_failed",
+            status: Some(("0x80130000", "Bad_SecurityChecksFailed")),
+            change: &["not trusted"],
+            evidence: &["ERR"],
+        },
+    );
+    // What open62541 found (it logs it): Bad_CertificateUntrusted, sent as
+    // Bad_SecurityChecksFailed.
+    assert!(server.logged(
+        "failed the verification in the CertificateGroup with StatusCode BadCertificateUntrusted"
+    ));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A Basic256Sha256 client on open62541's None-only server (no certificate: the client
+/// encrypts to another application's).
+#[test]
+fn rejects_secured_channel_on_none_only_server_o6() {
+    let dir = temp_dir("rejects-policy-secured-o6");
+    let pki = dir.display().to_string();
+    crate::util::run(
+        Command::new(python())
+            .arg(peers_dir().join("make_cert.py"))
+            .arg(dir.join("other-server"))
+            .args(["--app-uri", "urn:uatap:other-server"])
+            .args(["--not-before-days", "-1", "--not-after-days", "365"]),
+    );
+    let server = Server::start("o6", &[], &[]);
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--security",
+            "Basic256Sha256:SignAndEncrypt",
+            "--pki",
+            &pki,
+            "--server-cert",
+            &dir.join("other-server/cert.der").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "secure_channel",
+            cause: "policy_rejected",
+            status: Some(("0x80550000", "Bad_SecurityPolicyRejected")),
+            change: &["pick one of the server's endpoints"],
+            evidence: &["ERR"],
+        },
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A None client on open62541's secured-only server: unlike node-opcua, open62541 has no None
+/// channel for discovery then, and refuses the OpenSecureChannel itself, in clear.
+#[test]
+fn rejects_none_channel_on_secured_only_server_o6() {
+    let dir = temp_dir("rejects-policy-none-o6");
+    let pki = dir.display().to_string();
+    let server = Server::start(
+        "o6",
+        &["--security", "Basic256Sha256:SignAndEncrypt", "--pki", &pki],
+        &[],
+    );
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client("asyncua", &proxy_url(&proxy, "/UA/Test"), &[], &[]);
+    assert!(!out.status.success(), "the server let the client in");
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "secure_channel",
+            cause: "policy_rejected",
+            status: Some(("0x80550000", "Bad_SecurityPolicyRejected")),
+            change: &["pick one of the server's endpoints"],
+            evidence: &["OpenSecureChannel None answered by ERR"],
+        },
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A user name login on open62541's anonymous-only server: open62541 finds no user token
+/// policy for the token on the endpoint and answers Bad_IdentityTokenInvalid. That is not a
+/// wrong password: the server does not take user name logins there at all.
+#[test]
+fn rejects_user_name_login_on_anonymous_only_server_o6() {
+    let dir = temp_dir("rejects-user-token-o6");
+    let password = format!("Some-{}-pw", std::process::id());
+    let env = [("UATAP_TEST_PASSWORD", password.as_str())];
+    let server = Server::start("o6", &[], &[]);
+    let proxy = Proxy::start_with(&server.addr, &dir, &[]);
+    let out = run_client(
+        "asyncua",
+        &proxy_url(&proxy, "/UA/Test"),
+        &[
+            "--user",
+            "operator",
+            "--password-env",
+            "UATAP_TEST_PASSWORD",
+        ],
+        &env,
+    );
+    assert!(!out.status.success(), "the server let the user in");
+    let json = proxy.json.clone();
+    let events = events_when_closed(proxy);
+    check(
+        &events,
+        &Want {
+            stage: "activate_session",
+            cause: "user_token_not_offered",
+            status: Some(("0x80200000", "Bad_IdentityTokenInvalid")),
+            change: &["a login type the server's endpoint offers"],
+            evidence: &["ActivateSession", "username user \"operator\""],
+        },
+    );
+    assert!(server.logged("Requested Endpoint/UserTokenPolicy not available"));
+    assert_no_password(&json, &[&password]);
     let _ = std::fs::remove_dir_all(dir);
 }

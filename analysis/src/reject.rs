@@ -243,11 +243,19 @@ pub const CAUSES: &[Cause] = &[
     },
     Cause {
         code: "wrong_user_or_password",
-        statuses: &[0x801F_0000, 0x8020_0000, 0x8021_0000],
+        statuses: &[0x801F_0000, 0x8021_0000],
         scope: USERNAME,
         explanation: "The server refused the user name or password the client sent: correct them in the client (passwords are case-sensitive), or check that the user exists and is enabled on the server.",
         kepware: "User Manager: does the user exist, is it enabled, is the password the one the client uses?",
         ignition: "Re-enter the user name and password in the OPC UA connection's Authentication settings.",
+    },
+    Cause {
+        code: "user_token_not_offered",
+        statuses: &[0x8020_0000],
+        scope: USERNAME,
+        explanation: "The server does not take user name logins on this endpoint (none of the endpoint's user token policies fits the token the client sent): pick a login type the server's endpoint offers (anonymous, or a user name where one is offered), or enable user name logins on the server; the password itself was not the problem.",
+        kepware: "Project Properties > OPC UA and the endpoint's security policies: are user name logins enabled for the endpoint the client uses? Users are defined in the User Manager.",
+        ignition: "Re-run Discover and choose an endpoint whose user token policies include user name, or switch the connection's Authentication to anonymous.",
     },
     Cause {
         code: "identity_rejected",
@@ -703,14 +711,17 @@ mod tests {
     #[test]
     fn activate_session_statuses_depend_on_the_identity() {
         let activate = |status, identity| by_status(status, "activate_session", identity).code;
-        // A wrong password: asyncua and node-opcua both answer Bad_UserAccessDenied.
+        // A wrong password: asyncua, node-opcua and open62541 answer Bad_UserAccessDenied.
         assert_eq!(
             activate(0x801F_0000, Some("username")),
             "wrong_user_or_password"
         );
+        // open62541 answers a user name token that no user token policy of the endpoint fits
+        // (a server with anonymous logins only) with Bad_IdentityTokenInvalid: not a wrong
+        // password.
         assert_eq!(
             activate(0x8020_0000, Some("username")),
-            "wrong_user_or_password"
+            "user_token_not_offered"
         );
         assert_eq!(
             activate(0x8021_0000, Some("username")),
