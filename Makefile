@@ -152,3 +152,7 @@ bench-proxy:
 	$(CARGO) build --release --bin uatap
 	$(PYTHON) benches/e2e/run.py $(ARGS)
 .PHONY: bench-proxy
+
+bench-mitm:
+	$(CARGO) bench --bench mitm
+.PHONY: bench-mitm
