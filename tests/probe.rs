@@ -506,3 +506,104 @@ fn probe_of_open62541_servers_lists_the_endpoint_or_names_the_refusal() {
     assert_eq!(summary[0]["usable_secure_endpoints"], 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The probe against the refusals of the reject table that a probe can meet, with a real
+/// node-opcua server set up for each: what it says per endpoint, and the cause.
+fn probe_refused(url: &str, pki: &Path, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["--pki", pki.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    probe(url, &args)
+}
+
+/// Anonymous disabled: the endpoint's user token policies say so before any attempt, and the
+/// probe says what to give instead of trying (a session needs `--user`).
+#[test]
+fn probe_names_anonymous_disabled_node_opcua() {
+    let dir = crate::util::temp_dir("probe-no-anon");
+    let (mut srv, url) = secured_server(
+        "node",
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &[
+            "--no-anonymous",
+            "--user",
+            "operator",
+            "--password-env",
+            "UATAP_TEST_PW",
+        ],
+    );
+    let (_, events) = probe_refused(&url, &dir.join("pki"), &[]);
+    terminate(&mut srv);
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    assert_eq!(ep["channel"], "accepted");
+    assert_eq!(
+        ep["session"],
+        Value::Null,
+        "no anonymous session tried: {ep:#}"
+    );
+    assert_eq!(ep["user_tokens"], serde_json::json!(["username", "x509"]));
+    let text = ep.to_string();
+    assert!(
+        text.contains("no anonymous login") && text.contains("--user"),
+        "{ep:#}"
+    );
+    assert!(of_kind(&events, "reject").is_empty(), "nothing was refused");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn probe_names_the_session_limit_node_opcua() {
+    let dir = crate::util::temp_dir("probe-session-limit");
+    let server = crate::rejects::Server::start("node", &["--max-sessions", "1"], &[]);
+    let mut holder = crate::rejects::hold_session(&server);
+    let (code, events) = probe_refused(
+        &format!("opc.tcp://{}/UA/Test", server.addr),
+        &dir.join("pki"),
+        &["--accept-none"],
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, 1, "{events:#?}");
+    let rejects = of_kind(&events, "reject");
+    assert_eq!(rejects.len(), 1, "{rejects:#?}");
+    assert_eq!(rejects[0]["stage"], "create_session");
+    assert_eq!(rejects[0]["status"], "0x80560000");
+    assert_eq!(rejects[0]["cause"], "too_many_sessions");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The probe with an expired application certificate (`--cert/--key`): node-opcua's refusal
+/// is encrypted to the probe, which reads it: Bad_CertificateTimeInvalid, `client_cert_expired`.
+#[test]
+fn probe_with_an_expired_certificate_node_opcua() {
+    let dir = crate::util::temp_dir("probe-expired");
+    crate::util::run(
+        Command::new(python())
+            .arg(peers_dir().join("make_cert.py"))
+            .arg(dir.join("expired"))
+            .args(["--app-uri", "urn:uatap:test-client:expired"]),
+    );
+    let (cert, key) = (dir.join("expired/cert.der"), dir.join("expired/key.pem"));
+    let (mut srv, url) = secured_server(
+        "node",
+        "Basic256Sha256:SignAndEncrypt",
+        &dir.join("srv"),
+        &["--no-auto-accept", "--trust-cert", cert.to_str().unwrap()],
+    );
+    let (code, events) = probe(
+        &url,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    terminate(&mut srv);
+    assert_eq!(code, 1, "{events:#?}");
+    let ep = secured_endpoint(&events, "SignAndEncrypt");
+    assert_eq!(ep["channel"], "rejected", "{ep:#}");
+    assert_eq!(ep["status"], "0x80140000", "{ep:#}");
+    assert_eq!(ep["cause"], "client_cert_expired", "{ep:#}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -167,7 +167,7 @@ fn run_client(stack: &str, url: &str, args: &[&str], env: &[(&str, &str)]) -> Ou
 
 /// A client that holds a session on the server directly (not through the proxy) until killed;
 /// returned once its session is active (it read Counter).
-fn hold_session(server: &Server) -> Child {
+pub(crate) fn hold_session(server: &Server) -> Child {
     let url = format!("opc.tcp://{}/UA/Test", server.addr);
     let mut child = client_cmd("asyncua", &url, &["--seconds", "60"], &[])
         .stdout(Stdio::piped())
