@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
@@ -233,6 +234,12 @@ impl Deref for TapBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
+    }
+}
+
+impl AsRef<[u8]> for TapBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
     }
 }
 
@@ -518,7 +525,7 @@ enum ToRecording {
     Data {
         id: u64,
         dir: Direction,
-        bytes: TapBytes,
+        bytes: Bytes,
         ts: Timestamp,
         comments: String,
     },
@@ -636,7 +643,7 @@ impl Recorder {
         });
     }
 
-    fn data(&self, id: u64, dir: Direction, bytes: TapBytes, ts: Timestamp, comments: String) {
+    fn data(&self, id: u64, dir: Direction, bytes: Bytes, ts: Timestamp, comments: String) {
         self.send(ToRecording::Data {
             id,
             dir,
@@ -895,7 +902,10 @@ pub fn run_hub(
             }
             Tap::Data { id, dir, bytes, ts } => {
                 if let Some(c) = conns.get_mut(&id) {
-                    analyzer.handle_input(c, dir, &bytes, ts);
+                    // Shared, so that the analysis reads the messages in the read buffer
+                    // itself and the recording gets the same buffer afterwards.
+                    let bytes = Bytes::from_owner(bytes);
+                    analyzer.handle_input_shared(c, dir, &bytes, ts);
                     let mut text = emit(c, &mut sinks, rec);
                     if let Some(mut note) = pending_notes.remove(&id) {
                         if !text.is_empty() {
