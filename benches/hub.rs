@@ -17,6 +17,7 @@ use uatap_proxy::sink::{JsonSink, TextSink};
 use uatap_recorder::RotationConfig;
 
 #[allow(dead_code)]
+#[rustfmt::skip]
 #[path = "e2e/src/ua.rs"]
 mod ua;
 

@@ -20,9 +20,7 @@ pub const DATA_CHANGE_NOTIFICATION: u16 = 811;
 
 /// DateTime now: 100 ns ticks since 1601-01-01.
 pub fn now_ticks() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     116_444_736_000_000_000 + (d.as_nanos() / 100) as i64
 }
 
@@ -120,12 +118,7 @@ pub fn hello(url: &str) -> Vec<u8> {
     let mut w = W::default();
     w.0.extend_from_slice(b"HELF");
     w.u32(0);
-    w.u32(0)
-        .u32(65_536)
-        .u32(65_536)
-        .u32(0)
-        .u32(0)
-        .string(Some(url));
+    w.u32(0).u32(65_536).u32(65_536).u32(0).u32(0).string(Some(url));
     let n = w.len() as u32;
     w.put_u32(4, n);
     w.0
@@ -209,11 +202,7 @@ impl ReadRequestTemplate {
             w.u8(0x01).u8(2).u16(1000 + i as u16);
             w.u32(13).string(None).u16(0).string(None);
         }
-        ReadRequestTemplate {
-            bytes: finish(w),
-            handle_at,
-            ts_at,
-        }
+        ReadRequestTemplate { bytes: finish(w), handle_at, ts_at }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, handle: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -241,10 +230,7 @@ impl ReadResponseTemplate {
             w.u8(0x0D).u8(11).f64(20.0 + f64::from(i)).i64(t).i64(t);
         }
         w.i32(-1); // DiagnosticInfos
-        ReadResponseTemplate {
-            bytes: finish(w),
-            handle_at,
-        }
+        ReadResponseTemplate { bytes: finish(w), handle_at }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, handle: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -270,12 +256,7 @@ impl PublishRequestTemplate {
         w.i32(1); // SubscriptionAcknowledgements
         let sub_at = w.len();
         w.u32(0).u32(0);
-        PublishRequestTemplate {
-            bytes: finish(w),
-            handle_at,
-            sub_at,
-            ack_at: sub_at + 4,
-        }
+        PublishRequestTemplate { bytes: finish(w), handle_at, sub_at, ack_at: sub_at + 4 }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, subscription: u32, ack: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -347,15 +328,7 @@ impl PublishResponseTemplate {
     }
 
     /// Appends one message to `out`.
-    pub fn emit(
-        &self,
-        out: &mut Vec<u8>,
-        seq: u32,
-        request_id: u32,
-        handle: u32,
-        nm_seq: u32,
-        ts: i64,
-    ) {
+    pub fn emit(&self, out: &mut Vec<u8>, seq: u32, request_id: u32, handle: u32, nm_seq: u32, ts: i64) {
         let start = out.len();
         out.extend_from_slice(&self.bytes);
         let b = &mut out[start..];
