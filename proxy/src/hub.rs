@@ -826,7 +826,7 @@ pub fn run_hub(
                     text.push('\n');
                 }
                 text.push_str("uatap: ");
-                text.push_str(&e.to_text());
+                e.write_text(&mut text);
             }
             sinks.event(e);
         }

@@ -158,7 +158,6 @@ impl<W: Write + Send> EventSink for TextSink<W> {
         if self.discard || (matches!(e.kind, EventKind::Message(_)) && !self.messages) {
             return;
         }
-        let text = e.to_text();
         let (start, end) = match (self.color, weight(e)) {
             (true, 2) => ("\x1b[1;31m", "\x1b[0m\n"),
             (true, 1) => ("\x1b[1m", "\x1b[0m\n"),
@@ -166,7 +165,7 @@ impl<W: Write + Send> EventSink for TextSink<W> {
         };
         let line = &mut self.lines.0;
         line.push_str(start);
-        line.push_str(&text);
+        e.write_text(line);
         line.push_str(end);
         self.lines.maybe_write(&mut self.out);
     }
