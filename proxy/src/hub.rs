@@ -17,7 +17,7 @@ use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
 };
 use uatap_recorder::{
-    Direction as RDir, InterfaceDescription, InterfaceId, RotatingWriter, RotationConfig,
+    Direction as RDir, InterfaceDescription, InterfaceId, Payload, RotatingWriter, RotationConfig,
     TcpFlowWriter, WriteError,
 };
 
@@ -276,7 +276,7 @@ pub fn now() -> Timestamp {
 
 /// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
 /// when traffic pauses, and at least every [`FLUSH_INTERVAL`].
-const RECORD_BUFFER: usize = 256 * 1024;
+const RECORD_BUFFER: usize = 1024 * 1024;
 
 /// The longest the sinks and the recording keep what they collected: a `kill -9` loses about
 /// this much of the recording and of the event file (more when they are behind the traffic).
@@ -390,9 +390,11 @@ impl Recording {
         };
         // What the sender sent is on its own leg first, then on the other: the bytes are the
         // same on both, and the comments go with the client's view.
-        let mut r = client_leg.data(&mut self.writer, d, rts(ts), bytes, comment);
+        // Summed once for the TCP checksums of both legs.
+        let payload = Payload::new(bytes);
+        let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
         if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
-            r = s.data(&mut self.writer, d, rts(ts), bytes, None);
+            r = s.data_payload(&mut self.writer, d, rts(ts), &payload, None);
         }
         self.guard(r);
     }
