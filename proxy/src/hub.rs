@@ -136,6 +136,18 @@ const SMALL_READ: usize = 16 * 1024;
 /// and the analysis loses those bytes (a gap), the forwarding nothing.
 const MAX_BUFFERS: usize = 1024;
 
+/// Bytes of small copies (and their queue entries) that may wait for the analysis at once:
+/// with the read buffers, this bounds the memory of the taps however many small reads come.
+/// The queue is bounded by these bytes, not by a count of reads, so that a short stall of the
+/// analysis thread (a busy host) with many small messages in flight loses nothing.
+const MAX_QUEUED_COPIES: usize = 64 << 20;
+
+/// What one queued small copy costs besides its bytes (its queue entry and allocation).
+const COPY_OVERHEAD: usize = 128;
+
+/// Bytes of small copies waiting now, at most [`MAX_QUEUED_COPIES`].
+static QUEUED_COPIES: AtomicUsize = AtomicUsize::new(0);
+
 /// Free read buffers kept for reuse (8 MiB); more are freed, so a burst that left the analysis
 /// behind does not keep its memory for ever.
 const KEEP_FREE: usize = 64;
@@ -153,6 +165,8 @@ pub struct TapBytes {
     len: usize,
     /// Taken from the shared buffers (and counted in their bound).
     pooled: bool,
+    /// Counted in [`QUEUED_COPIES`] (a small copy waiting for the analysis).
+    counted: usize,
 }
 
 impl TapBytes {
@@ -164,6 +178,7 @@ impl TapBytes {
                 buf,
                 len: 0,
                 pooled: true,
+                counted: 0,
             };
         }
         let pooled = BUFFERS
@@ -175,14 +190,15 @@ impl TapBytes {
             buf: vec![0; READ_BUFFER],
             len: 0,
             pooled,
+            counted: 0,
         }
     }
 
-    /// A copy of `bytes` for the analysis, or `None` when all shared buffers are in use and
-    /// `bytes` is not small.
+    /// A copy of `bytes` for the analysis, or `None` when the bound on the memory of the taps
+    /// is reached (every shared buffer in use, or as many small copies waiting as allowed).
     pub fn copy_of(bytes: &[u8]) -> Option<TapBytes> {
         if bytes.len() <= SMALL_READ {
-            return Some(TapBytes::from(bytes.to_vec()));
+            return TapBytes::small_copy(bytes);
         }
         let mut b = TapBytes::read_buffer();
         if !b.pooled {
@@ -206,16 +222,34 @@ impl TapBytes {
 
     /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
     /// buffer goes back at once), a large one as the read buffer itself. `None` when every
-    /// shared buffer was in use: the analysis is far behind, and queueing these bytes would
-    /// lift the bound on the memory of the taps.
+    /// shared buffer was in use, or [`MAX_QUEUED_COPIES`] bytes of small copies wait: the
+    /// analysis is far behind, and queueing these bytes would lift the bound on the memory of
+    /// the taps.
     pub fn into_tap(self) -> Option<TapBytes> {
         if self.len <= SMALL_READ {
-            Some(TapBytes::from(self.to_vec()))
+            TapBytes::small_copy(&self)
         } else if self.pooled {
             Some(self)
         } else {
             None
         }
+    }
+}
+
+impl TapBytes {
+    /// A copy of a small read, counted in [`QUEUED_COPIES`]; `None` when the copies waiting
+    /// already reach [`MAX_QUEUED_COPIES`].
+    fn small_copy(bytes: &[u8]) -> Option<TapBytes> {
+        let cost = bytes.len().saturating_add(COPY_OVERHEAD);
+        QUEUED_COPIES
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                let after = q.saturating_add(cost);
+                (after <= MAX_QUEUED_COPIES).then_some(after)
+            })
+            .ok()?;
+        let mut b = TapBytes::from(bytes.to_vec());
+        b.counted = cost;
+        Some(b)
     }
 }
 
@@ -226,6 +260,7 @@ impl From<Vec<u8>> for TapBytes {
             buf,
             len,
             pooled: false,
+            counted: 0,
         }
     }
 }
@@ -251,6 +286,9 @@ impl fmt::Debug for TapBytes {
 
 impl Drop for TapBytes {
     fn drop(&mut self) {
+        if self.counted > 0 {
+            QUEUED_COPIES.fetch_sub(self.counted, Ordering::Relaxed);
+        }
         if self.pooled {
             let mut buf = std::mem::take(&mut self.buf);
             // A copy may have grown past the read size: keep the buffers alike.
@@ -1029,11 +1067,14 @@ mod tests {
         assert_eq!(b.spare().len(), READ_BUFFER);
         b.spare()[..3].copy_from_slice(b"abc");
         b.set_len(3);
-        let small = b.into_tap().expect("a small read is always tapped");
+        let small = b
+            .into_tap()
+            .expect("a small read is tapped while the bound allows");
         assert_eq!(&small[..], b"abc");
         // A copy of its own size: the read buffer is free again.
         assert!(!small.pooled);
         assert_eq!(small.buf.capacity(), 3);
+        assert_eq!(small.counted, 3 + COPY_OVERHEAD, "counted while it waits");
 
         let mut b = TapBytes::read_buffer();
         b.spare().fill(7);
@@ -1051,7 +1092,7 @@ mod tests {
         assert_eq!(
             TapBytes::copy_of(b"xyz").as_deref(),
             Some(&b"xyz"[..]),
-            "small copies never fail"
+            "small copies are tapped while the bound allows"
         );
     }
 }
