@@ -481,7 +481,7 @@ enum Filter {
 }
 
 async fn pump(
-    from: OwnedReadHalf,
+    mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     dir: Direction,
     id: u64,
@@ -492,7 +492,7 @@ async fn pump(
     let mut notes = Vec::new();
     let mut lost: u64 = 0;
     loop {
-        let data = match read_some(&from).await {
+        let data = match read_some(&mut from).await {
             Ok(b) if b.is_empty() => {
                 if let Filter::Rewrite(r) = &mut filter {
                     // An incomplete chunk still held goes out as it is.
@@ -596,18 +596,34 @@ async fn pump(
 
 /// Waits until `from` has bytes without holding a buffer (an idle connection costs none), then
 /// reads them into a shared read buffer; an empty buffer is the end of the stream.
-async fn read_some(from: &OwnedReadHalf) -> io::Result<TapBytes> {
+///
+/// The read goes through `poll_read`, not `try_read`: a read that does not fill the buffer
+/// shows the socket drained, and `poll_read` then forgets the readiness, so the next wait does
+/// not start with a read that can only say "would block" (one system call per message less,
+/// as `copy_bidirectional` does).
+async fn read_some(from: &mut OwnedReadHalf) -> io::Result<TapBytes> {
+    use std::task::Poll;
+    use tokio::io::{AsyncRead, ReadBuf};
     loop {
         from.readable().await?;
         let mut buf = TapBytes::read_buffer();
-        match from.try_read(buf.spare()) {
-            Ok(n) => {
+        let read = std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(buf.spare());
+            match std::pin::Pin::new(&mut *from).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
+                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                // Readiness was stale: the buffer goes back, and we wait again.
+                Poll::Pending => Poll::Ready(None),
+            }
+        })
+        .await;
+        match read {
+            Some(Ok(n)) => {
                 buf.set_len(n);
                 return Ok(buf);
             }
-            // Readiness was stale: the buffer goes back, and we wait again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            Some(Err(e)) => return Err(e),
+            None => continue,
         }
     }
 }
