@@ -600,32 +600,35 @@ async fn pump(
 /// The read goes through `poll_read`, not `try_read`: a read that does not fill the buffer
 /// shows the socket drained, and `poll_read` then forgets the readiness, so the next wait does
 /// not start with a read that can only say "would block" (one system call per message less,
-/// as `copy_bidirectional` does).
+/// as `copy_bidirectional` does). While the read is pending (no bytes, or the task used up its
+/// share of the runtime and must yield), the buffer goes back.
 async fn read_some(from: &mut OwnedReadHalf) -> io::Result<TapBytes> {
     use std::task::Poll;
     use tokio::io::{AsyncRead, ReadBuf};
-    loop {
-        from.readable().await?;
-        let mut buf = TapBytes::read_buffer();
-        let read = std::future::poll_fn(|cx| {
-            let mut rb = ReadBuf::new(buf.spare());
-            match std::pin::Pin::new(&mut *from).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
-                Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-                // Readiness was stale: the buffer goes back, and we wait again.
-                Poll::Pending => Poll::Ready(None),
+    from.readable().await?;
+    let mut held: Option<TapBytes> = None;
+    std::future::poll_fn(|cx| {
+        let buf = held.get_or_insert_with(TapBytes::read_buffer);
+        let mut rb = ReadBuf::new(buf.spare());
+        match std::pin::Pin::new(&mut *from).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                match held.take() {
+                    Some(mut buf) => {
+                        buf.set_len(n);
+                        Poll::Ready(Ok(buf))
+                    }
+                    None => Poll::Ready(Err(io::Error::other("read buffer missing"))),
+                }
             }
-        })
-        .await;
-        match read {
-            Some(Ok(n)) => {
-                buf.set_len(n);
-                return Ok(buf);
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                held = None;
+                Poll::Pending
             }
-            Some(Err(e)) => return Err(e),
-            None => continue,
         }
-    }
+    })
+    .await
 }
 
 /// Copies forwarded bytes for the analysis without waiting (end of stream only).
