@@ -199,7 +199,8 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             anyhow::bail!("refusing to serve the admin API on {addr}: it is not a loopback address, and the API can break connections; bind it to 127.0.0.1:{}", addr.port());
         }
     }
-    let (tap, rx) = mpsc::channel(8192);
+    // Bounded by the bytes waiting (see uatap_proxy::hub::TapBytes), hardly by this count.
+    let (tap, rx) = mpsc::channel(1 << 18);
     let faults =
         (!args.faults.is_empty() || args.admin.is_some()).then(|| Faults::new(tap.clone()));
     if let Some(f) = &faults {

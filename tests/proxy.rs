@@ -178,6 +178,41 @@ fn forwards_every_byte_unchanged_under_random_splits() {
     assert!(events.iter().any(|e| e["kind"] == "decode_error"));
 }
 
+/// A long burst keeps a relay busy past its share of the runtime: it must yield and go on, and
+/// every byte arrives (a relay that spun instead would never finish this transfer).
+#[test]
+fn a_long_burst_goes_through_whole() {
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = server.local_addr().expect("addr").to_string();
+    let dir = temp_dir("proxy-burst");
+    let proxy = Proxy::start(&upstream, &dir);
+    // One oversized chunk: the analysis reports its size and skips it without reading it.
+    let mut data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+    let len = data.len() as u32;
+    data[..4].copy_from_slice(b"MSGF");
+    data[4..8].copy_from_slice(&len.to_le_bytes());
+    let sent = data.clone();
+    let server_side = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().expect("accept");
+        for piece in sent.chunks(1 << 20) {
+            s.write_all(piece).expect("server write");
+        }
+        s.shutdown(Shutdown::Write).expect("half-close");
+        read_all(s)
+    });
+    let client = TcpStream::connect(proxy.listen).expect("connect to proxy");
+    // A stalled relay fails the test instead of hanging it.
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    client.shutdown(Shutdown::Write).expect("client half-close");
+    let got = read_all(client);
+    assert_eq!(server_side.join().expect("server side"), b"");
+    assert!(got == data, "{} of {} bytes arrived", got.len(), data.len());
+    drop(proxy.stop());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The client→server bytes of the client leg (the one whose server is `server_port`) in a
 /// recording, and the error that cut reading short, if any.
 fn recorded_c2s(path: &Path, proxy_port: u16) -> (Vec<u8>, Option<uatap_recorder::RecorderError>) {

@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use uatap_codec::reader::Reader;
 use uatap_codec::reassembly::{AssembledMessage, Limits, Reassembler, ReassemblyEvent};
 use uatap_codec::secure::Protection;
@@ -15,6 +17,14 @@ use crate::event::{
 };
 use crate::time::Timestamp;
 use crate::tracker::{Shared, Tracker};
+
+/// Bytes of one input: borrowed, or shared (read in place, see
+/// [`Reassembler::handle_input_shared`]).
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Slice(&'a [u8]),
+    Shared(&'a Bytes),
+}
 
 /// What the analysis should emit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,6 +82,10 @@ impl Analyzer {
         now: Timestamp,
     ) {
         conn.input(&mut self.shared, dir, bytes, now);
+        self.after_input(conn, now);
+    }
+
+    fn after_input(&mut self, conn: &mut Connection, now: Timestamp) {
         // A session lost elsewhere whose timeout ran out: its verdict rides on this
         // connection's events (named by the lost connection), so a proxy gets it without
         // calling `finish`.
@@ -83,6 +97,19 @@ impl Analyzer {
                 kind: EventKind::Reconnect(Box::new(info)),
             });
         }
+    }
+
+    /// [`handle_input`](Self::handle_input) for bytes the caller already holds as [`Bytes`]:
+    /// the messages are read where they are, without a copy.
+    pub fn handle_input_shared(
+        &mut self,
+        conn: &mut Connection,
+        dir: Direction,
+        bytes: &Bytes,
+        now: Timestamp,
+    ) {
+        conn.input_from(&mut self.shared, dir, Input::Shared(bytes), now);
+        self.after_input(conn, now);
     }
 
     /// A capture gap on `conn`.
@@ -221,17 +248,34 @@ impl Connection {
     }
 
     fn input(&mut self, shared: &mut Shared, dir: Direction, bytes: &[u8], now: Timestamp) {
+        self.input_from(shared, dir, Input::Slice(bytes), now);
+    }
+
+    fn input_from(
+        &mut self,
+        shared: &mut Shared,
+        dir: Direction,
+        input: Input<'_>,
+        now: Timestamp,
+    ) {
+        let len = match input {
+            Input::Slice(b) => b.len(),
+            Input::Shared(b) => b.len(),
+        };
         let r = match dir {
             Direction::ClientToServer => {
-                self.bytes_c2s = self.bytes_c2s.saturating_add(bytes.len() as u64);
+                self.bytes_c2s = self.bytes_c2s.saturating_add(len as u64);
                 &mut self.c2s
             }
             Direction::ServerToClient => {
-                self.bytes_s2c = self.bytes_s2c.saturating_add(bytes.len() as u64);
+                self.bytes_s2c = self.bytes_s2c.saturating_add(len as u64);
                 &mut self.s2c
             }
         };
-        r.handle_input(bytes);
+        match input {
+            Input::Slice(b) => r.handle_input(b),
+            Input::Shared(b) => r.handle_input_shared(b),
+        }
         self.drain(shared, dir, now);
     }
 

@@ -431,6 +431,11 @@ impl Event {
 
     /// One line of text for a person at 2 a.m.
     pub fn to_text(&self) -> String {
+        if matches!(self.kind, EventKind::Publish(_)) {
+            let mut s = String::with_capacity(128);
+            self.write_text(&mut s);
+            return s;
+        }
         let dir = self.dir.map_or("   ", Direction::as_str);
         let what = match &self.kind {
             EventKind::ConnOpen { client, server } => format!("connection {client} -> {server}"),
@@ -553,19 +558,8 @@ impl Event {
                     .map(|i| format!(" interval={i}ms"))
                     .unwrap_or_default(),
             ),
-            EventKind::Publish(p) => format!(
-                "PUBLISH sub={} seq={}{} notifications={}{}{}",
-                p.subscription_id,
-                p.sequence_number,
-                if p.keep_alive { " keep-alive" } else { "" },
-                p.notifications,
-                if p.acks.is_empty() {
-                    String::new()
-                } else {
-                    format!(" acks={:?}", p.acks.iter().map(|a| a[1]).collect::<Vec<_>>())
-                },
-                status_text(&p.status),
-            ),
+            // Written by `write_text` (one line per PublishResponse: no formatter).
+            EventKind::Publish(_) => String::new(),
             EventKind::SequenceGap(p) => {
                 if p.duplicate {
                     format!(
@@ -700,6 +694,53 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Appends [`to_text`](Self::to_text) to `out`; the line of a `publish` event, the one
+    /// that comes with every PublishResponse, is written without a formatter.
+    pub fn write_text(&self, out: &mut String) {
+        let EventKind::Publish(p) = &self.kind else {
+            out.push_str(&self.to_text());
+            return;
+        };
+        let mut num = itoa::Buffer::new();
+        self.ts.write_rfc3339(out);
+        out.push(' ');
+        out.push_str(&self.conn);
+        out.push(' ');
+        out.push_str(self.dir.map_or("   ", Direction::as_str));
+        out.push_str(" PUBLISH sub=");
+        out.push_str(num.format(p.subscription_id));
+        out.push_str(" seq=");
+        out.push_str(num.format(p.sequence_number));
+        if p.keep_alive {
+            out.push_str(" keep-alive");
+        }
+        out.push_str(" notifications=");
+        out.push_str(num.format(p.notifications));
+        if !p.acks.is_empty() {
+            out.push_str(" acks=[");
+            for (i, a) in p.acks.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(num.format(a[1]));
+            }
+            out.push(']');
+        }
+        match (p.status.status_name, &p.status.status) {
+            (Some(n), _) => {
+                out.push(' ');
+                out.push_str(n);
+            }
+            (None, Some(h)) => {
+                out.push(' ');
+                out.push_str(h);
+            }
+            _ => {}
+        }
+    }
+}
+
 fn merge<T: serde::Serialize>(m: &mut Map<String, Value>, payload: &T) {
     if let Ok(Value::Object(fields)) = serde_json::to_value(payload) {
         m.extend(fields);
@@ -717,4 +758,57 @@ fn status_text(s: &crate::payload::Status) -> String {
 /// Lower-case hex of at most the first 32 bytes.
 pub fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(32).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::{PublishInfo, Status};
+    use uatap_codec::status::StatusCode;
+
+    #[test]
+    fn publish_lines_read_as_the_formatter_wrote_them() {
+        for (keep_alive, acks, status) in [
+            (false, vec![], Status::of(0)),
+            (true, vec![[5, 6], [5, 9]], Status::of(0x807A_0000)),
+            (false, vec![[5, 6]], Status::of(0x1234_5678)),
+            (false, vec![], Status::default()),
+        ] {
+            let p = PublishInfo {
+                subscription_id: 5,
+                sequence_number: 4_000_000_000,
+                keep_alive,
+                notifications: 100,
+                more_notifications: false,
+                available_sequence_numbers: vec![6],
+                acks,
+                ack_results: vec![StatusCode(0)],
+                status,
+                latency_ms: None,
+            };
+            let formatted = format!(
+                "PUBLISH sub={} seq={}{} notifications={}{}{}",
+                p.subscription_id,
+                p.sequence_number,
+                if p.keep_alive { " keep-alive" } else { "" },
+                p.notifications,
+                if p.acks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " acks={:?}",
+                        p.acks.iter().map(|a| a[1]).collect::<Vec<_>>()
+                    )
+                },
+                status_text(&p.status),
+            );
+            let e = Event {
+                ts: Timestamp::from_unix_micros(1_795_462_316_041_123),
+                conn: "10.0.0.1:50000->10.0.0.2:4840".into(),
+                dir: Some(Direction::ServerToClient),
+                kind: EventKind::Publish(p),
+            };
+            assert_eq!(e.to_text(), format!("{} {} s2c {formatted}", e.ts, e.conn));
+        }
+    }
 }

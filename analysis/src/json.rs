@@ -109,7 +109,9 @@ impl Obj<'_> {
         match v {
             Some(code) => {
                 self.key(k);
-                let _ = write!(self.out, "\"0x{code:08X}\"");
+                self.out.push('"');
+                StatusCode(code).push_hex(self.out);
+                self.out.push('"');
                 self.opt_str(name_key, StatusCode(code).name());
             }
             None => {
@@ -247,7 +249,10 @@ impl Event {
                     out.push(']');
                 });
                 o.list("ack_results", &p.ack_results, |out, r| {
-                    push_str(out, &r.to_string())
+                    // Names and hex need no escaping.
+                    out.push('"');
+                    r.push_display(out);
+                    out.push('"');
                 });
                 o.opt_str("status", p.status.status.as_deref());
                 o.opt_str("status_name", p.status.status_name);

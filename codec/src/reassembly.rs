@@ -8,6 +8,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::reader::Reader;
 use crate::secure::{parse_chunk, Protection, SecurityHeader, SequenceHeader};
@@ -108,8 +110,9 @@ pub struct AssembledMessage {
     pub sequence_header: Option<SequenceHeader>,
     /// For UACP messages the whole message (header included, ready for
     /// [`crate::tcp::parse_tcp_message`]); for UASC the concatenated chunk bodies (starting with
-    /// the service's encoding NodeId), or the ciphertext when `encrypted`.
-    pub payload: Vec<u8>,
+    /// the service's encoding NodeId), or the ciphertext when `encrypted`. Shares the input's
+    /// memory when it was given as [`Bytes`] and the message came in one piece.
+    pub payload: Bytes,
     /// True when the body is encrypted and cannot be read.
     pub encrypted: bool,
     /// True when the body was read under [`Protection::Sign`] guessed from the policy: the
@@ -286,7 +289,18 @@ impl Reassembler {
     }
 
     /// Feeds stream bytes in order. Call [`Reassembler::poll_event`] afterwards.
-    pub fn handle_input(&mut self, mut bytes: &[u8]) {
+    pub fn handle_input(&mut self, bytes: &[u8]) {
+        self.input(bytes, None);
+    }
+
+    /// [`handle_input`](Self::handle_input) without copying: the payloads of the messages
+    /// framed in place are slices of `bytes` (sharing its memory) instead of copies.
+    pub fn handle_input_shared(&mut self, bytes: &Bytes) {
+        self.input(bytes, Some(bytes));
+    }
+
+    /// `bytes`, which are `src` when it is given.
+    fn input(&mut self, mut bytes: &[u8], src: Option<&Bytes>) {
         if self.skip > 0 {
             let n = usize::try_from(self.skip)
                 .unwrap_or(usize::MAX)
@@ -298,20 +312,64 @@ impl Reassembler {
         if bytes.is_empty() {
             return;
         }
-        if self.buf.is_empty() {
-            // Fast path: frame straight from the input, copy only an incomplete tail.
-            let used = self.process(bytes);
-            let tail = bytes.get(used..).unwrap_or(&[]);
-            self.keep_tail(tail, used);
-        } else {
-            let mut buf = std::mem::take(&mut self.buf);
-            buf.extend_from_slice(bytes);
-            let used = self.process(&buf);
-            buf.drain(..used.min(buf.len()));
-            self.buf_offset = self.buf_offset.saturating_add(used as u64);
-            self.buf = buf;
-            self.apply_skip_to_buffer();
+        // A chunk begun in an earlier input is completed from the head of this one first, so
+        // that the rest is framed in place instead of being copied behind it: the same as if
+        // the input had been split there, which the reassembler must (and does) not notice.
+        while !self.buf.is_empty() && !bytes.is_empty() {
+            let want = self.to_complete_buffered();
+            let (head, rest) = bytes.split_at(want.min(bytes.len()));
+            self.append_and_process(head);
+            bytes = rest;
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                self.skip = self.skip.saturating_sub(n as u64);
+                self.buf_offset = self.buf_offset.saturating_add(n as u64);
+                bytes = bytes.get(n..).unwrap_or(&[]);
+            }
         }
+        if bytes.is_empty() {
+            return;
+        }
+        // Fast path: frame straight from the input, copy only an incomplete tail.
+        let used = self.process(bytes, src);
+        let tail = bytes.get(used..).unwrap_or(&[]);
+        self.keep_tail(tail, used);
+    }
+
+    /// How many more bytes the buffered start of a chunk needs to be whole (the rest of its
+    /// header first); all of the input (`usize::MAX`) while resyncing, or when the header
+    /// announces a size that will not be buffered anyway.
+    fn to_complete_buffered(&self) -> usize {
+        if self.resync_from.is_some() {
+            return usize::MAX;
+        }
+        let have = self.buf.len();
+        if have < MESSAGE_HEADER_LEN {
+            return MESSAGE_HEADER_LEN.saturating_sub(have);
+        }
+        let size = self
+            .buf
+            .get(4..8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes);
+        if size > self.max_chunk_size() {
+            return usize::MAX;
+        }
+        // At least one byte, so that the loop always moves on.
+        (size as usize).saturating_sub(have).max(1)
+    }
+
+    /// Appends `bytes` to the buffered ones and frames what is whole.
+    fn append_and_process(&mut self, bytes: &[u8]) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(bytes);
+        let used = self.process(&buf, None);
+        buf.drain(..used.min(buf.len()));
+        self.buf_offset = self.buf_offset.saturating_add(used as u64);
+        self.buf = buf;
+        self.apply_skip_to_buffer();
     }
 
     fn keep_tail(&mut self, tail: &[u8], used: usize) {
@@ -346,7 +404,7 @@ impl Reassembler {
 
     /// Frames and handles every whole chunk at the start of `data`; returns the bytes used.
     /// Bytes to skip past the end of `data` are left in `self.skip`.
-    fn process(&mut self, data: &[u8]) -> usize {
+    fn process(&mut self, data: &[u8], src: Option<&Bytes>) -> usize {
         let mut pos = 0usize;
         let max = self.max_chunk_size();
         loop {
@@ -367,7 +425,7 @@ impl Reassembler {
                     }
                     let size = header.message_size as usize;
                     let chunk = rest.get(..size).unwrap_or(rest);
-                    self.handle_chunk(header, chunk, at);
+                    self.handle_chunk(header, chunk, at, src);
                     pos = pos.saturating_add(size);
                 }
                 Err(e) => {
@@ -473,7 +531,7 @@ impl Reassembler {
         });
     }
 
-    fn handle_chunk(&mut self, header: MessageHeader, chunk: &[u8], at: u64) {
+    fn handle_chunk(&mut self, header: MessageHeader, chunk: &[u8], at: u64, src: Option<&Bytes>) {
         if !header.message_type.is_secure_conversation() {
             self.events
                 .push_back(ReassemblyEvent::Message(AssembledMessage {
@@ -485,7 +543,7 @@ impl Reassembler {
                     token_id: None,
                     open_security_header: None,
                     sequence_header: None,
-                    payload: chunk.to_vec(),
+                    payload: share(src, chunk),
                     encrypted: false,
                     signature_stripped: false,
                     decrypted: false,
@@ -579,12 +637,14 @@ impl Reassembler {
                     }
                     return;
                 }
-                if header.chunk_type == ChunkType::Final && partial.body.is_empty() {
-                    // Single-chunk message: one copy straight from the input.
-                    partial.body = parsed.body.to_vec();
+                let payload = if header.chunk_type == ChunkType::Final && partial.body.is_empty() {
+                    // Single-chunk message: the input's own bytes when they are shared, else
+                    // one copy straight from the input.
+                    share(src, parsed.body)
                 } else {
                     partial.body.extend_from_slice(parsed.body);
-                }
+                    Bytes::new()
+                };
                 if header.chunk_type == ChunkType::Intermediate {
                     if self.partials.len() >= self.ceilings.max_partial_messages {
                         let old = self.partials.remove(0);
@@ -616,7 +676,11 @@ impl Reassembler {
                         token_id: parsed.token_id(),
                         open_security_header,
                         sequence_header: parsed.sequence_header,
-                        payload: partial.body,
+                        payload: if partial.body.is_empty() {
+                            payload
+                        } else {
+                            Bytes::from(partial.body)
+                        },
                         encrypted: parsed.encrypted,
                         signature_stripped: self.guessed_sign && !parsed.signature.is_empty(),
                         decrypted: opened.is_some(),
@@ -707,6 +771,22 @@ impl Reassembler {
         }
         self.last_sequence_number = Some(got);
     }
+}
+
+/// `part` of the input as a payload: a slice of `src` when it lies in it, else a copy.
+fn share(src: Option<&Bytes>, part: &[u8]) -> Bytes {
+    if let Some(src) = src {
+        let start = (part.as_ptr() as usize).checked_sub(src.as_ptr() as usize);
+        if let Some(start) = start {
+            if start
+                .checked_add(part.len())
+                .is_some_and(|end| end <= src.len())
+            {
+                return src.slice_ref(part);
+            }
+        }
+    }
+    Bytes::copy_from_slice(part)
 }
 
 fn owned_string(s: &UaString<'_>) -> Option<Vec<u8>> {
@@ -800,6 +880,44 @@ mod tests {
             r.handle_input(std::slice::from_ref(b));
         }
         assert_eq!(messages(&drain(&mut r)).len(), 2);
+    }
+
+    #[test]
+    fn shared_input_gives_the_same_events_and_reads_in_place() {
+        let mut stream = chunk(b"MSG", b'F', 1, 1, &[9; 40]);
+        stream.extend(three_chunk_stream());
+        stream.extend(b"garbage".iter());
+        stream.extend(chunk(b"MSG", b'F', 14, 9, &[5; 30]));
+        let run = |shared: bool, cuts: &[usize]| {
+            let mut r = Reassembler::default();
+            let mut from = 0;
+            for &cut in cuts.iter().chain([stream.len()].iter()) {
+                let piece = &stream[from..cut];
+                if shared {
+                    r.handle_input_shared(&Bytes::copy_from_slice(piece));
+                } else {
+                    r.handle_input(piece);
+                }
+                from = cut;
+            }
+            r.finish();
+            drain(&mut r)
+        };
+        let whole = run(false, &[]);
+        assert_eq!(messages(&whole).len(), 4, "{whole:?}");
+        for a in 0..=stream.len() {
+            for b in (a..=stream.len()).step_by(7) {
+                assert_eq!(run(true, &[a, b]), whole, "cuts {a} {b}");
+            }
+        }
+        // A message framed in the input is a slice of it.
+        let input = Bytes::from(stream.clone());
+        let mut r = Reassembler::default();
+        r.handle_input_shared(&input);
+        let ev = drain(&mut r);
+        let first = messages(&ev)[0];
+        let inside = input.as_ptr_range();
+        assert!(inside.contains(&first.payload.as_ptr()));
     }
 
     #[test]

@@ -174,7 +174,37 @@ impl StatusCode {
 
     /// The code as the event stream writes it, e.g. `0x80AC0000`.
     pub fn hex(self) -> String {
-        format!("0x{:08X}", self.0)
+        let mut s = String::with_capacity(10);
+        self.push_hex(&mut s);
+        s
+    }
+
+    /// Appends [`hex`](Self::hex) to `out` without a formatter (event writers do this for
+    /// every response).
+    pub fn push_hex(self, out: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        out.push_str("0x");
+        let mut v = self.0;
+        for _ in 0..8 {
+            v = v.rotate_left(4);
+            let d = DIGITS.get((v & 0xF) as usize).copied().unwrap_or(b'0');
+            out.push(char::from(d));
+        }
+    }
+
+    /// Appends the [`Display`](fmt::Display) form to `out`, without a formatter for the usual
+    /// case of a named code.
+    pub fn push_display(self, out: &mut String) {
+        match self.name() {
+            Some(n) if self.0 & 0xFFFF == 0 => out.push_str(n),
+            Some(n) => {
+                out.push_str(n);
+                out.push_str(" (");
+                self.push_hex(out);
+                out.push(')');
+            }
+            None => self.push_hex(out),
+        }
     }
 
     /// Every named code, sorted by value.

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
 };
 use uatap_recorder::{
-    Direction as RDir, InterfaceDescription, InterfaceId, RotatingWriter, RotationConfig,
+    Direction as RDir, InterfaceDescription, InterfaceId, Payload, RotatingWriter, RotationConfig,
     TcpFlowWriter, WriteError,
 };
 
@@ -135,6 +136,18 @@ const SMALL_READ: usize = 16 * 1024;
 /// and the analysis loses those bytes (a gap), the forwarding nothing.
 const MAX_BUFFERS: usize = 1024;
 
+/// Bytes of small copies (and their queue entries) that may wait for the analysis at once:
+/// with the read buffers, this bounds the memory of the taps however many small reads come.
+/// The queue is bounded by these bytes, not by a count of reads, so that a short stall of the
+/// analysis thread (a busy host) with many small messages in flight loses nothing.
+const MAX_QUEUED_COPIES: usize = 64 << 20;
+
+/// What one queued small copy costs besides its bytes (its queue entry and allocation).
+const COPY_OVERHEAD: usize = 128;
+
+/// Bytes of small copies waiting now, at most [`MAX_QUEUED_COPIES`].
+static QUEUED_COPIES: AtomicUsize = AtomicUsize::new(0);
+
 /// Free read buffers kept for reuse (8 MiB); more are freed, so a burst that left the analysis
 /// behind does not keep its memory for ever.
 const KEEP_FREE: usize = 64;
@@ -152,6 +165,8 @@ pub struct TapBytes {
     len: usize,
     /// Taken from the shared buffers (and counted in their bound).
     pooled: bool,
+    /// Counted in [`QUEUED_COPIES`] (a small copy waiting for the analysis).
+    counted: usize,
 }
 
 impl TapBytes {
@@ -163,6 +178,7 @@ impl TapBytes {
                 buf,
                 len: 0,
                 pooled: true,
+                counted: 0,
             };
         }
         let pooled = BUFFERS
@@ -174,14 +190,15 @@ impl TapBytes {
             buf: vec![0; READ_BUFFER],
             len: 0,
             pooled,
+            counted: 0,
         }
     }
 
-    /// A copy of `bytes` for the analysis, or `None` when all shared buffers are in use and
-    /// `bytes` is not small.
+    /// A copy of `bytes` for the analysis, or `None` when the bound on the memory of the taps
+    /// is reached (every shared buffer in use, or as many small copies waiting as allowed).
     pub fn copy_of(bytes: &[u8]) -> Option<TapBytes> {
         if bytes.len() <= SMALL_READ {
-            return Some(TapBytes::from(bytes.to_vec()));
+            return TapBytes::small_copy(bytes);
         }
         let mut b = TapBytes::read_buffer();
         if !b.pooled {
@@ -205,16 +222,34 @@ impl TapBytes {
 
     /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
     /// buffer goes back at once), a large one as the read buffer itself. `None` when every
-    /// shared buffer was in use: the analysis is far behind, and queueing these bytes would
-    /// lift the bound on the memory of the taps.
+    /// shared buffer was in use, or [`MAX_QUEUED_COPIES`] bytes of small copies wait: the
+    /// analysis is far behind, and queueing these bytes would lift the bound on the memory of
+    /// the taps.
     pub fn into_tap(self) -> Option<TapBytes> {
         if self.len <= SMALL_READ {
-            Some(TapBytes::from(self.to_vec()))
+            TapBytes::small_copy(&self)
         } else if self.pooled {
             Some(self)
         } else {
             None
         }
+    }
+}
+
+impl TapBytes {
+    /// A copy of a small read, counted in [`QUEUED_COPIES`]; `None` when the copies waiting
+    /// already reach [`MAX_QUEUED_COPIES`].
+    fn small_copy(bytes: &[u8]) -> Option<TapBytes> {
+        let cost = bytes.len().saturating_add(COPY_OVERHEAD);
+        QUEUED_COPIES
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                let after = q.saturating_add(cost);
+                (after <= MAX_QUEUED_COPIES).then_some(after)
+            })
+            .ok()?;
+        let mut b = TapBytes::from(bytes.to_vec());
+        b.counted = cost;
+        Some(b)
     }
 }
 
@@ -225,6 +260,7 @@ impl From<Vec<u8>> for TapBytes {
             buf,
             len,
             pooled: false,
+            counted: 0,
         }
     }
 }
@@ -236,6 +272,12 @@ impl Deref for TapBytes {
     }
 }
 
+impl AsRef<[u8]> for TapBytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl fmt::Debug for TapBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TapBytes({} bytes)", self.len)
@@ -244,6 +286,9 @@ impl fmt::Debug for TapBytes {
 
 impl Drop for TapBytes {
     fn drop(&mut self) {
+        if self.counted > 0 {
+            QUEUED_COPIES.fetch_sub(self.counted, Ordering::Relaxed);
+        }
         if self.pooled {
             let mut buf = std::mem::take(&mut self.buf);
             // A copy may have grown past the read size: keep the buffers alike.
@@ -269,7 +314,7 @@ pub fn now() -> Timestamp {
 
 /// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
 /// when traffic pauses, and at least every [`FLUSH_INTERVAL`].
-const RECORD_BUFFER: usize = 256 * 1024;
+const RECORD_BUFFER: usize = 1024 * 1024;
 
 /// The longest the sinks and the recording keep what they collected: a `kill -9` loses about
 /// this much of the recording and of the event file (more when they are behind the traffic).
@@ -383,9 +428,11 @@ impl Recording {
         };
         // What the sender sent is on its own leg first, then on the other: the bytes are the
         // same on both, and the comments go with the client's view.
-        let mut r = client_leg.data(&mut self.writer, d, rts(ts), bytes, comment);
+        // Summed once for the TCP checksums of both legs.
+        let payload = Payload::new(bytes);
+        let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
         if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
-            r = s.data(&mut self.writer, d, rts(ts), bytes, None);
+            r = s.data_payload(&mut self.writer, d, rts(ts), &payload, None);
         }
         self.guard(r);
     }
@@ -518,7 +565,7 @@ enum ToRecording {
     Data {
         id: u64,
         dir: Direction,
-        bytes: TapBytes,
+        bytes: Bytes,
         ts: Timestamp,
         comments: String,
     },
@@ -636,7 +683,7 @@ impl Recorder {
         });
     }
 
-    fn data(&self, id: u64, dir: Direction, bytes: TapBytes, ts: Timestamp, comments: String) {
+    fn data(&self, id: u64, dir: Direction, bytes: Bytes, ts: Timestamp, comments: String) {
         self.send(ToRecording::Data {
             id,
             dir,
@@ -823,7 +870,7 @@ pub fn run_hub(
                     text.push('\n');
                 }
                 text.push_str("uatap: ");
-                text.push_str(&e.to_text());
+                e.write_text(&mut text);
             }
             sinks.event(e);
         }
@@ -899,7 +946,10 @@ pub fn run_hub(
             }
             Tap::Data { id, dir, bytes, ts } => {
                 if let Some(c) = conns.get_mut(&id) {
-                    analyzer.handle_input(c, dir, &bytes, ts);
+                    // Shared, so that the analysis reads the messages in the read buffer
+                    // itself and the recording gets the same buffer afterwards.
+                    let bytes = Bytes::from_owner(bytes);
+                    analyzer.handle_input_shared(c, dir, &bytes, ts);
                     let mut text = emit(c, &mut sinks, rec);
                     if let Some(mut note) = pending_notes.remove(&id) {
                         if !text.is_empty() {
@@ -1021,11 +1071,14 @@ mod tests {
         assert_eq!(b.spare().len(), READ_BUFFER);
         b.spare()[..3].copy_from_slice(b"abc");
         b.set_len(3);
-        let small = b.into_tap().expect("a small read is always tapped");
+        let small = b
+            .into_tap()
+            .expect("a small read is tapped while the bound allows");
         assert_eq!(&small[..], b"abc");
         // A copy of its own size: the read buffer is free again.
         assert!(!small.pooled);
         assert_eq!(small.buf.capacity(), 3);
+        assert_eq!(small.counted, 3 + COPY_OVERHEAD, "counted while it waits");
 
         let mut b = TapBytes::read_buffer();
         b.spare().fill(7);
@@ -1043,7 +1096,7 @@ mod tests {
         assert_eq!(
             TapBytes::copy_of(b"xyz").as_deref(),
             Some(&b"xyz"[..]),
-            "small copies never fail"
+            "small copies are tapped while the bound allows"
         );
     }
 }

@@ -609,7 +609,7 @@ enum Filter {
 }
 
 async fn pump(
-    from: OwnedReadHalf,
+    mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     dir: Direction,
     id: u64,
@@ -620,7 +620,7 @@ async fn pump(
     let mut notes = Vec::new();
     let mut lost: u64 = 0;
     loop {
-        let data = match read_some(&from).await {
+        let data = match read_some(&mut from).await {
             Ok(b) if b.is_empty() => {
                 if let Filter::Rewrite(r) = &mut filter {
                     // An incomplete chunk still held goes out as it is.
@@ -724,20 +724,39 @@ async fn pump(
 
 /// Waits until `from` has bytes without holding a buffer (an idle connection costs none), then
 /// reads them into a shared read buffer; an empty buffer is the end of the stream.
-async fn read_some(from: &OwnedReadHalf) -> io::Result<TapBytes> {
-    loop {
-        from.readable().await?;
-        let mut buf = TapBytes::read_buffer();
-        match from.try_read(buf.spare()) {
-            Ok(n) => {
-                buf.set_len(n);
-                return Ok(buf);
+///
+/// The read goes through `poll_read`, not `try_read`: a read that does not fill the buffer
+/// shows the socket drained, and `poll_read` then forgets the readiness, so the next wait does
+/// not start with a read that can only say "would block" (one system call per message less,
+/// as `copy_bidirectional` does). While the read is pending (no bytes, or the task used up its
+/// share of the runtime and must yield), the buffer goes back.
+async fn read_some(from: &mut OwnedReadHalf) -> io::Result<TapBytes> {
+    use std::task::Poll;
+    use tokio::io::{AsyncRead, ReadBuf};
+    from.readable().await?;
+    let mut held: Option<TapBytes> = None;
+    std::future::poll_fn(|cx| {
+        let buf = held.get_or_insert_with(TapBytes::read_buffer);
+        let mut rb = ReadBuf::new(buf.spare());
+        match std::pin::Pin::new(&mut *from).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                match held.take() {
+                    Some(mut buf) => {
+                        buf.set_len(n);
+                        Poll::Ready(Ok(buf))
+                    }
+                    None => Poll::Ready(Err(io::Error::other("read buffer missing"))),
+                }
             }
-            // Readiness was stale: the buffer goes back, and we wait again.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                held = None;
+                Poll::Pending
+            }
         }
-    }
+    })
+    .await
 }
 
 /// Copies forwarded bytes for the analysis without waiting (end of stream only).

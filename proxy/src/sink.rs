@@ -90,6 +90,9 @@ pub struct TextSink<W: Write + Send> {
     color: bool,
     messages: bool,
     lines: Lines,
+    /// The output is `/dev/null`: nothing is formatted (a service started with its log sent
+    /// there, or a proxy run for its `--json-file` only).
+    discard: bool,
 }
 
 impl<W: Write + Send> TextSink<W> {
@@ -100,32 +103,61 @@ impl<W: Write + Send> TextSink<W> {
             color,
             messages,
             lines: Lines::new(),
+            discard: false,
         }
     }
+}
+
+/// True when `fd` is the null device: what is written there is never read.
+#[cfg(unix)]
+fn is_dev_null(out: &impl std::os::fd::AsFd) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(own) = out.as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let (Ok(out), Ok(null)) = (
+        std::fs::File::from(own).metadata(),
+        std::fs::metadata("/dev/null"),
+    ) else {
+        return false;
+    };
+    out.file_type().is_char_device() && out.rdev() == null.rdev()
+}
+
+#[cfg(not(unix))]
+fn is_dev_null<T>(_: &T) -> bool {
+    false
 }
 
 impl TextSink<std::io::BufWriter<std::io::Stderr>> {
     /// To standard error, coloured when it is a terminal (flushed by the hub when idle).
     pub fn stderr(messages: bool) -> Self {
-        let color = std::io::stderr().is_terminal();
-        TextSink::new(std::io::BufWriter::new(std::io::stderr()), color, messages)
+        let err = std::io::stderr();
+        let color = err.is_terminal();
+        let discard = is_dev_null(&err);
+        let mut s = TextSink::new(std::io::BufWriter::new(err), color, messages);
+        s.discard = discard;
+        s
     }
 }
 
 impl TextSink<std::io::BufWriter<std::io::Stdout>> {
     /// To standard output, coloured when it is a terminal (flushed by the hub when idle).
     pub fn stdout(messages: bool) -> Self {
-        let color = std::io::stdout().is_terminal();
-        TextSink::new(std::io::BufWriter::new(std::io::stdout()), color, messages)
+        let out = std::io::stdout();
+        let color = out.is_terminal();
+        let discard = is_dev_null(&out);
+        let mut s = TextSink::new(std::io::BufWriter::new(out), color, messages);
+        s.discard = discard;
+        s
     }
 }
 
 impl<W: Write + Send> EventSink for TextSink<W> {
     fn event(&mut self, e: &Event) {
-        if matches!(e.kind, EventKind::Message(_)) && !self.messages {
+        if self.discard || (matches!(e.kind, EventKind::Message(_)) && !self.messages) {
             return;
         }
-        let text = e.to_text();
         let (start, end) = match (self.color, weight(e)) {
             (true, 2) => ("\x1b[1;31m", "\x1b[0m\n"),
             (true, 1) => ("\x1b[1m", "\x1b[0m\n"),
@@ -133,7 +165,7 @@ impl<W: Write + Send> EventSink for TextSink<W> {
         };
         let line = &mut self.lines.0;
         line.push_str(start);
-        line.push_str(&text);
+        e.write_text(line);
         line.push_str(end);
         self.lines.maybe_write(&mut self.out);
     }

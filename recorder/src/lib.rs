@@ -41,7 +41,7 @@ pub use tcp::{
 };
 pub use time::Timestamp;
 pub use write::{
-    InterfaceDescription, InterfaceId, PacketSink, PcapngWriter, RotatingWriter, RotationConfig,
-    TcpFlowWriter, WriteError, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD, SECRETS_TYPE_OPCUA_KEY_LOG,
-    USER_APPLICATION,
+    InterfaceDescription, InterfaceId, PacketSink, Payload, PcapngWriter, RotatingWriter,
+    RotationConfig, TcpFlowWriter, WriteError, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD,
+    SECRETS_TYPE_OPCUA_KEY_LOG, USER_APPLICATION,
 };

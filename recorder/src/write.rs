@@ -795,21 +795,34 @@ impl TcpFlowWriter {
         bytes: &[u8],
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
+        self.data_payload(sink, dir, ts, &Payload::new(bytes), comment)
+    }
+
+    /// [`data`](Self::data) with the checksums of the bytes computed already: a proxy writes
+    /// the same bytes on both legs of a connection and sums them once.
+    pub fn data_payload(
+        &mut self,
+        sink: &mut (impl PacketSink + ?Sized),
+        dir: Direction,
+        ts: Timestamp,
+        payload: &Payload<'_>,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
         self.check_can_send(dir)?;
-        if bytes.is_empty() {
+        if payload.bytes.is_empty() {
             if comment.is_some() {
                 self.segment(sink, dir, ts, ACK, &[], comment)?;
             }
             return Ok(());
         }
         let mut comment = comment;
-        for chunk in bytes.chunks(MAX_SEGMENT_PAYLOAD) {
+        for (chunk, &sum) in payload.bytes.chunks(MAX_SEGMENT_PAYLOAD).zip(&payload.sums) {
             let me = side(dir);
             let in_flight = self.next_seq[me].wrapping_sub(self.acked[me]) as usize;
             if in_flight + chunk.len() >= usize::from(WINDOW) && in_flight > 0 {
                 self.segment(sink, dir.reverse(), ts, ACK, &[], None)?;
             }
-            self.segment(sink, dir, ts, PSH | ACK, chunk, comment.take())?;
+            self.segment_summed(sink, dir, ts, PSH | ACK, chunk, Some(sum), comment.take())?;
         }
         Ok(())
     }
@@ -876,6 +889,22 @@ impl TcpFlowWriter {
         payload: &[u8],
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
+        self.segment_summed(sink, dir, ts, flags, payload, None, comment)
+    }
+
+    /// [`segment`](Self::segment) with the payload's [`payload_sum`] when known.
+    #[allow(clippy::too_many_arguments)]
+    fn segment_summed(
+        &mut self,
+        sink: &mut (impl PacketSink + ?Sized),
+        dir: Direction,
+        ts: Timestamp,
+        flags: u8,
+        payload: &[u8],
+        sum: Option<u64>,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        let sum = sum.unwrap_or_else(|| payload_sum(payload));
         let link_type = sink
             .link_type(self.iface)
             .ok_or(WriteError::UnknownInterface { id: self.iface.0 })?;
@@ -904,11 +933,15 @@ impl TcpFlowWriter {
                 head.extend_from_slice(&dst_mac);
                 head.extend_from_slice(&src_mac);
                 head.extend_from_slice(&ethertype.to_be_bytes());
-                header.write_ip_tcp_headers(&mut head, payload);
+                header.write_ip_tcp_headers(&mut head, payload.len(), sum);
             }
-            LinkType::RAW => header.write_ip_tcp_headers(&mut head, payload),
-            LinkType::IPV4 if src.is_ipv4() => header.write_ip_tcp_headers(&mut head, payload),
-            LinkType::IPV6 if src.is_ipv6() => header.write_ip_tcp_headers(&mut head, payload),
+            LinkType::RAW => header.write_ip_tcp_headers(&mut head, payload.len(), sum),
+            LinkType::IPV4 if src.is_ipv4() => {
+                header.write_ip_tcp_headers(&mut head, payload.len(), sum)
+            }
+            LinkType::IPV6 if src.is_ipv6() => {
+                header.write_ip_tcp_headers(&mut head, payload.len(), sum)
+            }
             link_type => return Err(WriteError::UnsupportedLinkType { link_type }),
         }
 
@@ -940,6 +973,25 @@ impl TcpFlowWriter {
             self.acked[peer] = header.ack;
         }
         Ok(())
+    }
+}
+
+/// Bytes to write on one or more flows, summed once for their TCP checksums (see
+/// [`TcpFlowWriter::data_payload`]).
+pub struct Payload<'a> {
+    bytes: &'a [u8],
+    /// [`payload_sum`] of each segment's part of `bytes`.
+    sums: Vec<u64>,
+}
+
+impl<'a> Payload<'a> {
+    /// Sums `bytes` as [`TcpFlowWriter::data`] cuts them into segments.
+    #[must_use]
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Payload {
+            bytes,
+            sums: bytes.chunks(MAX_SEGMENT_PAYLOAD).map(payload_sum).collect(),
+        }
     }
 }
 
@@ -990,10 +1042,11 @@ struct SegmentHeader {
 
 impl SegmentHeader {
     /// Appends the IPv4 (RFC 791) or IPv6 (RFC 8200) header and the 20-byte TCP header
-    /// (RFC 9293), with both checksums (the TCP one over `payload` too, which follows them).
-    fn write_ip_tcp_headers(&self, out: &mut Vec<u8>, payload: &[u8]) {
+    /// (RFC 9293), with both checksums (the TCP one over the payload too, which follows
+    /// them: `payload_len` bytes whose [`payload_sum`] is `payload_sum`).
+    fn write_ip_tcp_headers(&self, out: &mut Vec<u8>, payload_len: usize, payload_sum: u64) {
         const TCP_HEADER_LEN: usize = 20;
-        let tcp_len = TCP_HEADER_LEN + payload.len();
+        let tcp_len = TCP_HEADER_LEN + payload_len;
         // Pseudo-header sum (RFC 9293 section 3.1; RFC 8200 section 8.1): addresses, protocol,
         // TCP length.
         let mut pseudo = 6 + tcp_len as u64;
@@ -1037,7 +1090,7 @@ impl SegmentHeader {
         out.extend_from_slice(&WINDOW.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0]);
         // The TCP header has an even length, so the payload's words line up on their own.
-        let checksum = internet_checksum(sum_words(&out[start..], pseudo) + payload_sum(payload));
+        let checksum = internet_checksum(sum_words(&out[start..], pseudo) + payload_sum);
         out[start + 16..start + 18].copy_from_slice(&checksum.to_be_bytes());
     }
 }
