@@ -152,7 +152,13 @@ fn run(setup: Setup, c2s: &[Vec<u8>], s2c: &[Vec<u8>], dir: &std::path::Path) ->
         _ => None,
     };
     let (t0, cpu0) = (Instant::now(), cpu_secs());
-    drop(run_hub(rx, Options { messages: false }, sinks, recording));
+    drop(run_hub(
+        rx,
+        Options { messages: false },
+        Default::default(),
+        sinks,
+        recording,
+    ));
     let out = (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0);
     let _ = std::fs::remove_file(json);
     let _ = std::fs::remove_file(rec);

@@ -174,7 +174,7 @@ impl Reading {
                     token_id: m.token_id,
                     sequence_number: m.sequence_header.map(|h| h.sequence_number),
                     chunks: m.chunks,
-                    payload: m.payload,
+                    payload: m.payload.to_vec(),
                     encrypted: m.encrypted,
                     offset: m.offset,
                 });
