@@ -7,6 +7,7 @@ mod fault;
 mod keys;
 mod probe;
 mod proxy;
+mod redact;
 mod replay;
 mod report;
 
@@ -40,6 +41,9 @@ enum Command {
     /// Play a recording against live peers: the recorded server toward a live client, or the
     /// recorded client toward a live server, with the recorded faults at the recorded points.
     Replay(replay::Args),
+    /// Write a copy of a recording with every user-token secret (passwords, nonces, session
+    /// signatures) overwritten at the same length, to share it with a vendor.
+    Redact(redact::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(&args),
         Command::Fault(args) => fault::run(&args),
         Command::Probe(args) => probe::run(&args),
+        Command::Redact(args) => redact::run(&args),
         Command::Replay(args) => replay::run(&args),
     };
     match result {

@@ -16,6 +16,7 @@ mod probe;
 mod proxy;
 mod reconnect_relay;
 mod reconnect_stacks;
+mod redact;
 mod rejects;
 mod replay;
 mod report;
