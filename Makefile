@@ -3,7 +3,9 @@
 #   make deps         tshark and chromium (apt), .venv with asyncua and o6 (open62541),
 #                     tests/peers/node_modules with node-opcua and playwright-core (renders the
 #                     HTML report in a test)
-#   make test         cargo test --workspace (integration tests find the peers via the env below)
+#   make test         cargo test --workspace (integration tests find the peers via the env below),
+#                     then cargo deny: licenses, bans and sources of the dependencies (offline)
+#   make audit        cargo deny check advisories (needs the RustSec database from the network)
 #   make demo         release build + analyze a fixture
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
 #   make peers-big    node-opcua server + asyncua client, 2000 items: multi-chunk PublishResponses
@@ -37,7 +39,11 @@ browser:
 
 all: test
 
-deps: tshark browser $(VENV_STAMP) $(NODE_STAMP)
+deps: tshark browser $(VENV_STAMP) $(NODE_STAMP) cargo-deny
+
+# cargo-deny checks the dependencies' licenses, bans and sources (deny.toml) in `make test`.
+cargo-deny:
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
 
 # tshark's debconf question (may non-root users capture?) is preseeded so it cannot block.
 # tcpdump too: tests/shapes.rs records one session with tshark and tcpdump at once.
@@ -64,6 +70,12 @@ $(NODE_STAMP): $(PEERS)/package.json $(wildcard $(PEERS)/package-lock.json)
 
 test: deps
 	$(CARGO) test --workspace
+	$(CARGO) deny --offline check licenses bans sources
+
+# The RustSec advisory database needs the network: a separate target for machines that have it.
+audit:
+	$(CARGO) deny check advisories
+.PHONY: audit cargo-deny
 
 demo: deps
 	$(CARGO) build --release
