@@ -193,6 +193,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
+    // Caught from here on: a SIGTERM right after the banner stops the proxy cleanly (flushed).
+    let stopping = shutdown_signal();
     let plan = Plan::new(args)?;
     if let Some(addr) = plan.admin {
         if !addr.ip().is_loopback() {
@@ -438,7 +440,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     drop(tap);
     let duration = args.duration.map(Duration::from_secs_f64);
     tokio::select! {
-        _ = shutdown_signal() => {}
+        _ = stopping => {}
         _ = async { match duration { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {}
     }
     let _ = stop.send(true);

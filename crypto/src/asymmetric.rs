@@ -133,15 +133,47 @@ pub fn rsa_verify(
         .map_err(|_| CryptoError::BadSignature { offset: at })
 }
 
+/// The clear parts of an OPN chunk, sealed or opened: what its security header names and where
+/// the sequence header starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpnHeader {
+    /// The policy named (`None` when the URI is not one uatap knows).
+    pub policy: Option<SecurityPolicy>,
+    /// The policy is None (or absent): the chunk is in clear.
+    pub policy_none: bool,
+    /// SenderCertificate, as sent (possibly with its chain).
+    pub sender_certificate: Option<Vec<u8>>,
+    /// Offset of the sequence header (the end of the security header).
+    pub sequence_header_at: usize,
+}
+
+/// Reads the clear parts of an OPN chunk (`None` when they do not parse).
+pub fn opn_header(chunk: &[u8]) -> Option<OpnHeader> {
+    let mut r = Reader::new(chunk);
+    r.skip(12, "Chunk").ok()?;
+    let sec = parse_asymmetric_security_header(&mut r).ok()?;
+    let policy_none = sec.is_policy_none();
+    let policy = if policy_none {
+        Some(SecurityPolicy::None)
+    } else {
+        SecurityPolicy::from_uri(sec.security_policy_uri.as_bytes().unwrap_or(&[]))
+    };
+    Some(OpnHeader {
+        policy,
+        policy_none,
+        sender_certificate: sec.sender_certificate.as_bytes().map(<[u8]>::to_vec),
+        sequence_header_at: r.position(),
+    })
+}
+
 /// Reads the clear part of an OPN chunk: its policy, the sender certificate, and where the
 /// encrypted part starts.
 fn open_header(chunk: &[u8]) -> Result<(SecurityPolicy, Option<Vec<u8>>, usize), CryptoError> {
     let mut r = Reader::new(chunk);
-    let bad = |e: uatap_codec::DecodeError| CryptoError::Malformed {
+    let header = parse_message_header(&mut r).map_err(|e| CryptoError::Malformed {
         offset: e.offset,
         what: "OPN header does not parse",
-    };
-    let header = parse_message_header(&mut r).map_err(bad)?;
+    })?;
     if header.message_type != MessageType::OpenSecureChannel
         || header.message_size as usize != chunk.len()
     {
@@ -150,12 +182,12 @@ fn open_header(chunk: &[u8]) -> Result<(SecurityPolicy, Option<Vec<u8>>, usize),
             what: "not one whole OPN chunk",
         });
     }
-    r.read_u32("Chunk").map_err(bad)?;
-    let sec = parse_asymmetric_security_header(&mut r).map_err(bad)?;
-    let uri = sec.security_policy_uri.as_bytes().unwrap_or(&[]);
-    let policy = SecurityPolicy::from_uri(uri).ok_or(CryptoError::Policy("unknown"))?;
-    let cert = sec.sender_certificate.as_bytes().map(<[u8]>::to_vec);
-    Ok((policy, cert, r.position()))
+    let h = opn_header(chunk).ok_or(CryptoError::Malformed {
+        offset: 12,
+        what: "OPN security header does not parse",
+    })?;
+    let policy = h.policy.ok_or(CryptoError::Policy("unknown"))?;
+    Ok((policy, h.sender_certificate, h.sequence_header_at))
 }
 
 /// Decrypts an OPN chunk with the receiver's private key, checks the signature with the

@@ -15,7 +15,7 @@ use uatap_codec::reassembly::ChunkOpener;
 use uatap_codec::services::{parse_message, ServiceBody};
 use uatap_codec::tcp::MessageType;
 
-use crate::asymmetric::open_asymmetric_chunk;
+use crate::asymmetric::{open_asymmetric_chunk, opn_header};
 use crate::error::CryptoError;
 use crate::keylog::{self, KeyLog};
 use crate::keys::PrivateKey;
@@ -281,11 +281,7 @@ impl PassiveOpener {
 /// Where the body (encoding NodeId) of a clear OPN chunk starts: after the asymmetric security
 /// header and the sequence header.
 fn opn_body_offset(clear: &[u8]) -> Option<usize> {
-    let mut r = Reader::new(clear);
-    r.skip(12, "Chunk").ok()?;
-    uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
-    r.skip(8, "SequenceHeader").ok()?;
-    Some(r.position())
+    opn_header(clear)?.sequence_header_at.checked_add(8)
 }
 
 impl ChunkOpener for PassiveOpener {
@@ -370,13 +366,7 @@ impl PassiveOpener {
 
 /// The policy named in an OPN chunk's security header.
 fn policy_of(chunk: &[u8]) -> Option<SecurityPolicy> {
-    let mut r = Reader::new(chunk);
-    r.skip(12, "Chunk").ok()?;
-    let sec = uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
-    if sec.is_policy_none() {
-        return Some(SecurityPolicy::None);
-    }
-    SecurityPolicy::from_uri(sec.security_policy_uri.as_bytes()?)
+    opn_header(chunk)?.policy
 }
 
 /// Offset and field name of a failure, for the codec's decode error.

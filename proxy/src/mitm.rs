@@ -32,7 +32,7 @@ use uatap_codec::tcp::{frame, parse_hello_message, ChunkType, Frame, MessageType
 use uatap_codec::types::{ByteString, DateTime, ExtensionObject, IntoStatic, NodeId, UaString};
 use uatap_codec::{ids, Encode};
 use uatap_crypto::asymmetric::{
-    open_asymmetric_chunk, rsa_decrypt, rsa_encrypt, rsa_sign, seal_asymmetric_chunk,
+    open_asymmetric_chunk, opn_header, rsa_decrypt, rsa_encrypt, rsa_sign, seal_asymmetric_chunk,
     AsymmetricChunk,
 };
 use uatap_crypto::passive::{ClearRegistry, KeyLogWriter};
@@ -947,34 +947,22 @@ fn fix_size(chunk: &mut [u8]) {
 }
 
 fn is_policy_none(chunk: &[u8]) -> bool {
-    let mut r = Reader::new(chunk);
-    if r.skip(12, "Chunk").is_err() {
-        return true;
-    }
-    uatap_codec::secure::parse_asymmetric_security_header(&mut r)
-        .map(|h| h.is_policy_none())
-        .unwrap_or(true)
+    opn_header(chunk).is_none_or(|h| h.policy_none)
 }
 
 fn sender_certificate(chunk: &[u8]) -> Option<Certificate> {
-    let mut r = Reader::new(chunk);
-    r.skip(12, "Chunk").ok()?;
-    let h = uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
-    Certificate::from_der(h.sender_certificate.as_bytes()?).ok()
+    Certificate::from_der(&opn_header(chunk)?.sender_certificate?).ok()
 }
 
 /// Offsets of the sequence header and of the body in a clear OPN chunk.
 fn opn_offsets(clear: &[u8]) -> Option<(usize, usize)> {
-    let mut r = Reader::new(clear);
-    r.skip(12, "Chunk").ok()?;
-    uatap_codec::secure::parse_asymmetric_security_header(&mut r).ok()?;
-    let seq = r.position();
+    let seq = opn_header(clear)?.sequence_header_at;
     Some((seq, seq.checked_add(8)?))
 }
 
 /// The clear header part (message header, channel, security header) of a sealed OPN chunk.
 fn clear_opn_of(sealed: &[u8]) -> Vec<u8> {
-    let end = opn_offsets(sealed).map_or(0, |(s, _)| s);
+    let end = opn_header(sealed).map_or(0, |h| h.sequence_header_at);
     sealed.get(..end).unwrap_or(&[]).to_vec()
 }
 

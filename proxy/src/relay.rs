@@ -1006,17 +1006,20 @@ async fn pump_faults(
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one (a service manager stopping uatap).
-pub async fn shutdown_signal() {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    // SIGTERM is caught from this call on (not from the first poll), so a caller that installs
+    // it before it announces itself cannot be killed by a SIGTERM that comes right after.
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
