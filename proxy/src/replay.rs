@@ -114,17 +114,7 @@ async fn play_one(
         }
         drain(&mut conn, analyzer, sink);
         if let Some(close) = replay.poll_close() {
-            let reason = match close {
-                Close::Fin => {
-                    let _ = stream.shutdown().await;
-                    CloseReason::Fin
-                }
-                Close::Rst => {
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    CloseReason::Rst
-                }
-            };
-            drop(stream);
+            let reason = close_as(stream, close).await;
             analyzer.handle_close(&mut conn, ClosedBy::Server, reason, now());
             drain(&mut conn, analyzer, sink);
             return;
@@ -242,17 +232,7 @@ async fn client_one(
         }
         drain(&mut conn, analyzer, sink);
         if let Some(close) = replay.poll_close() {
-            let reason = match close {
-                Close::Fin => {
-                    let _ = stream.shutdown().await;
-                    CloseReason::Fin
-                }
-                Close::Rst => {
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    CloseReason::Rst
-                }
-            };
-            drop(stream);
+            let reason = close_as(stream, close).await;
             analyzer.handle_close(&mut conn, ClosedBy::Proxy, reason, now());
             drain(&mut conn, analyzer, sink);
             return;
@@ -282,6 +262,20 @@ async fn client_one(
             )) => {
                 replay.handle_timeout(now());
             }
+        }
+    }
+}
+
+/// Closes the live connection the way the recording's did: a FIN, or a RST (zero linger).
+async fn close_as(mut stream: TcpStream, close: Close) -> CloseReason {
+    match close {
+        Close::Fin => {
+            let _ = stream.shutdown().await;
+            CloseReason::Fin
+        }
+        Close::Rst => {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            CloseReason::Rst
         }
     }
 }
