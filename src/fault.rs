@@ -1,19 +1,26 @@
 //! `uatap fault`: adds, lists and removes faults of a running proxy through its admin API
 //! (`uatap proxy --admin`).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
+use uatap_proxy::access::{read_token, request, Endpoint};
 
 /// Options of `uatap fault`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The proxy's admin API address (its `--admin`).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9465", value_parser = uatap_proxy::metrics::parse_addr)]
-    pub admin: SocketAddr,
+    /// The proxy's admin API (its `--admin`): `127.0.0.1:9465`, or `https://HOST:PORT` when
+    /// it is served off loopback.
+    #[arg(long, value_name = "URL", default_value = "127.0.0.1:9465", value_parser = Endpoint::parse)]
+    pub admin: Endpoint,
+    /// The CA (PEM) to check an https admin API's certificate with: the proxy's
+    /// --http-tls-cert, or the https-cert.pem it made in its --pki.
+    #[arg(long, value_name = "CERT.pem")]
+    pub cacert: Option<PathBuf>,
+    /// A file whose first line is the admin API's bearer token. Else UATAP_HTTP_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub action: Action,
@@ -56,7 +63,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             ("POST", "/faults".to_string(), v.to_string())
         }
     };
-    let (status, answer) = call(args.admin, method, &path, &body)?;
+    let token = read_token(args.http_token_file.as_deref())?;
+    let (status, answer) = call(args, token.as_deref(), method, &path, &body)?;
     println!("{answer}");
     if (200..300).contains(&status) {
         Ok(ExitCode::SUCCESS)
@@ -70,18 +78,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 /// One HTTP/1.1 request; returns the status code and the body.
-fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
-        format!("cannot reach the admin API on {addr} (is `uatap proxy --admin {addr}` running?)")
+fn call(
+    args: &Args,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> anyhow::Result<(u16, String)> {
+    let host = &args.admin.addr;
+    let reply = request(&args.admin, args.cacert.as_deref(), token, |auth| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .map_err(anyhow::Error::msg)
+    .with_context(|| {
+        format!("cannot use the admin API on {host} (is `uatap proxy --admin {host}` running?)")
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reply = String::new();
-    s.take(1 << 20).read_to_string(&mut reply)?;
     let (head, body) = reply
         .split_once("\r\n\r\n")
         .context("the admin API's answer has no body")?;

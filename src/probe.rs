@@ -52,9 +52,12 @@ pub struct Args {
     /// --metrics-allow-remote), e.g. 127.0.0.1:9466.
     #[arg(long, value_name = "ADDR", requires = "every")]
     pub metrics: Option<String>,
-    /// Let --metrics bind to a non-loopback address.
+    /// Let --metrics bind to a non-loopback address; it is then served over HTTPS and needs a
+    /// bearer token (--http-token-file).
     #[arg(long, requires = "metrics")]
     pub metrics_allow_remote: bool,
+    #[command(flatten)]
+    pub access: crate::access::AccessArgs,
 }
 
 /// `30s`, `5m`, `1h`, or plain seconds.
@@ -215,14 +218,31 @@ async fn monitor(args: &Args, config: &ProbeConfig, every: Duration) -> anyhow::
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = &args.metrics {
         let addr = uatap_proxy::metrics::parse_addr(addr).map_err(|e| anyhow::anyhow!(e))?;
-        uatap_proxy::metrics::check_addr(addr, args.metrics_allow_remote)
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let access = args.access.access(
+            "probe metrics",
+            addr,
+            args.metrics_allow_remote,
+            "--metrics-allow-remote",
+            &match &args.pki {
+                Some(d) => d.clone(),
+                None => pki::default_pki_dir()
+                    .context("no home folder for uatap's HTTPS certificate: give --pki DIR")?,
+            },
+        )?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr().unwrap_or(addr);
-        eprintln!("uatap: probe metrics on http://{bound}/metrics");
-        tokio::spawn(uatap_proxy::metrics::serve(listener, page.clone(), stop_rx));
+        eprintln!(
+            "uatap: probe metrics on {}://{bound}/metrics",
+            access.scheme()
+        );
+        tokio::spawn(uatap_proxy::metrics::serve(
+            listener,
+            page.clone(),
+            access,
+            stop_rx,
+        ));
     }
     eprintln!(
         "uatap: probing {} every {:?} until Ctrl-C",

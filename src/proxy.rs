@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::access::AccessArgs;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use uatap_analysis::Options;
@@ -78,9 +80,16 @@ pub struct Args {
         value_parser = metrics::parse_addr
     )]
     pub metrics: Option<SocketAddr>,
-    /// Allow --metrics on an address other hosts can reach (the endpoint has no authentication).
+    /// Allow --metrics on an address other hosts can reach; it is then served over HTTPS and
+    /// needs a bearer token (--http-token-file).
     #[arg(long)]
     pub metrics_allow_remote: bool,
+    /// Allow --admin on an address other hosts can reach; it is then served over HTTPS and
+    /// needs a bearer token (--http-token-file).
+    #[arg(long)]
+    pub admin_allow_remote: bool,
+    #[command(flatten)]
+    pub access: AccessArgs,
     /// Stop by itself after this many seconds (for demos and tests).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -116,7 +125,8 @@ pub struct Args {
     #[arg(long = "fault", value_name = "SPEC", value_parser = parse_fault)]
     pub faults: Vec<FaultSpec>,
     /// Serve the admin API (list, add, remove faults; list connections) on
-    /// http://ADDR (default 127.0.0.1:9465; a bare port means 127.0.0.1:PORT; loopback only).
+    /// http://ADDR (default 127.0.0.1:9465; a bare port means 127.0.0.1:PORT; loopback unless
+    /// --admin-allow-remote).
     /// `uatap fault` talks to it.
     #[arg(
         long,
@@ -142,6 +152,8 @@ struct Plan {
     record_max_size: Option<u64>,
     record_files: Option<std::num::NonZeroUsize>,
     admin: Option<SocketAddr>,
+    admin_allow_remote: bool,
+    access: AccessArgs,
 }
 
 impl Plan {
@@ -175,10 +187,11 @@ impl Plan {
             record_max_size: args.record_max_size.or(file.record_max_size),
             record_files: args.record_files.or(file.record_files),
             admin: args.admin.or(file.admin),
+            admin_allow_remote: args.admin_allow_remote || file.admin_allow_remote,
+            access: args
+                .access
+                .or(file.http_tls_cert, file.http_tls_key, file.http_token_file),
         };
-        if let Some(addr) = plan.metrics {
-            metrics::check_addr(addr, plan.metrics_allow_remote).map_err(anyhow::Error::msg)?;
-        }
         Ok(plan)
     }
 }
@@ -196,15 +209,30 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     // Caught from here on: a SIGTERM right after the banner stops the proxy cleanly (flushed).
     let stopping = shutdown_signal();
     let plan = Plan::new(args)?;
-    if let Some(addr) = plan.admin {
-        if !addr.ip().is_loopback() {
-            anyhow::bail!("refusing to serve the admin API on {addr}: it is not a loopback address, and the API can break connections; bind it to 127.0.0.1:{}", addr.port());
-        }
-    }
+    let metrics_access = match plan.metrics {
+        Some(addr) => Some(plan.access.access(
+            "metrics",
+            addr,
+            plan.metrics_allow_remote,
+            "--metrics-allow-remote",
+            &args.pki,
+        )?),
+        None => None,
+    };
+    let admin_access = match plan.admin {
+        Some(addr) => Some(plan.access.access(
+            "the admin API",
+            addr,
+            plan.admin_allow_remote,
+            "--admin-allow-remote",
+            &args.pki,
+        )?),
+        None => None,
+    };
     // Bounded by the bytes waiting (see uatap_proxy::hub::TapBytes), hardly by this count.
     let (tap, rx) = mpsc::channel(1 << 18);
     let faults =
-        (!args.faults.is_empty() || args.admin.is_some()).then(|| Faults::new(tap.clone()));
+        (!args.faults.is_empty() || plan.admin.is_some()).then(|| Faults::new(tap.clone()));
     if let Some(f) = &faults {
         if args.rewrite_endpoint_urls
             || plan
@@ -386,15 +414,16 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
     let (stop, stopped) = watch::channel(false);
-    let metrics_server = match (metrics_listener, &metrics) {
-        (Some(listener), Some(m)) => {
+    let metrics_server = match (metrics_listener, &metrics, metrics_access) {
+        (Some(listener), Some(m), Some(access)) => {
             let addr = listener
                 .local_addr()
                 .with_context(|| "the metrics address")?;
-            eprintln!("uatap: metrics on http://{addr}/metrics");
+            eprintln!("uatap: metrics on {}://{addr}/metrics", access.scheme());
             Some(tokio::spawn(metrics::serve(
                 listener,
                 m.clone(),
+                access,
                 stopped.clone(),
             )))
         }
@@ -411,12 +440,14 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     let mut fault_tasks = Vec::new();
     if let Some(f) = &faults {
         fault_tasks.push(tokio::spawn(f.clone().run_scheduler()));
-        if let Some(listener) = admin_listener {
+        if let (Some(listener), Some(access)) = (admin_listener, admin_access) {
             let addr = listener.local_addr().with_context(|| "the admin address")?;
-            eprintln!("uatap: admin API on http://{addr}/faults (uatap fault --admin {addr} list|add|remove|connections)");
+            let scheme = access.scheme();
+            eprintln!("uatap: admin API on {scheme}://{addr}/faults (uatap fault --admin {scheme}://{addr} list|add|remove|connections)");
             fault_tasks.push(tokio::spawn(fault::admin::serve(
                 listener,
                 f.clone(),
+                access,
                 stopped.clone(),
             )));
         }

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod access;
 mod analysis;
 mod check;
 mod crosscheck;

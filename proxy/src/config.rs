@@ -21,7 +21,9 @@
 //! ```
 //!
 //! Top-level keys: `json_file`, `metrics`, `metrics_allow_remote`, `record`, `record_max_size`
-//! (MB), `record_files`, `admin` (the fault admin API's address). Relative paths are relative to the directory of the file. Unknown keys
+//! (MB), `record_files`, `admin` (the fault admin API's address), `admin_allow_remote`,
+//! `http_tls_cert`, `http_tls_key`, `http_token_file` (HTTPS and the bearer token of the admin
+//! API and metrics off loopback). Relative paths are relative to the directory of the file. Unknown keys
 //! are errors, so a typo does not silently drop a setting. A recording covers the whole proxy, with one interface per listener:
 //! `record` inside a `[[listener]]` is refused with a pointer to the top-level key.
 
@@ -74,8 +76,16 @@ pub struct ProxyConfig {
     pub record_max_size: Option<u64>,
     /// Keep at most this many recording files.
     pub record_files: Option<NonZeroUsize>,
-    /// The admin API's address (loopback only).
+    /// The admin API's address.
     pub admin: Option<SocketAddr>,
+    /// Allow an admin address other hosts can reach (then HTTPS with a token).
+    pub admin_allow_remote: bool,
+    /// PEM certificate for HTTPS of the admin API and metrics.
+    pub http_tls_cert: Option<PathBuf>,
+    /// PEM key of `http_tls_cert`.
+    pub http_tls_key: Option<PathBuf>,
+    /// File holding the bearer token of the admin API and metrics.
+    pub http_token_file: Option<PathBuf>,
 }
 
 /// What is wrong with a config file, and where: always one line.
@@ -146,6 +156,11 @@ struct RawFile {
     record_max_size: Option<u64>,
     record_files: Option<Spanned<usize>>,
     admin: Option<Spanned<String>>,
+    #[serde(default)]
+    admin_allow_remote: bool,
+    http_tls_cert: Option<PathBuf>,
+    http_tls_key: Option<PathBuf>,
+    http_token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +187,10 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
         metrics_allow_remote: raw.metrics_allow_remote,
         record: raw.record.map(resolve),
         record_max_size: raw.record_max_size,
+        admin_allow_remote: raw.admin_allow_remote,
+        http_tls_cert: raw.http_tls_cert.map(resolve),
+        http_tls_key: raw.http_tls_key.map(resolve),
+        http_token_file: raw.http_token_file.map(resolve),
         ..ProxyConfig::default()
     };
     if let Some(m) = raw.metrics {

@@ -7,6 +7,7 @@
 //! It does not decode OPC UA: the binary feeds the stream events to the analysis.
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod config;
 pub mod fault;
 pub mod hub;

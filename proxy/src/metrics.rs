@@ -24,10 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uatap_analysis::{Direction, Event, EventKind};
 
+use crate::access::{Access, Io};
 use crate::hub::EventSink;
 
 /// The port of `--metrics` when only an address or nothing is given (Prometheus' registry
@@ -326,20 +327,6 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     ))
 }
 
-/// Refuses an address other hosts can reach unless that was asked for: the endpoint has no
-/// authentication and tells what crosses the proxy.
-pub fn check_addr(addr: SocketAddr, allow_remote: bool) -> Result<(), String> {
-    if addr.ip().is_loopback() || allow_remote {
-        return Ok(());
-    }
-    Err(format!(
-        "refusing to serve metrics on {addr}: it is not a loopback address, so other hosts could \
-         read the metrics (connection counts, services, refusals; no authentication); bind it to \
-         127.0.0.1:{} or pass --metrics-allow-remote",
-        addr.port()
-    ))
-}
-
 /// Most requests answered at once; more are closed unanswered.
 const MAX_CLIENTS: usize = 32;
 /// Longest request head read.
@@ -347,14 +334,17 @@ const MAX_REQUEST: usize = 8 * 1024;
 /// How long a client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Answers `GET /metrics` on `listener` until `shutdown` turns true (or its sender is gone).
+/// Answers `GET /metrics` on `listener` until `shutdown` turns true (or its sender is gone),
+/// over TLS and with a token when `access` says so.
 pub async fn serve<P: Page>(
     listener: TcpListener,
     metrics: Arc<P>,
+    access: Access,
     shutdown: watch::Receiver<bool>,
 ) {
-    accept_loop(listener, MAX_CLIENTS, shutdown, move |s| {
-        answer(s, metrics.clone())
+    let token = access.clone();
+    accept_loop(listener, MAX_CLIENTS, access, shutdown, move |s| {
+        answer(s, metrics.clone(), token.clone())
     })
     .await;
 }
@@ -371,18 +361,20 @@ impl Page for Metrics {
     }
 }
 
-/// Accepts clients of a small loopback HTTP endpoint until `shutdown` turns true, answering at
-/// most `max_clients` at once (more are closed unanswered); shared by the metrics endpoint and
-/// the admin API.
+/// Accepts clients of a small HTTP endpoint until `shutdown` turns true, answering at most
+/// `max_clients` at once (more are closed unanswered), after the TLS handshake when `access`
+/// asks for TLS; shared by the metrics endpoint and the admin API.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     max_clients: usize,
+    access: Access,
     mut shutdown: watch::Receiver<bool>,
     answer: F,
 ) where
-    F: Fn(TcpStream) -> Fut,
+    F: Fn(Box<dyn Io>) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let answer = Arc::new(answer);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -390,7 +382,12 @@ pub async fn accept_loop<F, Fut>(
                 Ok((s, _)) => {
                     while tasks.try_join_next().is_some() {}
                     if tasks.len() < max_clients {
-                        tasks.spawn(answer(s));
+                        let (access, answer) = (access.clone(), answer.clone());
+                        tasks.spawn(async move {
+                            if let Some(s) = access.accept(s).await {
+                                answer(s).await;
+                            }
+                        });
                     }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -403,7 +400,7 @@ pub async fn accept_loop<F, Fut>(
 }
 
 /// Reads the request head (up to the blank line), or `None` on timeout, EOF or excess.
-async fn read_head(s: &mut TcpStream) -> Option<Vec<u8>> {
+async fn read_head(s: &mut Box<dyn Io>) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = async {
@@ -451,13 +448,21 @@ fn respond<P: Page>(request_line: &str, metrics: &P) -> (&'static str, &'static 
     )
 }
 
-async fn answer<P: Page>(mut s: TcpStream, metrics: Arc<P>) {
+async fn answer<P: Page>(mut s: Box<dyn Io>, metrics: Arc<P>, access: Access) {
     let Some(head) = read_head(&mut s).await else {
         return;
     };
     let text = String::from_utf8_lossy(&head);
     let line = text.lines().next().unwrap_or("");
-    let (status, headers, body) = respond(line, &*metrics);
+    let (status, headers, body) = if access.authorized(&head) {
+        respond(line, &*metrics)
+    } else {
+        (
+            "401 Unauthorized",
+            "WWW-Authenticate: Bearer realm=\"uatap\"\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            "a bearer token is needed (Authorization: Bearer TOKEN)\n".to_string(),
+        )
+    };
     let head_only = line.starts_with("HEAD ");
     let mut reply = format!(
         "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -501,10 +506,6 @@ mod tests {
             Ok("10.0.0.1:80".parse().unwrap())
         );
         assert!(parse_addr("metrics.example:80").is_err());
-        assert!(check_addr("127.0.0.1:9464".parse().unwrap(), false).is_ok());
-        assert!(check_addr("[::1]:9464".parse().unwrap(), false).is_ok());
-        assert!(check_addr("0.0.0.0:9464".parse().unwrap(), false).is_err());
-        assert!(check_addr("0.0.0.0:9464".parse().unwrap(), true).is_ok());
     }
 
     #[test]

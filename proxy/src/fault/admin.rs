@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+#[cfg(test)]
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::spec::FaultSpec;
 use super::table::Faults;
+use crate::access::{Access, Io};
 
 /// Longest request head.
 const MAX_HEAD: usize = 8 * 1024;
@@ -28,10 +31,17 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most requests answered at once.
 const MAX_CLIENTS: usize = 16;
 
-/// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, faults: Arc<Faults>, shutdown: watch::Receiver<bool>) {
-    crate::metrics::accept_loop(listener, MAX_CLIENTS, shutdown, move |s| {
-        answer(s, faults.clone())
+/// Serves the admin API on `listener` until `shutdown` turns true, over TLS and with a token
+/// when `access` says so.
+pub async fn serve(
+    listener: TcpListener,
+    faults: Arc<Faults>,
+    access: Access,
+    shutdown: watch::Receiver<bool>,
+) {
+    let token = access.clone();
+    crate::metrics::accept_loop(listener, MAX_CLIENTS, access, shutdown, move |s| {
+        answer(s, faults.clone(), token.clone())
     })
     .await;
 }
@@ -100,7 +110,7 @@ pub fn respond_to_bytes(data: &[u8], faults: &Faults) -> (&'static str, Value) {
 }
 
 /// Reads one request (head and a Content-Length body), or an error status to answer with.
-async fn read_request(s: &mut TcpStream) -> Result<Request, Refusal> {
+async fn read_request(s: &mut Box<dyn Io>, access: &Access) -> Result<Request, Refusal> {
     let mut data = Vec::with_capacity(1024);
     let mut buf = [0u8; 4096];
     let read = async {
@@ -123,7 +133,14 @@ async fn read_request(s: &mut TcpStream) -> Result<Request, Refusal> {
             }
             data.extend_from_slice(buf.get(..n).unwrap_or(&[]));
         };
-        let (method, path, length) = parse_head(data.get(..end).unwrap_or(&[]))?;
+        let head = data.get(..end).unwrap_or(&[]);
+        if !access.authorized(head) {
+            return Err((
+                "401 Unauthorized",
+                "a bearer token is needed (Authorization: Bearer TOKEN)".into(),
+            ));
+        }
+        let (method, path, length) = parse_head(head)?;
         let mut body = data.get(end..).unwrap_or(&[]).to_vec();
         while body.len() < length {
             let n = s
@@ -222,14 +239,19 @@ fn respond(r: &Request, faults: &Faults) -> (&'static str, Value) {
     }
 }
 
-async fn answer(mut s: TcpStream, faults: Arc<Faults>) {
-    let (status, body) = match read_request(&mut s).await {
+async fn answer(mut s: Box<dyn Io>, faults: Arc<Faults>, access: Access) {
+    let (status, body) = match read_request(&mut s, &access).await {
         Ok(r) => respond(&r, &faults),
         Err((status, why)) => (status, json!({ "error": why })),
     };
     let body = body.to_string();
+    let challenge = if status.starts_with("401") {
+        "WWW-Authenticate: Bearer realm=\"uatap\"\r\n"
+    } else {
+        ""
+    };
     let reply = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{challenge}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, s.write_all(reply.as_bytes())).await;
@@ -267,7 +289,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_stop, stop_rx) = watch::channel(false);
-        tokio::spawn(serve(listener, faults.clone(), stop_rx));
+        tokio::spawn(serve(listener, faults.clone(), Access::open(), stop_rx));
 
         let (status, v) = call(
             addr,
