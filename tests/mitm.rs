@@ -87,6 +87,22 @@ impl Mitm {
         format!("opc.tcp://{}/UA/Test", self.listen)
     }
 
+    /// The metrics page, from the address the proxy announced (`--metrics 127.0.0.1:0`).
+    fn metrics_page(&self) -> String {
+        use std::io::{Read, Write};
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let addr = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("uatap: metrics on http://"))
+            .and_then(|a| a.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("no metrics address: {text}"));
+        let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("request");
+        let mut page = String::new();
+        s.read_to_string(&mut page).expect("answer");
+        page
+    }
+
     /// Stops the proxy (it flushes) and returns the events, its standard error and the
     /// recording's bytes.
     fn stop(mut self) -> (Vec<Value>, String, Vec<u8>) {
@@ -291,7 +307,7 @@ fn mitm_node_client_asyncua_server_user_name_password_never_shown() {
         ],
         &env,
     );
-    let mitm = Mitm::start(&server.addr, &dir);
+    let mitm = Mitm::start_with(&server.addr, &dir, &["--metrics", "127.0.0.1:0"]);
     let out = client(
         "node",
         "basic",
@@ -314,8 +330,60 @@ fn mitm_node_client_asyncua_server_user_name_password_never_shown() {
         String::from_utf8_lossy(&out.stdout)
     );
     let values = values_seen(&out);
+    let metrics_page = mitm.metrics_page();
     let (evs, stderr, recording) = mitm.stop();
     assert_session_in_clear(&evs, "Basic256Sha256", "SignAndEncrypt", "username", values);
+    assert!(
+        metrics_page.contains("uatap_connections_total"),
+        "{metrics_page}"
+    );
+    // The recording read again with the keys uatap exported: the session decrypted offline, as
+    // text (every message), the timeline, JSON and the HTML report.
+    let keys = dir.join("keys.log");
+    let html = dir.join("report.html");
+    let mut offline = String::new();
+    for extra in [
+        &["--messages"][..],
+        &["--timeline"][..],
+        &["--json", "--messages"][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .arg("analyze")
+            .arg(dir.join("mitm.pcapng"))
+            .arg("--keys")
+            .arg(&keys)
+            // uatap's own key too: the client encrypted the password to uatap's certificate.
+            .arg("--private-key")
+            .arg(dir.join("uatap-pki").join("own").join("key.pem"))
+            .arg("--html")
+            .arg(&html)
+            .args(extra)
+            .output()
+            .expect("uatap analyze runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        offline.push_str(&String::from_utf8_lossy(&out.stdout));
+        offline.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        offline.contains("\"identity\":\"username\""),
+        "the offline analysis decrypted the session: {offline}"
+    );
+    let report = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(
+        report.contains("(username)"),
+        "the report shows the user-name session"
+    );
+    for (what, text) in [
+        ("the offline analysis", &offline),
+        ("the HTML report", &report),
+        ("the metrics", &metrics_page),
+    ] {
+        assert!(!text.contains(password), "the password is in {what}");
+    }
     let activate = of_kind(&evs, "session")
         .into_iter()
         .find(|s| s["action"] == "activate")
