@@ -290,32 +290,15 @@ fn read_password(user: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("--user {user}: set {PASSWORD_ENV} (no terminal to ask for the password)");
     }
-    if !set_echo(false) {
+    if !uatap_proxy::terminal::set_echo(false) {
         bail!("--user {user}: cannot hide what is typed on this terminal; set {PASSWORD_ENV}");
     }
     eprint!("Password for {user}: ");
     let _ = std::io::stderr().flush();
     let mut p = String::new();
     let read = std::io::stdin().read_line(&mut p);
-    set_echo(true);
+    uatap_proxy::terminal::set_echo(true);
     eprintln!();
     read.context("reading the password")?;
     Ok(p.trim_end_matches(['\r', '\n']).to_string())
-}
-
-/// Turns the terminal's echo off or on; false when it could not.
-#[cfg(unix)]
-fn set_echo(on: bool) -> bool {
-    std::process::Command::new("stty")
-        .arg(if on { "echo" } else { "-echo" })
-        .stdin(std::process::Stdio::inherit())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Turns the terminal's echo off or on; false when it could not.
-#[cfg(not(unix))]
-fn set_echo(_on: bool) -> bool {
-    // No portable way without a console API: refuse to read a visible password.
-    false
 }

@@ -4,6 +4,8 @@
 //! with zeros at the same length, the TCP checksums of the changed segments fixed, and every
 //! other byte (and the file's layout) unchanged, so it decodes the same.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +14,7 @@ use pcap_parser::{Block, LegacyPcapSlice, PcapBlockOwned, PcapNGSlice};
 use uatap_codec::reader::Reader;
 use uatap_codec::services::{parse_message, IdentityToken, ServiceBody};
 use uatap_codec::tcp::{frame, Frame, MessageType};
-use uatap_recorder::{decode_tcp, LinkType};
+use uatap_recorder::{decode_tcp, LinkType, TcpFlags};
 
 /// Options of `uatap redact`.
 #[derive(Debug, clap::Args)]
@@ -30,9 +32,9 @@ pub struct Redacted {
     pub secrets: usize,
     /// Packets changed.
     pub packets: usize,
-    /// Packets with OPC UA bytes that do not start at a chunk boundary (a message split over
-    /// segments): not inspected.
-    pub not_inspected: usize,
+    /// Places where bytes are missing from the capture (a stream read again from the next
+    /// chunk header after them): a message cut by such a gap is not inspected.
+    pub gaps: usize,
 }
 
 /// Runs the command.
@@ -43,10 +45,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&args.output, &out)
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!(
-        "uatap: {} secret(s) overwritten in {} packet(s); {} packet(s) with a message split over segments not inspected; wrote {}",
+        "uatap: {} secret(s) overwritten in {} packet(s); {} gap(s) of bytes missing from the capture; wrote {}",
         r.secrets,
         r.packets,
-        r.not_inspected,
+        r.gaps,
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -103,69 +105,219 @@ pub fn redact(data: &[u8]) -> anyhow::Result<(Vec<u8>, Redacted)> {
     if frames.is_empty() && !data.is_empty() {
         bail!("no packets in the file");
     }
-    for (at, frame_bytes, link) in frames {
-        let Ok(seg) = decode_tcp(link, frame_bytes) else {
+    // Each direction of each TCP connection as one byte stream (by sequence number), so that a
+    // message split over segments, or over chunks, is read whole.
+    let mut flows: HashMap<(SocketAddr, SocketAddr), Flow> = HashMap::new();
+    for (at, frame_bytes, link) in &frames {
+        let Ok(seg) = decode_tcp(*link, frame_bytes) else {
             continue;
         };
+        let flow = flows.entry((seg.src, seg.dst)).or_default();
+        if seg.has(TcpFlags::SYN) {
+            flow.base.get_or_insert(seg.seq.wrapping_add(1));
+            continue;
+        }
         if seg.payload.is_empty() {
             continue;
         }
         let Some(payload_at) = offset_in(frame_bytes, seg.payload) else {
             continue;
         };
-        let spans = match secrets_in(seg.payload) {
-            Some(s) => s,
-            None => {
-                r.not_inspected = r.not_inspected.saturating_add(1);
-                continue;
-            }
-        };
-        if spans.is_empty() {
-            continue;
-        }
-        let frame_at = at;
-        for (s, len) in &spans {
-            let start = frame_at + payload_at + s;
-            if let Some(dst) = out.get_mut(start..start + len) {
-                dst.fill(0);
+        let base = *flow.base.get_or_insert(seg.seq);
+        flow.pieces.push(Piece {
+            rel: u64::from(seg.seq.wrapping_sub(base)),
+            frame_at: *at,
+            frame_len: frame_bytes.len(),
+            payload_at,
+            len: seg.payload.len(),
+        });
+    }
+    let mut changed_frames: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for flow in flows.values_mut() {
+        flow.pieces.sort_by_key(|p| p.rel);
+        let runs = flow.runs(data);
+        r.gaps = r.gaps.saturating_add(runs.len().saturating_sub(1));
+        let mut spans = Vec::new();
+        for (start, bytes) in &runs {
+            for (s, l) in stream_secrets(bytes) {
+                spans.push((start.saturating_add(s as u64), l as u64));
             }
         }
         r.secrets = r.secrets.saturating_add(spans.len());
-        r.packets = r.packets.saturating_add(1);
-        if let Some(frame_out) = out.get_mut(frame_at..frame_at + frame_bytes.len()) {
-            fix_tcp_checksum(frame_out, payload_at, seg.payload.len());
+        for p in &flow.pieces {
+            let mut touched = false;
+            for &(s, l) in &spans {
+                let lo = s.max(p.rel);
+                let hi = s.saturating_add(l).min(p.rel.saturating_add(p.len as u64));
+                if lo >= hi {
+                    continue;
+                }
+                let from = p.frame_at + p.payload_at + (lo - p.rel) as usize;
+                let to = from + (hi - lo) as usize;
+                if let Some(dst) = out.get_mut(from..to) {
+                    dst.fill(0);
+                    touched = true;
+                }
+            }
+            if touched {
+                changed_frames.push((p.frame_at, p.frame_len, p.payload_at, p.len));
+            }
+        }
+    }
+    changed_frames.sort_unstable();
+    changed_frames.dedup();
+    r.packets = changed_frames.len();
+    for (frame_at, frame_len, payload_at, len) in changed_frames {
+        if let Some(frame_out) = out.get_mut(frame_at..frame_at + frame_len) {
+            fix_tcp_checksum(frame_out, payload_at, len);
         }
     }
     Ok((out, r))
 }
 
-/// The secrets in the whole chunks at the start of a TCP payload: (offset, length) each.
-/// `None` when the payload does not start with a chunk header.
-fn secrets_in(payload: &[u8]) -> Option<Vec<(usize, usize)>> {
+/// One TCP payload of a flow: where it is in the file and in the flow's byte stream.
+struct Piece {
+    /// Sequence number relative to the flow's first byte.
+    rel: u64,
+    /// Where the frame starts in the file.
+    frame_at: usize,
+    /// The frame's captured length.
+    frame_len: usize,
+    /// Where the payload starts in the frame.
+    payload_at: usize,
+    /// The payload's length.
+    len: usize,
+}
+
+/// One direction of a TCP connection.
+#[derive(Default)]
+struct Flow {
+    /// The sequence number of the first payload byte (after the SYN, or the first seen).
+    base: Option<u32>,
+    /// Its payloads, sorted by `rel` before use.
+    pieces: Vec<Piece>,
+}
+
+impl Flow {
+    /// The stream's contiguous runs (start, bytes): retransmitted bytes are taken once, and a
+    /// run ends where bytes are missing from the capture.
+    fn runs(&self, data: &[u8]) -> Vec<(u64, Vec<u8>)> {
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        for p in &self.pieces {
+            let at = p.frame_at + p.payload_at;
+            let Some(bytes) = data.get(at..at + p.len) else {
+                continue;
+            };
+            let end = p.rel.saturating_add(p.len as u64);
+            match runs.last_mut() {
+                Some((start, run)) if p.rel <= *start + run.len() as u64 => {
+                    let have = *start + run.len() as u64;
+                    if end > have {
+                        let skip = (have - p.rel) as usize;
+                        run.extend_from_slice(bytes.get(skip..).unwrap_or(&[]));
+                    }
+                }
+                _ => runs.push((p.rel, bytes.to_vec())),
+            }
+        }
+        runs
+    }
+}
+
+/// The secrets in a run of one direction's stream: (offset, length) each. Chunks are read one
+/// after the other; after bytes that are no chunk, reading resumes at the next chunk header;
+/// the chunks of one message (by RequestId) are joined before the message is decoded.
+fn stream_secrets(stream: &[u8]) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
+    let mut partial: HashMap<u32, Partial> = HashMap::new();
     let mut pos = 0usize;
-    let mut first = true;
-    while pos < payload.len() {
-        let rest = payload.get(pos..)?;
+    while pos < stream.len() {
+        let Some(rest) = stream.get(pos..) else { break };
         let header = match frame(rest, Some(1 << 24)) {
             Ok(Frame::Complete { header }) => header,
             Ok(Frame::Incomplete { .. }) => break,
-            Err(_) if first => return None,
-            Err(_) => break,
+            Err(_) => {
+                pos = next_chunk_header(stream, pos + 1);
+                continue;
+            }
         };
-        first = false;
         let size = header.message_size as usize;
-        let chunk = rest.get(..size)?;
-        if header.message_type == MessageType::Message && chunk.get(3) == Some(&b'F') {
-            if let Some(body) = chunk.get(24..) {
-                for (s, l) in message_secrets(body) {
-                    spans.push((pos + 24 + s, l));
+        let Some(chunk) = rest.get(..size) else { break };
+        let body_at = pos + SYMMETRIC_BODY;
+        if header.message_type == MessageType::Message {
+            let request_id = chunk
+                .get(20..24)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u32::from_le_bytes);
+            let body = chunk.get(SYMMETRIC_BODY..).unwrap_or(&[]);
+            let entry = partial.entry(request_id).or_default();
+            entry.0.push((body_at, body.len()));
+            entry.1.extend_from_slice(body);
+            match chunk.get(3) {
+                Some(b'F') => {
+                    if let Some((places, whole)) = partial.remove(&request_id) {
+                        for (s, l) in message_secrets(&whole) {
+                            spans.extend(in_stream(&places, s, l));
+                        }
+                    }
+                }
+                Some(b'A') => {
+                    partial.remove(&request_id);
+                }
+                _ => {
+                    // A message grows only up to the largest the codec reads.
+                    if entry.1.len() > MAX_MESSAGE {
+                        partial.remove(&request_id);
+                    }
                 }
             }
         }
         pos += size;
     }
-    Some(spans)
+    spans
+}
+
+/// A message whose chunks are still arriving (by RequestId): where each chunk body is in the
+/// stream (start, length), and the bodies joined.
+type Partial = (Vec<(usize, usize)>, Vec<u8>);
+
+/// Where the body of a symmetric chunk starts: header (8), SecureChannelId, TokenId, sequence
+/// header (8).
+const SYMMETRIC_BODY: usize = 24;
+
+/// The longest message joined from chunks.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// The next offset at or after `from` where a chunk header of a known type begins.
+fn next_chunk_header(stream: &[u8], from: usize) -> usize {
+    let known = |w: &[u8]| {
+        matches!(
+            w.get(..3),
+            Some(b"MSG" | b"OPN" | b"CLO" | b"HEL" | b"ACK" | b"ERR" | b"RHE")
+        ) && matches!(w.get(3), Some(b'F' | b'C' | b'A'))
+    };
+    (from..stream.len())
+        .find(|&i| stream.get(i..).is_some_and(known))
+        .unwrap_or(stream.len())
+}
+
+/// A span of a joined message body, as spans of the stream (it may cross chunk headers).
+fn in_stream(places: &[(usize, usize)], mut s: usize, mut l: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    for &(at, len) in places {
+        if l == 0 {
+            break;
+        }
+        if s >= len {
+            s -= len;
+            continue;
+        }
+        let take = l.min(len - s);
+        out.push((at + s, take));
+        l -= take;
+        s = 0;
+    }
+    out
 }
 
 /// The secrets in one message body (None channel): offsets relative to the body.

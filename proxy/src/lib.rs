@@ -20,6 +20,7 @@ pub mod replay;
 pub mod rewrite;
 pub mod sink;
 pub mod sniff;
+pub mod terminal;
 pub mod upstream;
 
 #[cfg(test)]
