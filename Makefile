@@ -112,7 +112,7 @@ peers-big: deps
 # then run each target for FUZZ_SECONDS, one process at a time (no -jobs: that would send the
 # output to fuzz-N.log). Crashes land in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= reassembly message chunk connection fault_stream fault_spec capture config admin mitm decrypt
+FUZZ_TARGETS ?= reassembly message chunk connection fault_stream fault_spec capture config admin mitm decrypt redact
 
 .PHONY: fuzz
 fuzz:

@@ -56,15 +56,10 @@ fn stream(messages: u32) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (split(c2s), split(s2c))
 }
 
-/// CPU seconds of this process so far (user and system, all threads).
+/// CPU seconds of this process so far (user and system, all threads); 0 where the platform's
+/// clock is not read (the CPU column then reads 0).
 fn cpu_secs() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    uatap_proxy::os::process_cpu_secs().unwrap_or(0.0)
 }
 
 #[derive(Clone, Copy)]

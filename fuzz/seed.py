@@ -12,6 +12,7 @@ Adds seeds to fuzz/corpus/<target>/, keeping what fuzzing found (the corpora are
               and the same stream re-chunked into small chunks (multi-chunk messages)
   connection  `Vec<(bool to_server, Vec<u8>)>`: the capture's TCP segments in order
   capture     the capture files themselves (those up to 256 KiB)
+  redact      the same capture files
   config      proxy configuration files (TOML)
   admin       `(Vec<u8>, Vec<u8>)`: two admin API requests (HTTP head + JSON body)
   mitm        like connection: both sides of a conversation, into the MITM bridge
@@ -231,7 +232,8 @@ def main():
         sys.exit(f"no captures in {args.fixtures}")
     corpora = {n: Corpus(args.out, n, MAX_SEED if n in ("chunk", "message") else None)
                for n in ("chunk", "message", "reassembly", "connection", "fault_stream",
-                         "fault_spec", "capture", "config", "admin", "mitm", "decrypt")}
+                         "fault_spec", "capture", "config", "admin", "mitm", "decrypt",
+                         "redact")}
     for text in CONFIG_EXAMPLES:
         corpora["config"].add(text.encode())
     for a, b in ADMIN_EXAMPLES:
@@ -243,6 +245,7 @@ def main():
     for pcap in captures:
         if pcap.stat().st_size <= 256 * 1024:
             corpora["capture"].add(pcap.read_bytes())
+            corpora["redact"].add(pcap.read_bytes())
         conns = OrderedDict()  # tcp.stream -> [(srcport, dstport, payload)]
         for stream, sport, dport, payload in segments(pcap):
             conns.setdefault(stream, []).append((sport, dport, payload))

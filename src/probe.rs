@@ -290,14 +290,14 @@ fn read_password(user: &str) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("--user {user}: set {PASSWORD_ENV} (no terminal to ask for the password)");
     }
-    if !uatap_proxy::terminal::set_echo(false) {
+    if !uatap_proxy::os::set_echo(false) {
         bail!("--user {user}: cannot hide what is typed on this terminal; set {PASSWORD_ENV}");
     }
     eprint!("Password for {user}: ");
     let _ = std::io::stderr().flush();
     let mut p = String::new();
     let read = std::io::stdin().read_line(&mut p);
-    uatap_proxy::terminal::set_echo(true);
+    uatap_proxy::os::set_echo(true);
     eprintln!();
     read.context("reading the password")?;
     Ok(p.trim_end_matches(['\r', '\n']).to_string())

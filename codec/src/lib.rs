@@ -21,6 +21,7 @@ pub mod error;
 pub mod ids;
 pub mod reader;
 pub mod reassembly;
+pub mod secrets;
 pub mod secure;
 pub mod services;
 pub mod status;

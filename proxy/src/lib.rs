@@ -13,6 +13,7 @@ pub mod fault;
 pub mod hub;
 pub mod metrics;
 pub mod mitm;
+pub mod os;
 pub mod pki;
 pub mod probe;
 pub mod relay;
@@ -20,7 +21,6 @@ pub mod replay;
 pub mod rewrite;
 pub mod sink;
 pub mod sniff;
-pub mod terminal;
 pub mod upstream;
 
 #[cfg(test)]

@@ -17,6 +17,8 @@
 //! - [`TcpFlowWriter`]: one proxied TCP leg synthesized into Ethernet + IPv4/IPv6 + TCP frames
 //!   (handshake, data, FIN, RST; valid sequence numbers and checksums) on a [`PacketSink`].
 //! - [`RotatingWriter`]: a recording on disk, optionally a dumpcap-style ring of files.
+//! - [`zero::zero_stream_spans`]: a copy of a capture with byte ranges of its TCP streams
+//!   zeroed (what `uatap redact` finds), checksums fixed.
 //!
 //! It does not reassemble IP fragments, verify checksums, or interpret payloads.
 #![deny(missing_docs)]
@@ -28,6 +30,7 @@ mod streams;
 mod tcp;
 mod time;
 mod write;
+pub mod zero;
 
 pub use decode::{decode_tcp, SkipReason, TcpFlags, TcpSegment};
 pub use error::RecorderError;
