@@ -6,6 +6,7 @@
 #   make test         cargo test --workspace (integration tests find the peers via the env below),
 #                     then cargo deny: licenses, bans and sources of the dependencies (offline)
 #   make audit        cargo deny check advisories (needs the RustSec database from the network)
+#   make check-windows  the workspace type-checked for x86_64-pc-windows-gnu (MinGW)
 #   make demo         release build + analyze a fixture
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
 #   make peers-big    node-opcua server + asyncua client, 2000 items: multi-chunk PublishResponses
@@ -76,6 +77,14 @@ test: deps
 audit:
 	$(CARGO) deny check advisories
 .PHONY: audit cargo-deny
+
+# Windows portability: the whole workspace (tests and benches too) type-checked for Windows with
+# the MinGW toolchain (aws-lc-sys compiles its C with it). Nothing is run: no Windows host here.
+check-windows:
+	@rustup target list --installed | grep -q x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu
+	@command -v x86_64-w64-mingw32-gcc >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q; $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc-mingw-w64-x86-64; }
+	CARGO_TARGET_DIR=target/windows $(CARGO) check --workspace --all-targets --target x86_64-pc-windows-gnu
+.PHONY: check-windows
 
 demo: deps
 	$(CARGO) build --release
