@@ -98,6 +98,26 @@ impl Shared {
         (self.sessions.len(), self.subscriptions.len())
     }
 
+    /// Adds what these tables hold to `r`.
+    pub(crate) fn retained(&self, r: &mut crate::connection::Retained) {
+        r.sessions = r.sessions.saturating_add(self.sessions.len());
+        r.subscriptions = r.subscriptions.saturating_add(self.subscriptions.len());
+        for s in self.subscriptions.values() {
+            r.monitored_items = r.monitored_items.saturating_add(s.items.len());
+            r.sequence_numbers = r.sequence_numbers.saturating_add(
+                s.available.len() + s.ack_keep_alive.len() + s.ack_unavailable.len(),
+            );
+        }
+        let notes = self
+            .sessions
+            .values()
+            .map(|s| s.attempts.len())
+            .sum::<usize>()
+            + self.recreations.values().map(Vec::len).sum::<usize>()
+            + self.server_certs.values().map(Vec::len).sum::<usize>();
+        r.notes = r.notes.saturating_add(notes);
+    }
+
     /// What a session looked like before it was lost, for a recovery's verdict.
     fn old_session(&self, token: &str) -> OldSession {
         let Some(s) = self.sessions.get(token) else {
@@ -449,6 +469,11 @@ impl Tracker {
             session_token: None,
             summary: SummaryInfo::default(),
         }
+    }
+
+    /// Requests waiting for their response.
+    pub(crate) fn pending_requests(&self) -> usize {
+        self.pending.len()
     }
 
     /// An OPN whose body could not be read (a secured channel): what the headers tell.
@@ -834,9 +859,11 @@ impl Tracker {
                 let token = r.identity_token();
                 let identity = token.as_ref().map_or("unknown", IdentityToken::kind);
                 let user = match &token {
-                    Ok(IdentityToken::UserName(u)) => {
-                        Some(u.user_name.to_string_lossy().into_owned())
-                    }
+                    // A null UserName is no name: `null`, not "" (which is a name sent empty).
+                    Ok(IdentityToken::UserName(u)) => u
+                        .user_name
+                        .as_bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
                     _ => None,
                 };
                 Detail::Activate {
@@ -1775,6 +1802,30 @@ fn track_sequence(
     seq: u32,
     keep_alive: bool,
 ) -> Option<SequenceGapInfo> {
+    if seq == 0 {
+        // 0 is never a NotificationMessage number (R19): a wrong number, which skips nothing.
+        // Counting from the expected number up to it would report 4294967294 messages lost.
+        let expected = match sub.last_data {
+            Some(last) => following(last),
+            None if sub.created_here => 1,
+            None => {
+                // Met mid-capture: nothing to compare with.
+                sub.last_data = Some(if keep_alive { preceding(0) } else { 0 });
+                return None;
+            }
+        };
+        if !keep_alive {
+            sub.last_data = Some(0);
+        }
+        return Some(SequenceGapInfo {
+            subscription_id,
+            expected,
+            got: 0,
+            missing: Vec::new(),
+            missing_count: 0,
+            duplicate: false,
+        });
+    }
     // A keep-alive carries the number the next data message will use.
     let last_sent = if keep_alive { preceding(seq) } else { seq };
     let Some(last) = sub.last_data else {
@@ -1898,6 +1949,33 @@ mod tests {
             ..SubscriptionState::default()
         };
         assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+    }
+
+    #[test]
+    fn zero_after_the_wrap_is_a_wrong_number_not_four_billion_lost() {
+        let mut w = SubscriptionState {
+            last_data: Some(u32::MAX),
+            created_here: false,
+            ..SubscriptionState::default()
+        };
+        for keep_alive in [true, false] {
+            let g = track_sequence(&mut w, 1, 0, keep_alive).unwrap();
+            assert_eq!(
+                (
+                    g.expected,
+                    g.got,
+                    g.missing.len(),
+                    g.missing_count,
+                    g.duplicate
+                ),
+                (1, 0, 0, 0, false)
+            );
+        }
+        // The server goes on from 0 with 1: in order.
+        assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+        let mut s = sub();
+        let g = track_sequence(&mut s, 1, 0, false).unwrap();
+        assert_eq!((g.expected, g.missing_count), (1, 0));
     }
 
     #[test]
