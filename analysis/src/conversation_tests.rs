@@ -156,6 +156,12 @@ struct Knobs {
     chunking: Vec<u8>,
     /// TCP segmentation: each step is cut where these say.
     cuts: Vec<u16>,
+    /// Item values nested to the depth limit (or, `true`, one past it) in the data messages
+    /// of the created subscription from this number on.
+    deep_values: Option<(bool, u32)>,
+    /// Empty arrays sent null (count −1): keep-alive NotificationData, acknowledgements,
+    /// AvailableSequenceNumbers, Results.
+    null_arrays: bool,
 }
 
 fn str_kind() -> impl Strategy<Value = Str> {
@@ -203,6 +209,10 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         prop::collection::vec(op(), 1..90),
         prop::collection::vec(any::<u8>(), 1..16),
         prop::collection::vec(any::<u16>(), 1..24),
+        (
+            prop::option::weighted(0.3, (any::<bool>(), 1u32..12)),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
@@ -211,6 +221,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 ops,
                 chunking,
                 cuts,
+                (deep_values, null_arrays),
             )| Knobs {
                 hel_max_chunks,
                 ack_max_chunks,
@@ -226,6 +237,8 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 ops,
                 chunking,
                 cuts,
+                deep_values,
+                null_arrays,
             },
         )
 }
@@ -404,7 +417,8 @@ fn nested_variant(depth: u32) -> Variant<'static> {
     v
 }
 
-fn data_change(seq: u32) -> ExtensionObject<'static> {
+/// Both items' values; item 1's nested `depth` Variants deep when given.
+fn data_change(seq: u32, depth: Option<u32>) -> ExtensionObject<'static> {
     let dc = DataChangeNotification {
         monitored_items: Some(
             [1u32, 2]
@@ -412,7 +426,10 @@ fn data_change(seq: u32) -> ExtensionObject<'static> {
                 .map(|h| MonitoredItemNotification {
                     client_handle: *h,
                     value: DataValue {
-                        value: Some(Variant::from(f64::from(seq))),
+                        value: Some(match depth.filter(|_| *h == 1) {
+                            Some(d) => nested_variant(d),
+                            None => Variant::from(f64::from(seq)),
+                        }),
                         source_timestamp: Some(DateTime(i64::from(seq))),
                         ..DataValue::default()
                     },
@@ -982,20 +999,21 @@ impl<'k> Builder<'k> {
                     });
                 }
                 let a = acks.clone();
+                let nulls = self.k.null_arrays;
                 self.send_request(
                     id::PUBLISH_REQUEST,
                     "PublishRequest",
                     |h| {
                         PublishRequest {
                             request_header: req_header(h),
-                            subscription_acknowledgements: Some(
+                            subscription_acknowledgements: (!nulls || !a.is_empty()).then(|| {
                                 a.iter()
                                     .map(|[s, n]| SubscriptionAcknowledgement {
                                         subscription_id: *s,
                                         sequence_number: *n,
                                     })
-                                    .collect(),
-                            ),
+                                    .collect()
+                            }),
                         }
                         .to_vec()
                     },
@@ -1183,21 +1201,34 @@ impl<'k> Builder<'k> {
                     s.to_ack.push(seq);
                 }
                 s.seen_available = s.queue.clone();
+                let limit = DecodeLimits::default().max_depth;
+                let depth = match self.k.deep_values {
+                    Some((past, from)) if s.id == SUB_CREATED && seq >= from => {
+                        Some(if past { limit + 1 } else { limit })
+                    }
+                    _ => None,
+                };
+                let nulls = self.k.null_arrays;
+                let array = |v: Vec<_>| if nulls && v.is_empty() { None } else { Some(v) };
                 let resp = PublishResponse {
                     response_header: resp_header(h, StatusCode::GOOD),
                     subscription_id: s.id,
-                    available_sequence_numbers: Some(s.queue.clone()),
+                    available_sequence_numbers: array(s.queue.clone()),
                     more_notifications: false,
                     notification_message: NotificationMessage {
                         sequence_number: seq,
                         publish_time: DateTime(0),
-                        notification_data: Some(if keep_alive {
-                            vec![]
+                        notification_data: if keep_alive {
+                            (!nulls).then(Vec::new)
                         } else {
-                            vec![data_change(seq)]
-                        }),
+                            Some(vec![data_change(seq, depth)])
+                        },
                     },
-                    results: Some(results),
+                    results: if nulls && results.is_empty() {
+                        None
+                    } else {
+                        Some(results)
+                    },
                     diagnostic_infos: None,
                 };
                 self.expect.publishes.push(Published {
@@ -1224,7 +1255,7 @@ impl<'k> Builder<'k> {
                         notification_message: NotificationMessage {
                             sequence_number: seq,
                             publish_time: DateTime(0),
-                            notification_data: Some(vec![data_change(seq)]),
+                            notification_data: Some(vec![data_change(seq, None)]),
                         },
                     };
                     self.expect.republishes.push((sid, seq, "Good"));
@@ -1659,6 +1690,13 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
         .filter(|e| matches!(e, EventKind::MonitoredItem(m) if m.action == "create"))
         .count();
     prop_assert_eq!(items, 2);
+    // Every value is Good and every SourceTimestamp advances: nothing to say about items,
+    // whether their values could be read or not.
+    let item_events: Vec<&&EventKind> = ev
+        .iter()
+        .filter(|e| matches!(e, EventKind::ItemStale(_) | EventKind::ItemQuality(_)))
+        .collect();
+    prop_assert!(item_events.is_empty(), "{:?}", item_events);
 
     // Decode errors: the Variants past the depth limit and the messages over MaxChunkCount,
     // nothing else (wrapped chunk SequenceNumbers included).
@@ -1796,6 +1834,8 @@ fn knobs_with(ops: Vec<Op>) -> Knobs {
         ops,
         chunking: vec![1, 0, 2],
         cuts: vec![3, 17, 200, 5, 9],
+        deep_values: None,
+        null_arrays: false,
     }
 }
 
@@ -1974,4 +2014,33 @@ fn a_long_conversation_holds_no_more_than_a_short_one() {
         .filter(|e| matches!(e.kind, EventKind::Publish(_)))
         .count();
     assert!(publishes > 500, "{publishes}");
+}
+
+/// Found with the `deep_values` knob: item values nested past the depth limit from message 5 on made
+/// both items `item_stale` after 21 messages; the scan cannot read them, which says nothing
+/// about whether they still change. At the limit they are read.
+#[test]
+fn unreadable_values_do_not_make_items_stale() {
+    let ops: Vec<Op> = (0..60)
+        .flat_map(|_| {
+            [
+                Op::Publish {
+                    ack: true,
+                    bad_ack: false,
+                },
+                Op::Answer {
+                    pick: 0,
+                    keep_alive: false,
+                    sub: 0,
+                },
+            ]
+        })
+        .collect();
+    for past in [false, true] {
+        let k = Knobs {
+            deep_values: Some((past, 5)),
+            ..knobs_with(ops.clone())
+        };
+        run(&k);
+    }
 }

@@ -1761,14 +1761,16 @@ fn scan_notifications(
 ) {
     let scan = !sub.items.is_empty();
     let mut events = Vec::new();
+    let mut read_all = true;
     for eo in nm.notification_data.iter().flatten() {
         match eo.type_id.as_ns0_numeric() {
             Some(structure::DATA_CHANGE_NOTIFICATION) if scan => {
                 if let Some(body) = eo.binary_body() {
                     // A malformed tail only stops the scan; the message was decoded already.
-                    let _ = scan_data_change(body, |v| {
+                    read_all &= scan_data_change(body, |v| {
                         sub.items.on_value(subscription_id, v, &mut events)
-                    });
+                    })
+                    .is_ok();
                 }
             }
             Some(structure::STATUS_CHANGE_NOTIFICATION) => {
@@ -1781,7 +1783,9 @@ fn scan_notifications(
             _ => {}
         }
     }
-    if scan {
+    // A message whose values could not all be read tells nothing about whether they still
+    // change: it does not count towards staleness.
+    if scan && read_all {
         sub.items.after_data_message(subscription_id, &mut events);
     }
     for e in events {
