@@ -125,9 +125,9 @@ enum Op {
     Renew,
     /// A Call whose argument nests Variants to the decoder's depth limit, or one past it.
     DeepCall { past_limit: bool },
-    /// A Read whose request (`c2s`) or response is sent in one chunk more than the receiver's
-    /// MaxChunkCount.
-    OverChunks { c2s: bool },
+    /// A Read whose request (`c2s`) or response is sent in `extra` chunks more than the
+    /// receiver's MaxChunkCount (reported once, the rest skipped until the final chunk).
+    OverChunks { c2s: bool, extra: u32 },
     /// Time passes (ms).
     Wait(u16),
 }
@@ -177,7 +177,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (any::<usize>(), any::<usize>()).prop_map(|(sub, pick)| Op::Republish { sub, pick }),
         1 => Just(Op::Renew),
         1 => any::<bool>().prop_map(|past_limit| Op::DeepCall { past_limit }),
-        1 => any::<bool>().prop_map(|c2s| Op::OverChunks { c2s }),
+        1 => (any::<bool>(), prop_oneof![3 => Just(1u32), 1 => 2u32..=4])
+            .prop_map(|(c2s, extra)| Op::OverChunks { c2s, extra }),
         1 => (0u16..5000).prop_map(Op::Wait),
     ]
 }
@@ -258,6 +259,11 @@ struct Sent {
     request_id: Option<u32>,
     chunks: u32,
     service: Option<&'static str>,
+    /// TokenId of a MSG: after a renewal the client's new one at once, the server's old one
+    /// until the client used the new one (R28).
+    token_id: Option<u32>,
+    /// Chunk SequenceNumber of the last chunk (wrapped or not).
+    sequence_number: Option<u32>,
 }
 
 /// A PublishResponse as its `publish` event must describe it.
@@ -294,6 +300,8 @@ struct Expected {
     wrapped: bool,
     /// A response answered a request other than the oldest outstanding one.
     reordered: bool,
+    /// The server sent with the old token after the client had switched to the new one.
+    old_token_kept: bool,
     /// A chunk SequenceNumber wrapped.
     chunk_wrapped: bool,
     /// Most requests the analysis may hold as pending at once.
@@ -316,6 +324,7 @@ enum Waiting {
     },
     Read {
         request_dropped: bool,
+        extra: u32,
     },
 }
 
@@ -530,6 +539,8 @@ impl<'k> Builder<'k> {
             request_id: None,
             chunks: 1,
             service: None,
+            token_id: None,
+            sequence_number: None,
         });
         self.push(dir, m.to_vec());
     }
@@ -570,6 +581,8 @@ impl<'k> Builder<'k> {
             request_id: Some(request_id),
             chunks: 1,
             service: Some(service),
+            token_id: None,
+            sequence_number: Some(sequence_number),
         });
         self.push(dir, c.to_vec());
     }
@@ -592,17 +605,22 @@ impl<'k> Builder<'k> {
                 }
                 self.client_token
             }
-            Direction::ServerToClient => self.server_token,
+            Direction::ServerToClient => {
+                self.expect.old_token_kept |= self.server_next_token.is_some();
+                self.server_token
+            }
         };
         let mut bytes = Vec::new();
         let n = chunks as usize;
         let base = body.len() / n;
         let mut at = 0;
+        let mut last_sequence_number = 0;
         for i in 0..n {
             let len = if i + 1 == n { body.len() - at } else { base };
             let part = &body[at..at + len];
             at += len;
             let sequence_number = self.chunk_sequence(dir);
+            last_sequence_number = sequence_number;
             Chunk {
                 header: MessageHeader {
                     message_type: MessageType::Message,
@@ -634,6 +652,8 @@ impl<'k> Builder<'k> {
                 request_id: Some(request_id),
                 chunks,
                 service: Some(service),
+                token_id: Some(token_id),
+                sequence_number: Some(last_sequence_number),
             });
         }
         self.push(dir, bytes);
@@ -932,14 +952,17 @@ impl<'k> Builder<'k> {
             b.extend(body_fn(id));
             b
         };
-        let over = matches!(
-            what,
+        let over = match what {
             Waiting::Read {
-                request_dropped: true
-            }
-        );
+                request_dropped: true,
+                extra,
+            } => Some(extra),
+            _ => None,
+        };
+        let over_by = over.unwrap_or(0);
+        let over = over.is_some();
         if over {
-            let n = self.max_chunks(Direction::ClientToServer) + 1;
+            let n = self.max_chunks(Direction::ClientToServer) + over_by;
             self.msg_in(Direction::ClientToServer, id, &b, n, service);
         } else {
             self.msg(Direction::ClientToServer, id, &b, service);
@@ -1118,7 +1141,7 @@ impl<'k> Builder<'k> {
                     Waiting::Call { seen: !past_limit },
                 );
             }
-            Op::OverChunks { c2s } => {
+            Op::OverChunks { c2s, extra } => {
                 let dir = if c2s {
                     Direction::ClientToServer
                 } else {
@@ -1150,6 +1173,7 @@ impl<'k> Builder<'k> {
                     },
                     Waiting::Read {
                         request_dropped: c2s,
+                        extra,
                     },
                 );
             }
@@ -1300,7 +1324,10 @@ impl<'k> Builder<'k> {
                 };
                 self.msg(s2c, id, &body(id::CALL_RESPONSE, &resp), "CallResponse");
             }
-            Waiting::Read { request_dropped } => {
+            Waiting::Read {
+                request_dropped,
+                extra,
+            } => {
                 let resp = ReadResponse {
                     response_header: resp_header(h, StatusCode::GOOD),
                     results: Some(vec![DataValue {
@@ -1315,7 +1342,7 @@ impl<'k> Builder<'k> {
                 } else {
                     // The response goes over the client's limit: the analysis drops it and
                     // its request stays unanswered.
-                    let n = self.max_chunks(s2c) + 1;
+                    let n = self.max_chunks(s2c) + extra;
                     self.msg_in(s2c, id, &b, n, "ReadResponse");
                     self.expect.unanswered.insert(format!("ReadRequest#{id}"));
                 }
@@ -1336,6 +1363,7 @@ impl<'k> Builder<'k> {
                 Waiting::Call { seen: true } => "CallRequest",
                 Waiting::Read {
                     request_dropped: false,
+                    ..
                 } => "ReadRequest",
                 Waiting::Call { seen: false } | Waiting::Read { .. } => continue,
             };
@@ -1529,6 +1557,7 @@ struct Coverage {
     wrong_wraps: usize,
     chunk_wraps: usize,
     renewals: usize,
+    old_token_kept: usize,
     reordered: usize,
     too_deep: usize,
     at_depth_limit: usize,
@@ -1578,6 +1607,8 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
                     request_id: m.request_id,
                     chunks: m.chunks,
                     service: m.service,
+                    token_id: m.token_id,
+                    sequence_number: m.sequence_number,
                 }),
                 _ => None,
             })
@@ -1760,6 +1791,7 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
     cov.chunk_wraps += usize::from(want.chunk_wrapped);
     cov.renewals += want.tokens.len() - 1;
     cov.reordered += usize::from(want.reordered);
+    cov.old_token_kept += usize::from(want.old_token_kept);
     cov.too_deep += want.too_deep;
     cov.at_depth_limit += k
         .ops
@@ -1808,6 +1840,7 @@ fn generated_conversations_keep_the_properties() {
             cov.chunk_wraps > 0 && cov.renewals > 0 && cov.reordered > 0,
             "{cov:?}"
         );
+        assert!(cov.old_token_kept > 0, "{cov:?}");
         assert!(cov.too_deep > 0 && cov.at_depth_limit > 0, "{cov:?}");
         assert!(cov.over_chunks > 0 && cov.max_chunks_used > 0, "{cov:?}");
         assert!(
@@ -1988,7 +2021,10 @@ fn a_long_conversation_holds_no_more_than_a_short_one() {
             keep_alive: false,
             sub: 0,
         },
-        Op::OverChunks { c2s: false },
+        Op::OverChunks {
+            c2s: false,
+            extra: 3,
+        },
         Op::Answer {
             pick: 3,
             keep_alive: false,
