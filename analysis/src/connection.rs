@@ -189,6 +189,12 @@ impl Analyzer {
         r
     }
 
+    /// Acknowledgements noted as wrong, across connections (tests compare with the traffic).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.shared.bad_acks_noted()
+    }
+
     /// The next event that belongs to no open connection (see [`Analyzer::finish`]).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -288,6 +294,12 @@ impl Connection {
         };
         self.own_shared.retained(&mut r);
         r
+    }
+
+    /// Acknowledgements noted as wrong, used alone (tests compare with the traffic).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.own_shared.bad_acks_noted()
     }
 
     /// The connection id used in every event.

@@ -162,6 +162,9 @@ struct Knobs {
     /// Empty arrays sent null (count −1): keep-alive NotificationData, acknowledgements,
     /// AvailableSequenceNumbers, Results.
     null_arrays: bool,
+    /// Keep-alives repeat the last data message's number instead of the next one (some
+    /// servers do).
+    keep_alive_repeats: bool,
 }
 
 fn str_kind() -> impl Strategy<Value = Str> {
@@ -213,6 +216,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         (
             prop::option::weighted(0.3, (any::<bool>(), 1u32..12)),
             any::<bool>(),
+            prop::bool::weighted(0.3),
         ),
     )
         .prop_map(
@@ -222,7 +226,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 ops,
                 chunking,
                 cuts,
-                (deep_values, null_arrays),
+                (deep_values, null_arrays, keep_alive_repeats),
             )| Knobs {
                 hel_max_chunks,
                 ack_max_chunks,
@@ -240,6 +244,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 cuts,
                 deep_values,
                 null_arrays,
+                keep_alive_repeats,
             },
         )
 }
@@ -302,6 +307,9 @@ struct Expected {
     reordered: bool,
     /// The server sent with the old token after the client had switched to the new one.
     old_token_kept: bool,
+    /// Acknowledgements of numbers the server did not hold (a keep-alive's, one acknowledged
+    /// already, one never sent), on subscriptions seen publishing.
+    bad_acks: usize,
     /// A chunk SequenceNumber wrapped.
     chunk_wrapped: bool,
     /// Most requests the analysis may hold as pending at once.
@@ -352,6 +360,10 @@ struct Sub {
     seen_available: Vec<u32>,
     /// The last data message was 4294967295 and the server numbers the next one wrongly.
     wrong_next: bool,
+    /// The last data message's number.
+    last_data: Option<u32>,
+    /// A PublishResponse for it was sent.
+    responded: bool,
 }
 
 /// The model of client and server that writes the conversation and its expectations.
@@ -1018,6 +1030,8 @@ impl<'k> Builder<'k> {
                         s.queue.remove(p);
                         StatusCode::GOOD
                     } else {
+                        // Noted by the analysis once it has seen the subscription publish.
+                        self.expect.bad_acks += usize::from(s.responded);
                         StatusCode::BAD_SEQUENCE_NUMBER_UNKNOWN
                     });
                 }
@@ -1192,9 +1206,14 @@ impl<'k> Builder<'k> {
                 self.pending_seen -= 1;
                 let si = sub % self.subs.len();
                 let wrap = self.k.wrap;
+                let repeats = self.k.keep_alive_repeats;
                 let s = &mut self.subs[si];
+                let next_before = s.next;
                 let seq = if keep_alive {
-                    s.next
+                    match s.last_data {
+                        Some(last) if repeats => last,
+                        _ => s.next,
+                    }
                 } else {
                     let n = s.next;
                     s.next = match (n, wrap) {
@@ -1204,8 +1223,12 @@ impl<'k> Builder<'k> {
                     };
                     n
                 };
-                if s.wrong_next {
-                    // A keep-alive carries the wrong number too.
+                s.responded = true;
+                if !keep_alive {
+                    s.last_data = Some(seq);
+                }
+                if s.wrong_next && seq == next_before {
+                    // A keep-alive carries the wrong number too (unless it repeats the last).
                     // 0 skips nothing (it is no number at all); 2 skips 1.
                     let skipped = if seq == 0 { vec![] } else { vec![1] };
                     self.expect.wrong_numbers.insert((s.id, seq, skipped));
@@ -1384,6 +1407,8 @@ impl Sub {
             to_ack: Vec::new(),
             seen_available: Vec::new(),
             wrong_next: false,
+            last_data: None,
+            responded: false,
         }
     }
 }
@@ -1415,6 +1440,8 @@ struct Run {
     events: Vec<Event>,
     /// The largest state held after a step.
     peak: Retained,
+    /// Acknowledgements the analysis noted as wrong.
+    bad_acks: usize,
 }
 
 fn ts(ms: i64) -> Timestamp {
@@ -1475,6 +1502,13 @@ impl Target {
                     notes: a.notes + b.notes,
                 }
             }
+        }
+    }
+
+    fn bad_acks_noted(&self) -> usize {
+        match self {
+            Target::Alone(c) => c.bad_acks_noted(),
+            Target::Shared(an, _) => an.bad_acks_noted(),
         }
     }
 
@@ -1547,7 +1581,12 @@ fn feed(steps: &[Step], cuts: &[u16], how: Feed) -> Result<Run, TestCaseError> {
     }
     c.close(ts(steps.last().map_or(0, |s| s.ms)));
     events.extend(std::iter::from_fn(|| c.poll_event()));
-    Ok(Run { events, peak })
+    let bad_acks = c.bad_acks_noted();
+    Ok(Run {
+        events,
+        peak,
+        bad_acks,
+    })
 }
 
 /// What a run of one conversation met, to show the knobs are reached.
@@ -1750,6 +1789,14 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
     prop_assert_eq!(too_deep, want.too_deep);
     prop_assert_eq!(over, want.over_chunks);
 
+    // Each acknowledgement of a number the server did not hold is noted (R18, R23), and no
+    // other; the notes are capped per subscription.
+    if want.bad_acks < crate::reconnect::MAX_ACK_NOTES {
+        prop_assert_eq!(whole.bad_acks, want.bad_acks);
+    } else {
+        prop_assert!(whole.bad_acks >= crate::reconnect::MAX_ACK_NOTES);
+    }
+
     // What was never answered is listed when the connection ends.
     let summary = ev
         .iter()
@@ -1869,6 +1916,7 @@ fn knobs_with(ops: Vec<Op>) -> Knobs {
         cuts: vec![3, 17, 200, 5, 9],
         deep_values: None,
         null_arrays: false,
+        keep_alive_repeats: false,
     }
 }
 
@@ -2079,4 +2127,68 @@ fn unreadable_values_do_not_make_items_stale() {
         };
         run(&k);
     }
+}
+
+/// The acknowledgements the analysis noted as wrong in a conversation (all properties checked).
+fn bad_acks_noted(k: &Knobs) -> usize {
+    run(k);
+    let (steps, _) = build(k);
+    feed(&steps, &k.cuts, Feed::Whole)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bad_acks
+}
+
+fn publish(ack: bool, bad_ack: bool) -> Op {
+    Op::Publish { ack, bad_ack }
+}
+
+fn answer(keep_alive: bool) -> Op {
+    Op::Answer {
+        pick: 0,
+        keep_alive,
+        sub: 0,
+    }
+}
+
+/// Found by the generator: with a server whose keep-alives repeat the last data message's
+/// number, the client's (right) acknowledgement of that message was noted as an
+/// acknowledgement of a keep-alive, which a reconnect verdict then fails as R18.
+#[test]
+fn acknowledging_the_number_a_repeating_keep_alive_carries_is_right() {
+    let k = Knobs {
+        keep_alive_repeats: true,
+        ..knobs_with(vec![
+            publish(false, false),
+            publish(false, false),
+            answer(false),
+            answer(true),
+            publish(true, false),
+        ])
+    };
+    assert_eq!(bad_acks_noted(&k), 0);
+    // With keep-alives that carry the next number, acknowledging that number is wrong.
+    let k = Knobs {
+        keep_alive_repeats: false,
+        ..knobs_with(vec![
+            publish(false, false),
+            answer(true),
+            publish(true, true),
+        ])
+    };
+    assert_eq!(bad_acks_noted(&k), 1);
+}
+
+/// Found by the generator: a number acknowledged twice before the next response (here twice
+/// in one request) was not noted the second time: the server had deleted it at the first.
+#[test]
+fn a_second_acknowledgement_of_a_number_is_noted() {
+    let k = knobs_with(vec![
+        publish(false, false),
+        answer(true),
+        publish(false, false),
+        answer(false),
+        // Acknowledges 1 (received), then the keep-alive's number, 1 again.
+        publish(true, true),
+    ]);
+    assert_eq!(bad_acks_noted(&k), 1);
 }

@@ -118,6 +118,15 @@ impl Shared {
         r.notes = r.notes.saturating_add(notes);
     }
 
+    /// Acknowledgements noted as wrong (of keep-alives, of numbers not available).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.subscriptions
+            .values()
+            .map(|s| s.ack_keep_alive.len() + s.ack_unavailable.len())
+            .sum()
+    }
+
     /// What a session looked like before it was lost, for a recovery's verdict.
     fn old_session(&self, token: &str) -> OldSession {
         let Some(s) = self.sessions.get(token) else {
@@ -1493,9 +1502,16 @@ impl Tracker {
             if sub.last_publish_at.is_none() {
                 continue; // nothing known to compare with
             }
-            let keep_alive = sub.keep_alive == Some(*seq);
-            if !keep_alive && sub.available.contains(seq) {
-                continue;
+            // A keep-alive that repeats the last data message's number (some servers do)
+            // makes an acknowledgement of that number no keep-alive's.
+            let keep_alive = sub.keep_alive == Some(*seq) && sub.last_data != Some(*seq);
+            if !keep_alive {
+                if let Some(i) = sub.available.iter().position(|n| n == seq) {
+                    // The server deletes what is acknowledged: a second acknowledgement of
+                    // it, before the next response lists what is left, is of a number gone.
+                    sub.available.remove(i);
+                    continue;
+                }
             }
             let notes = if keep_alive {
                 &mut sub.ack_keep_alive
