@@ -191,6 +191,11 @@ fn chunk_start() -> impl Strategy<Value = u32> {
     prop_oneof![3 => (0u32..40).prop_map(|k| u32::MAX - k), 1 => 1u32..1000]
 }
 
+/// Where a chunk SequenceNumber wraps to: below 1024 as the spec says, or not.
+fn chunk_wrap() -> impl Strategy<Value = u32> {
+    prop_oneof![4 => 0u32..1024, 1 => 1024u32..5000]
+}
+
 fn knobs() -> impl Strategy<Value = Knobs> {
     (
         (
@@ -202,7 +207,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
         ),
         (
             [chunk_start(), chunk_start()],
-            [0u32..1024, 0u32..1024],
+            [chunk_wrap(), chunk_wrap()],
             prop::option::weighted(
                 0.8,
                 prop_oneof![3 => (0u32..6).prop_map(|k| u32::MAX - k), 1 => any::<u32>()],
@@ -312,6 +317,8 @@ struct Expected {
     bad_acks: usize,
     /// A chunk SequenceNumber wrapped.
     chunk_wrapped: bool,
+    /// Chunk SequenceNumbers that wrapped to 1024 or more, per direction.
+    bad_chunk_wraps: [usize; 2],
     /// Most requests the analysis may hold as pending at once.
     max_pending: usize,
 }
@@ -372,6 +379,8 @@ struct Builder<'k> {
     steps: Vec<Step>,
     ms: i64,
     chunk_seq: [u32; 2],
+    /// The last chunk SequenceNumber sent, per direction.
+    chunk_prev: [Option<u32>; 2],
     chunk_i: usize,
     next_request: u32,
     client_token: u32,
@@ -481,6 +490,7 @@ impl<'k> Builder<'k> {
             steps: Vec::new(),
             ms: 0,
             chunk_seq: k.first_chunk_seq,
+            chunk_prev: [None, None],
             chunk_i: 0,
             next_request: 1,
             client_token: 1,
@@ -503,8 +513,15 @@ impl<'k> Builder<'k> {
     fn chunk_sequence(&mut self, dir: Direction) -> u32 {
         let i = idx(dir);
         let n = self.chunk_seq[i];
-        self.chunk_seq[i] = if n == u32::MAX {
+        if self.chunk_prev[i] == Some(u32::MAX) {
             self.expect.chunk_wrapped = true;
+            // The first number after the wrap must be below 1024.
+            if n >= 1024 {
+                self.expect.bad_chunk_wraps[i] += 1;
+            }
+        }
+        self.chunk_prev[i] = Some(n);
+        self.chunk_seq[i] = if n == u32::MAX {
             self.k.chunk_wrap_to[i]
         } else {
             n + 1
@@ -1595,6 +1612,7 @@ struct Coverage {
     right_wraps: usize,
     wrong_wraps: usize,
     chunk_wraps: usize,
+    bad_chunk_wraps: usize,
     renewals: usize,
     old_token_kept: usize,
     reordered: usize,
@@ -1772,6 +1790,7 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
     // nothing else (wrapped chunk SequenceNumbers included).
     let mut too_deep = 0;
     let mut over = [0usize; 2];
+    let mut chunk_jumps = [0usize; 2];
     for e in &whole.events {
         if let EventKind::DecodeError { what, .. } = &e.kind {
             let dir = e.dir.expect("a decode error has a direction");
@@ -1779,6 +1798,8 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
                 too_deep += 1;
             } else if what.contains("MaxChunkCount") {
                 over[idx(dir)] += 1;
+            } else if what.starts_with("chunk SequenceNumber") {
+                chunk_jumps[idx(dir)] += 1;
             } else {
                 return Err(TestCaseError::fail(format!(
                     "unexpected decode error: {what}"
@@ -1788,6 +1809,7 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
     }
     prop_assert_eq!(too_deep, want.too_deep);
     prop_assert_eq!(over, want.over_chunks);
+    prop_assert_eq!(chunk_jumps, want.bad_chunk_wraps);
 
     // Each acknowledgement of a number the server did not hold is noted (R18, R23), and no
     // other; the notes are capped per subscription.
@@ -1836,6 +1858,7 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
     cov.right_wraps += usize::from(want.wrapped && k.wrap == Wrap::Right);
     cov.wrong_wraps += usize::from(!want.wrong_numbers.is_empty());
     cov.chunk_wraps += usize::from(want.chunk_wrapped);
+    cov.bad_chunk_wraps += want.bad_chunk_wraps.iter().sum::<usize>();
     cov.renewals += want.tokens.len() - 1;
     cov.reordered += usize::from(want.reordered);
     cov.old_token_kept += usize::from(want.old_token_kept);
@@ -1887,7 +1910,7 @@ fn generated_conversations_keep_the_properties() {
             cov.chunk_wraps > 0 && cov.renewals > 0 && cov.reordered > 0,
             "{cov:?}"
         );
-        assert!(cov.old_token_kept > 0, "{cov:?}");
+        assert!(cov.old_token_kept > 0 && cov.bad_chunk_wraps > 0, "{cov:?}");
         assert!(cov.too_deep > 0 && cov.at_depth_limit > 0, "{cov:?}");
         assert!(cov.over_chunks > 0 && cov.max_chunks_used > 0, "{cov:?}");
         assert!(
