@@ -132,6 +132,9 @@ enum Op {
     /// A Read whose request (`c2s`) or response is sent in `extra` chunks more than the
     /// receiver's MaxChunkCount (reported once, the rest skipped until the final chunk).
     OverChunks { c2s: bool, extra: u32 },
+    /// A Read whose response fills as many chunks as the client's MaxChunkCount allows (5
+    /// when unlimited), each exactly its ReceiveBufferSize.
+    BigRead,
     /// Time passes (ms).
     Wait(u16),
 }
@@ -142,6 +145,8 @@ struct Knobs {
     /// MaxChunkCount of the HEL (bounds the server's messages) and of the ACK (the client's);
     /// 0 = unlimited.
     hel_max_chunks: u32,
+    /// ReceiveBufferSize of the HEL: the largest chunk the server may send.
+    receive_buffer_size: u32,
     ack_max_chunks: u32,
     endpoint_url: Str,
     session_name: Str,
@@ -186,6 +191,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|past_limit| Op::DeepCall { past_limit }),
         1 => (any::<bool>(), prop_oneof![3 => Just(1u32), 1 => 2u32..=4])
             .prop_map(|(c2s, extra)| Op::OverChunks { c2s, extra }),
+        1 => Just(Op::BigRead),
         1 => (0u16..5000).prop_map(Op::Wait),
     ]
 }
@@ -204,6 +210,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
     (
         (
             prop_oneof![1 => Just(0u32), 4 => 1u32..=6],
+            prop_oneof![Just(8192u32), Just(16_384)],
             prop_oneof![1 => Just(0u32), 4 => 1u32..=6],
             str_kind(),
             str_kind(),
@@ -230,7 +237,14 @@ fn knobs() -> impl Strategy<Value = Knobs> {
     )
         .prop_map(
             |(
-                (hel_max_chunks, ack_max_chunks, endpoint_url, session_name, user_name),
+                (
+                    hel_max_chunks,
+                    receive_buffer_size,
+                    ack_max_chunks,
+                    endpoint_url,
+                    session_name,
+                    user_name,
+                ),
                 (first_chunk_seq, chunk_wrap_to, transferred_from, wrap, window),
                 ops,
                 chunking,
@@ -238,6 +252,7 @@ fn knobs() -> impl Strategy<Value = Knobs> {
                 (deep_values, null_arrays, keep_alive_repeats),
             )| Knobs {
                 hel_max_chunks,
+                receive_buffer_size,
                 ack_max_chunks,
                 endpoint_url,
                 session_name,
@@ -316,6 +331,8 @@ struct Expected {
     reordered: bool,
     /// The server sent with the old token after the client had switched to the new one.
     old_token_kept: bool,
+    /// A message of chunks exactly ReceiveBufferSize long was sent (that size).
+    biggest_chunk: u32,
     /// Acknowledgements of numbers the server did not hold (a keep-alive's, one acknowledged
     /// already, one never sent), on subscriptions seen publishing.
     bad_acks: usize,
@@ -345,6 +362,7 @@ enum Waiting {
         request_dropped: bool,
         extra: u32,
     },
+    BigRead,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +412,8 @@ struct Builder<'k> {
     subs: Vec<Sub>,
     outstanding: Vec<Outstanding>,
     over_chunks_sent: usize,
+    /// A BigRead was sent (one per conversation: they are large).
+    big_sent: bool,
     /// Requests the analysis holds as pending (seen, not answered or answer dropped).
     pending_seen: usize,
     expect: Expected,
@@ -503,6 +523,7 @@ impl<'k> Builder<'k> {
             subs: Vec::new(),
             outstanding: Vec::new(),
             over_chunks_sent: 0,
+            big_sent: false,
             pending_seen: 0,
             // The setup exchanges hold one request at a time.
             expect: Expected {
@@ -709,7 +730,7 @@ impl<'k> Builder<'k> {
             Direction::ClientToServer,
             TcpMessage::Hello(HelloMessage {
                 protocol_version: 0,
-                receive_buffer_size: 65_535,
+                receive_buffer_size: k.receive_buffer_size,
                 send_buffer_size: 65_535,
                 max_message_size: 0,
                 max_chunk_count: k.hel_max_chunks,
@@ -1212,6 +1233,31 @@ impl<'k> Builder<'k> {
                     },
                 );
             }
+            Op::BigRead => {
+                if self.outstanding.len() >= MAX_OUTSTANDING || self.big_sent {
+                    return;
+                }
+                self.big_sent = true;
+                self.send_request(
+                    id::READ_REQUEST,
+                    "ReadRequest",
+                    |h| {
+                        ReadRequest {
+                            request_header: req_header(h),
+                            max_age: 0.0,
+                            timestamps_to_return: 2,
+                            nodes_to_read: Some(vec![ReadValueId {
+                                node_id: NodeId::string(2, "Line4.Recipe"),
+                                attribute_id: 13,
+                                index_range: UaString::null(),
+                                data_encoding: QualifiedName::default(),
+                            }]),
+                        }
+                        .to_vec()
+                    },
+                    Waiting::BigRead,
+                );
+            }
             Op::Wait(ms) => self.ms += i64::from(ms),
         }
     }
@@ -1391,6 +1437,32 @@ impl<'k> Builder<'k> {
                     self.expect.unanswered.insert(format!("ReadRequest#{id}"));
                 }
             }
+            Waiting::BigRead => {
+                self.pending_seen -= 1;
+                let n = match self.max_chunks(s2c) {
+                    0 => 5,
+                    m => m,
+                };
+                // MessageHeader, SecureChannelId, TokenId and sequence header in every chunk.
+                let per_chunk = self.k.receive_buffer_size as usize - 24;
+                let resp = |value: Vec<u8>| ReadResponse {
+                    response_header: resp_header(h, StatusCode::GOOD),
+                    results: Some(vec![DataValue {
+                        value: Some(Variant::ByteString(ByteString::from(value))),
+                        ..DataValue::default()
+                    }]),
+                    diagnostic_infos: None,
+                };
+                let empty = body(id::READ_RESPONSE, &resp(Vec::new())).len();
+                let b = body(
+                    id::READ_RESPONSE,
+                    &resp(vec![0x5a; n as usize * per_chunk - empty]),
+                );
+                self.expect.biggest_chunk = self.k.receive_buffer_size;
+                self.msg_in(s2c, id, &b, n, "ReadResponse");
+                let sent = self.steps.last().map_or(0, |s| s.bytes.len());
+                assert_eq!(sent, n as usize * self.k.receive_buffer_size as usize);
+            }
         }
     }
 
@@ -1405,6 +1477,7 @@ impl<'k> Builder<'k> {
                     "OpenSecureChannelRequest"
                 }
                 Waiting::Call { seen: true } => "CallRequest",
+                Waiting::BigRead => "ReadRequest",
                 Waiting::Read {
                     request_dropped: false,
                     ..
@@ -1624,6 +1697,7 @@ struct Coverage {
     at_depth_limit: usize,
     over_chunks: usize,
     max_chunks_used: usize,
+    full_chunks: usize,
     republish_good: usize,
     republish_missing: usize,
     null_strings: usize,
@@ -1886,6 +1960,7 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
         .iter()
         .filter(|m| k.hel_max_chunks > 1 && m.chunks == k.hel_max_chunks)
         .count();
+    cov.full_chunks += usize::from(want.biggest_chunk != 0);
     cov.republish_good += want.republishes.iter().filter(|r| r.2 == "Good").count();
     cov.republish_missing += want.republishes.iter().filter(|r| r.2 != "Good").count();
     for s in [k.endpoint_url, k.session_name, k.user_name] {
@@ -1926,6 +2001,7 @@ fn generated_conversations_keep_the_properties() {
         assert!(cov.old_token_kept > 0 && cov.bad_chunk_wraps > 0, "{cov:?}");
         assert!(cov.too_deep > 0 && cov.at_depth_limit > 0, "{cov:?}");
         assert!(cov.over_chunks > 0 && cov.max_chunks_used > 0, "{cov:?}");
+        assert!(cov.full_chunks > 0, "{cov:?}");
         assert!(
             cov.republish_good > 0 && cov.republish_missing > 0,
             "{cov:?}"
@@ -1938,6 +2014,7 @@ fn generated_conversations_keep_the_properties() {
 fn knobs_with(ops: Vec<Op>) -> Knobs {
     Knobs {
         hel_max_chunks: 4,
+        receive_buffer_size: 8192,
         ack_max_chunks: 4,
         endpoint_url: Str::Text,
         session_name: Str::Text,
