@@ -2193,24 +2193,34 @@ fn a_long_conversation_holds_no_more_than_a_short_one() {
         },
         Op::Wait(700),
     ];
-    let ops: Vec<Op> = cycle
-        .iter()
-        .cycle()
-        .take(cycle.len() * 400)
-        .cloned()
-        .collect();
-    let k = Knobs {
+    let knobs = |cycles: usize| Knobs {
         transferred_from: Some(u32::MAX - 50),
         first_chunk_seq: [u32::MAX - 100, u32::MAX - 7],
         window: 4,
-        ..knobs_with(ops)
+        ..knobs_with(
+            cycle
+                .iter()
+                .cycle()
+                .take(cycle.len() * cycles)
+                .cloned()
+                .collect(),
+        )
     };
-    let events = run(&k);
+    let peak = |k: &Knobs| {
+        let (steps, _) = build(k);
+        feed(&steps, &k.cuts, Feed::Whole)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .peak
+    };
+    // Long enough for the capped lists (acknowledgement notes) to be full.
+    let (short, long) = (knobs(40), knobs(400));
+    let events = run(&long);
     let publishes = events
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Publish(_)))
         .count();
     assert!(publishes > 500, "{publishes}");
+    assert_eq!(peak(&long), peak(&short));
 }
 
 /// Found with the `deep_values` knob: item values nested past the depth limit from message 5 on made
