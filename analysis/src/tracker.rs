@@ -1834,6 +1834,10 @@ fn track_sequence(
                 return None;
             }
         };
+        if keep_alive && sub.last_data == Some(0) {
+            // A keep-alive repeating the last number: that 0 was reported already.
+            return None;
+        }
         if !keep_alive {
             sub.last_data = Some(0);
         }
