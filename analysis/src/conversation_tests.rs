@@ -1528,6 +1528,8 @@ enum Feed {
     /// Cut the same way, through an [`Analyzer`] as the proxy feeds it: shared [`Bytes`],
     /// read in place.
     CutShared,
+    /// Whole steps, without `message` events (no `--messages`).
+    WholeQuiet,
 }
 
 struct Run {
@@ -1622,7 +1624,9 @@ impl Target {
 fn feed(steps: &[Step], cuts: &[u16], how: Feed) -> Result<Run, TestCaseError> {
     let client = "10.0.0.1:50000".to_string();
     let server = "10.0.0.2:4840".to_string();
-    let options = Options { messages: true };
+    let options = Options {
+        messages: how != Feed::WholeQuiet,
+    };
     let mut c = Target::Alone(Connection::new(
         client.clone(),
         server.clone(),
@@ -1640,7 +1644,7 @@ fn feed(steps: &[Step], cuts: &[u16], how: Feed) -> Result<Run, TestCaseError> {
     for s in steps {
         let now = ts(s.ms);
         match how {
-            Feed::Whole => c.input(s.dir, &s.bytes, now),
+            Feed::Whole | Feed::WholeQuiet => c.input(s.dir, &s.bytes, now),
             Feed::Cut | Feed::CutShared => {
                 let n = usize::from(cuts[cut_i % cuts.len()] % 4);
                 cut_i += 1;
@@ -1728,6 +1732,14 @@ fn check(k: &Knobs, cov: &mut Coverage) -> Result<Vec<Event>, TestCaseError> {
                 && cut.peak.pending_requests == whole.peak.pending_requests
         );
     }
+    // `--messages` adds the `message` events and changes nothing else.
+    let quiet = feed(&steps, &k.cuts, Feed::WholeQuiet)?;
+    let loud: Vec<&Event> = whole
+        .events
+        .iter()
+        .filter(|e| !matches!(e.kind, EventKind::Message(_)))
+        .collect();
+    prop_assert_eq!(quiet.events.iter().collect::<Vec<_>>(), loud);
     let ev: Vec<&EventKind> = whole.events.iter().map(|e| &e.kind).collect();
 
     // Every event writes the same JSON both ways (null strings included).
