@@ -33,6 +33,31 @@ pub struct Options {
     pub messages: bool,
 }
 
+/// How much state an analysis holds between inputs, so that tests, and a proxy that runs for
+/// months, can check it does not grow with the length of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retained {
+    /// Stream bytes buffered in both directions: an incomplete chunk, and the bodies of messages
+    /// whose final chunk has not come.
+    pub buffered_bytes: usize,
+    /// Messages begun and not finished, both directions.
+    pub partial_messages: usize,
+    /// Requests waiting for their response.
+    pub pending_requests: usize,
+    /// Events not yet drained.
+    pub queued_events: usize,
+    /// Sessions remembered.
+    pub sessions: usize,
+    /// Subscriptions remembered.
+    pub subscriptions: usize,
+    /// Monitored items remembered.
+    pub monitored_items: usize,
+    /// NotificationMessage numbers remembered (available ones, and acknowledgements noted).
+    pub sequence_numbers: usize,
+    /// Other capped lists: failed attempts, recreations, server certificate thumbprints.
+    pub notes: usize,
+}
+
 /// Analysis of many connections that share sessions and subscriptions: a client that loses its
 /// connection and activates its session again on a new one is followed across both.
 ///
@@ -154,6 +179,22 @@ impl Analyzer {
         self.shared.tracked()
     }
 
+    /// The state held across connections (sessions, subscriptions; see [`Retained`]).
+    pub fn retained(&self) -> Retained {
+        let mut r = Retained {
+            queued_events: self.events.len(),
+            ..Retained::default()
+        };
+        self.shared.retained(&mut r);
+        r
+    }
+
+    /// Acknowledgements noted as wrong, across connections (tests compare with the traffic).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.shared.bad_acks_noted()
+    }
+
     /// The next event that belongs to no open connection (see [`Analyzer::finish`]).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -233,6 +274,32 @@ impl Connection {
     ) {
         self.c2s.set_opener(c2s);
         self.s2c.set_opener(s2c);
+    }
+
+    /// The state this connection holds (with its own session table when used alone; through an
+    /// [`Analyzer`] add [`Analyzer::retained`]).
+    pub fn retained(&self) -> Retained {
+        let mut r = Retained {
+            buffered_bytes: self
+                .c2s
+                .buffered_bytes()
+                .saturating_add(self.s2c.buffered_bytes()),
+            partial_messages: self
+                .c2s
+                .partial_messages()
+                .saturating_add(self.s2c.partial_messages()),
+            pending_requests: self.tracker.pending_requests(),
+            queued_events: self.events.len(),
+            ..Retained::default()
+        };
+        self.own_shared.retained(&mut r);
+        r
+    }
+
+    /// Acknowledgements noted as wrong, used alone (tests compare with the traffic).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.own_shared.bad_acks_noted()
     }
 
     /// The connection id used in every event.
@@ -512,7 +579,11 @@ impl Connection {
                     h.max_chunk_count,
                 ));
                 let info = HelloInfo {
-                    endpoint_url: Some(h.endpoint_url.to_string_lossy().into_owned()),
+                    // A null EndpointUrl stays `null`, apart from an empty one.
+                    endpoint_url: h
+                        .endpoint_url
+                        .as_bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
                     protocol_version: h.protocol_version,
                     receive_buffer_size: h.receive_buffer_size,
                     send_buffer_size: h.send_buffer_size,

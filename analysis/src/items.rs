@@ -82,6 +82,11 @@ pub(crate) enum ItemEvent {
 }
 
 impl Items {
+    /// Items tracked.
+    pub(crate) fn len(&self) -> usize {
+        self.by_handle.len()
+    }
+
     /// True when no item is known: data messages are then not scanned at all.
     pub(crate) fn is_empty(&self) -> bool {
         self.by_handle.is_empty()

@@ -18,6 +18,9 @@ pub mod reject;
 pub mod time;
 mod tracker;
 
-pub use connection::{Analyzer, Connection, Options};
+#[cfg(test)]
+mod conversation_tests;
+
+pub use connection::{Analyzer, Connection, Options, Retained};
 pub use event::{CloseReason, ClosedBy, Direction, Event, EventKind};
 pub use time::Timestamp;

@@ -98,6 +98,35 @@ impl Shared {
         (self.sessions.len(), self.subscriptions.len())
     }
 
+    /// Adds what these tables hold to `r`.
+    pub(crate) fn retained(&self, r: &mut crate::connection::Retained) {
+        r.sessions = r.sessions.saturating_add(self.sessions.len());
+        r.subscriptions = r.subscriptions.saturating_add(self.subscriptions.len());
+        for s in self.subscriptions.values() {
+            r.monitored_items = r.monitored_items.saturating_add(s.items.len());
+            r.sequence_numbers = r.sequence_numbers.saturating_add(
+                s.available.len() + s.ack_keep_alive.len() + s.ack_unavailable.len(),
+            );
+        }
+        let notes = self
+            .sessions
+            .values()
+            .map(|s| s.attempts.len())
+            .sum::<usize>()
+            + self.recreations.values().map(Vec::len).sum::<usize>()
+            + self.server_certs.values().map(Vec::len).sum::<usize>();
+        r.notes = r.notes.saturating_add(notes);
+    }
+
+    /// Acknowledgements noted as wrong (of keep-alives, of numbers not available).
+    #[cfg(test)]
+    pub(crate) fn bad_acks_noted(&self) -> usize {
+        self.subscriptions
+            .values()
+            .map(|s| s.ack_keep_alive.len() + s.ack_unavailable.len())
+            .sum()
+    }
+
     /// What a session looked like before it was lost, for a recovery's verdict.
     fn old_session(&self, token: &str) -> OldSession {
         let Some(s) = self.sessions.get(token) else {
@@ -449,6 +478,11 @@ impl Tracker {
             session_token: None,
             summary: SummaryInfo::default(),
         }
+    }
+
+    /// Requests waiting for their response.
+    pub(crate) fn pending_requests(&self) -> usize {
+        self.pending.len()
     }
 
     /// An OPN whose body could not be read (a secured channel): what the headers tell.
@@ -834,9 +868,11 @@ impl Tracker {
                 let token = r.identity_token();
                 let identity = token.as_ref().map_or("unknown", IdentityToken::kind);
                 let user = match &token {
-                    Ok(IdentityToken::UserName(u)) => {
-                        Some(u.user_name.to_string_lossy().into_owned())
-                    }
+                    // A null UserName is no name: `null`, not "" (which is a name sent empty).
+                    Ok(IdentityToken::UserName(u)) => u
+                        .user_name
+                        .as_bytes()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
                     _ => None,
                 };
                 Detail::Activate {
@@ -1466,9 +1502,16 @@ impl Tracker {
             if sub.last_publish_at.is_none() {
                 continue; // nothing known to compare with
             }
-            let keep_alive = sub.keep_alive == Some(*seq);
-            if !keep_alive && sub.available.contains(seq) {
-                continue;
+            // A keep-alive that repeats the last data message's number (some servers do)
+            // makes an acknowledgement of that number no keep-alive's.
+            let keep_alive = sub.keep_alive == Some(*seq) && sub.last_data != Some(*seq);
+            if !keep_alive {
+                if let Some(i) = sub.available.iter().position(|n| n == seq) {
+                    // The server deletes what is acknowledged: a second acknowledgement of
+                    // it, before the next response lists what is left, is of a number gone.
+                    sub.available.remove(i);
+                    continue;
+                }
             }
             let notes = if keep_alive {
                 &mut sub.ack_keep_alive
@@ -1734,14 +1777,16 @@ fn scan_notifications(
 ) {
     let scan = !sub.items.is_empty();
     let mut events = Vec::new();
+    let mut read_all = true;
     for eo in nm.notification_data.iter().flatten() {
         match eo.type_id.as_ns0_numeric() {
             Some(structure::DATA_CHANGE_NOTIFICATION) if scan => {
                 if let Some(body) = eo.binary_body() {
                     // A malformed tail only stops the scan; the message was decoded already.
-                    let _ = scan_data_change(body, |v| {
+                    read_all &= scan_data_change(body, |v| {
                         sub.items.on_value(subscription_id, v, &mut events)
-                    });
+                    })
+                    .is_ok();
                 }
             }
             Some(structure::STATUS_CHANGE_NOTIFICATION) => {
@@ -1754,7 +1799,9 @@ fn scan_notifications(
             _ => {}
         }
     }
-    if scan {
+    // A message whose values could not all be read tells nothing about whether they still
+    // change: it does not count towards staleness.
+    if scan && read_all {
         sub.items.after_data_message(subscription_id, &mut events);
     }
     for e in events {
@@ -1775,6 +1822,34 @@ fn track_sequence(
     seq: u32,
     keep_alive: bool,
 ) -> Option<SequenceGapInfo> {
+    if seq == 0 {
+        // 0 is never a NotificationMessage number (R19): a wrong number, which skips nothing.
+        // Counting from the expected number up to it would report 4294967294 messages lost.
+        let expected = match sub.last_data {
+            Some(last) => following(last),
+            None if sub.created_here => 1,
+            None => {
+                // Met mid-capture: nothing to compare with.
+                sub.last_data = Some(if keep_alive { preceding(0) } else { 0 });
+                return None;
+            }
+        };
+        if keep_alive && sub.last_data == Some(0) {
+            // A keep-alive repeating the last number: that 0 was reported already.
+            return None;
+        }
+        if !keep_alive {
+            sub.last_data = Some(0);
+        }
+        return Some(SequenceGapInfo {
+            subscription_id,
+            expected,
+            got: 0,
+            missing: Vec::new(),
+            missing_count: 0,
+            duplicate: false,
+        });
+    }
     // A keep-alive carries the number the next data message will use.
     let last_sent = if keep_alive { preceding(seq) } else { seq };
     let Some(last) = sub.last_data else {
@@ -1898,6 +1973,33 @@ mod tests {
             ..SubscriptionState::default()
         };
         assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+    }
+
+    #[test]
+    fn zero_after_the_wrap_is_a_wrong_number_not_four_billion_lost() {
+        let mut w = SubscriptionState {
+            last_data: Some(u32::MAX),
+            created_here: false,
+            ..SubscriptionState::default()
+        };
+        for keep_alive in [true, false] {
+            let g = track_sequence(&mut w, 1, 0, keep_alive).unwrap();
+            assert_eq!(
+                (
+                    g.expected,
+                    g.got,
+                    g.missing.len(),
+                    g.missing_count,
+                    g.duplicate
+                ),
+                (1, 0, 0, 0, false)
+            );
+        }
+        // The server goes on from 0 with 1: in order.
+        assert_eq!(track_sequence(&mut w, 1, 1, false), None);
+        let mut s = sub();
+        let g = track_sequence(&mut s, 1, 0, false).unwrap();
+        assert_eq!((g.expected, g.missing_count), (1, 0));
     }
 
     #[test]

@@ -268,6 +268,20 @@ impl Reassembler {
         self.protection
     }
 
+    /// Bytes held between inputs (an incomplete chunk, and the bodies of messages still waiting
+    /// for their final chunk): what a long-running observer must see return to zero.
+    pub fn buffered_bytes(&self) -> usize {
+        self.partials
+            .iter()
+            .fold(self.buf.len(), |n, p| n.saturating_add(p.body.len()))
+    }
+
+    /// Messages begun and not finished: reassembled or, over a limit, skipped until their final
+    /// chunk. Capped by [`Ceilings::max_partial_messages`] for the first kind.
+    pub fn partial_messages(&self) -> usize {
+        self.partials.len().saturating_add(self.discarding.len())
+    }
+
     /// Total bytes of this direction seen so far.
     pub fn stream_offset(&self) -> u64 {
         self.buf_offset.saturating_add(self.buf.len() as u64)
