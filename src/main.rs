@@ -32,7 +32,7 @@ enum Command {
     Check(check::Args),
     /// Sit inline between an OPC UA client and server, forward every byte unchanged, and say
     /// live what goes on (and why it fails).
-    Proxy(proxy::Args),
+    Proxy(Box<proxy::Args>),
     /// Add, list and remove the faults of a running proxy (`uatap proxy --admin`).
     Fault(fault::Args),
     /// The endpoint doctor: connect to a server step by step as a client and report each step

@@ -18,6 +18,6 @@ pub mod reject;
 pub mod time;
 mod tracker;
 
-pub use connection::{Analyzer, Connection, Options};
+pub use connection::{Analyzer, Connection, Options, DEFAULT_STALL_AFTER};
 pub use event::{CloseReason, ClosedBy, Direction, Event, EventKind};
 pub use time::Timestamp;
