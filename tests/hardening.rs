@@ -257,10 +257,22 @@ fn slowloris_hel_is_forwarded_at_once_and_reported() {
 /// an echo connection through the same proxy works meanwhile.
 #[test]
 fn never_reading_server_keeps_the_proxy_bounded_and_is_reported() {
-    let dir = temp_dir("hard-noread");
+    never_reading_server("hard-noread", &[]);
+}
+
+/// The same through the relay that applies faults (on with `--admin`, even with no fault).
+#[test]
+fn never_reading_server_is_reported_by_the_fault_relay_too() {
+    never_reading_server("hard-noread-faults", &["--admin", "127.0.0.1:0"]);
+}
+
+fn never_reading_server(name: &str, extra: &[&str]) {
+    let dir = temp_dir(name);
     let server = TcpListener::bind("127.0.0.1:0").expect("bind");
     let upstream = server.local_addr().expect("addr").to_string();
-    let proxy = Running::start(&upstream, &dir, &["--stall-after", "2"]);
+    let mut args = vec!["--stall-after", "2"];
+    args.extend_from_slice(extra);
+    let proxy = Running::start(&upstream, &dir, &args);
     let pid = proxy.pid();
     let rss_before = status_kb(pid, "VmRSS");
     let client = TcpStream::connect(proxy.listen).expect("connect");

@@ -376,6 +376,7 @@ async fn relay_connection(
                 id,
                 dir,
                 kill: kill.clone(),
+                stall_after: config.stall_after,
             };
             (
                 Box::pin(pump_faults(
@@ -863,6 +864,8 @@ struct FaultCtx {
     id: u64,
     dir: Direction,
     kill: watch::Receiver<Option<fault::Kill>>,
+    /// A write that waits this long is reported (`write_blocked`).
+    stall_after: Duration,
 }
 
 /// Ends this direction on a fault's order: the client gets the ERR first if there is one, and
@@ -1009,7 +1012,7 @@ async fn pump_faults(
             tokio::time::sleep_until(due).await;
         }
         let written = match view.bandwidth {
-            None => to.write_all(&out).await,
+            None => write_watched(&mut to, &out, &tap, id, dir, ctx.stall_after).await,
             Some(rate) => {
                 // A tenth of a second's worth at a time.
                 let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);
