@@ -785,6 +785,22 @@ fn dns_failure_is_reported_for_each_client_and_the_proxy_goes_on() {
     }
 }
 
+/// `GET /metrics` of the proxy whose stderr (with the metrics banner) is `stderr`.
+fn scrape(stderr: &Path) -> String {
+    let banner = std::fs::read_to_string(stderr).expect("stderr");
+    let addr = banner
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics banner: {banner}"));
+    let mut c = TcpStream::connect(addr).expect("metrics connect");
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    c.read_to_string(&mut body).expect("response");
+    body
+}
+
 /// Unmounts a test's tmpfs, however the test ends.
 struct Unmount(PathBuf);
 
@@ -818,7 +834,12 @@ fn full_disk_stops_the_recording_with_an_event_and_forwarding_goes_on() {
     let proxy = Running::start(
         &upstream,
         &dir,
-        &["--record", record.to_str().expect("utf-8 path")],
+        &[
+            "--record",
+            record.to_str().expect("utf-8 path"),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
     );
     // Small exchanges with pauses, as traffic fills a disk: each byte is recorded four times
     // (two legs, both ways), and the recording is written as the traffic pauses.
@@ -850,6 +871,16 @@ fn full_disk_stops_the_recording_with_an_event_and_forwarding_goes_on() {
     };
     // Forwarding goes on after the recording stopped.
     well_behaved(proxy.listen);
+    // The metrics sink got the event too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = scrape(&dir.join("stderr.txt"));
+        if m.contains("uatap_recording_stopped 1\n") || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(metrics.contains("uatap_recording_stopped 1\n"), "{metrics}");
     let (events, text) = proxy.stop();
     assert_eq!(stopped["action"], "stopped");
     assert_eq!(stopped["path"], record.to_str().expect("utf-8"));
