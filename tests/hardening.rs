@@ -641,6 +641,68 @@ fn half_close_is_mirrored_reported_and_leaks_no_fd() {
     );
 }
 
+/// The other way round: the server half-closes while the client keeps sending. The client
+/// sees the end, the server gets every byte the client sent after it, and conn_close says the
+/// server closed (fin); no descriptor is left behind.
+#[test]
+fn server_half_close_is_mirrored_while_the_client_keeps_sending() {
+    let dir = temp_dir("hard-halfclose-server");
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = server.local_addr().expect("addr").to_string();
+    let proxy = Running::start(&upstream, &dir, &[]);
+    let pid = proxy.pid();
+    let baseline = fd_count(pid);
+    let (down, up) = (5_000usize, 1usize << 20);
+    let client = TcpStream::connect(proxy.listen).expect("connect");
+    let port = client.local_addr().expect("addr").port();
+    let (s, _) = server.accept().expect("accept");
+    std::thread::spawn(move || echo_on(server));
+    let mut sw = &s;
+    sw.write_all(&vec![3u8; down]).expect("server writes");
+    s.shutdown(Shutdown::Write).expect("server half-closes");
+    let mut got = Vec::new();
+    (&client)
+        .read_to_end(&mut got)
+        .expect("client reads to the end");
+    assert_eq!(
+        got.len(),
+        down,
+        "the client saw the half-close after every byte"
+    );
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        (&s).read_to_end(&mut all).expect("server reads");
+        all
+    });
+    for _ in 0..16 {
+        (&client)
+            .write_all(&vec![4u8; up / 16])
+            .expect("the client writes after the server's FIN");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    well_behaved(proxy.listen);
+    client.shutdown(Shutdown::Write).expect("client closes");
+    let all = reader.join().expect("reader");
+    assert!(
+        all.len() == up && all.iter().all(|&b| b == 4),
+        "{}",
+        all.len()
+    );
+    drop(client);
+    let after = fds_back_to(pid, baseline);
+    assert_eq!(after, baseline, "no descriptor left behind");
+    let (events, _) = proxy.stop();
+    let mine = conn_of(&events, port);
+    let close = mine
+        .iter()
+        .find(|e| e["kind"] == "conn_close")
+        .expect("conn_close");
+    assert_eq!(close["by"], "server", "{close}");
+    assert_eq!(close["reason"], "fin");
+    assert_eq!(close["bytes_c2s"], up as u64);
+    assert_eq!(close["bytes_s2c"], down as u64);
+}
+
 /// The server restarts 100 times on the same port while clients keep coming: each client
 /// while it is down gets `upstream_error` refused, each one while it is up passes its bytes,
 /// and at the end the proxy's descriptors are back to their number before and it still serves.
