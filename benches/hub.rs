@@ -149,7 +149,10 @@ fn run(setup: Setup, c2s: &[Vec<u8>], s2c: &[Vec<u8>], dir: &std::path::Path) ->
     let (t0, cpu0) = (Instant::now(), cpu_secs());
     drop(run_hub(
         rx,
-        Options { messages: false },
+        Options {
+            messages: false,
+            stall_after: None,
+        },
         Default::default(),
         sinks,
         recording,

@@ -272,6 +272,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let config = Config {
         options: Options {
             messages: args.messages,
+            stall_after: Some(uatap_analysis::DEFAULT_STALL_AFTER),
         },
         leg: args.leg,
         conn: args.conn.clone(),

@@ -671,6 +671,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.capture.display()))?;
     let options = Options {
         messages: args.snapshot.is_some() || spec.needs_messages(),
+        stall_after: Some(uatap_analysis::DEFAULT_STALL_AFTER),
     };
     let mut events = Vec::new();
     let damage = analyze::for_each_event(&args.capture, options, |e| events.push(e.to_json()))?;

@@ -59,6 +59,11 @@ pub struct Args {
     /// How long to wait for the server to accept a connection, in seconds.
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     pub connect_timeout: f64,
+    /// Report a peer that stalls for this many seconds: a chunk begun and still incomplete
+    /// (`message_stalled`: a stuck sender, a slowloris), or a write toward a peer that does not
+    /// read (`write_blocked`).
+    #[arg(long, default_value_t = uatap_analysis::DEFAULT_STALL_AFTER.as_secs_f64(), value_name = "SECS")]
+    pub stall_after: f64,
     #[command(flatten)]
     pub keys: crate::keys::KeyArgs,
     /// Record what crosses the proxy to this pcapng file (both legs, events as comments).
@@ -290,6 +295,8 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
     };
     let registry = Arc::new(uatap_crypto::passive::ClearRegistry::default());
     let default_timeout = Duration::from_secs_f64(args.connect_timeout.max(0.001));
+    let stall_after = Duration::try_from_secs_f64(args.stall_after.max(0.001))
+        .context("--stall-after: not a number of seconds")?;
     // Bind everything first: a busy port stops the proxy before it says it is proxying.
     let mut bound = Vec::with_capacity(plan.listeners.len());
     for l in &plan.listeners {
@@ -305,6 +312,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                 .rewrite_endpoint_urls
                 .unwrap_or(args.rewrite_endpoint_urls),
             mirror_refusal: l.mirror_refusal.unwrap_or(args.mirror_refusal),
+            stall_after,
             faults: faults.clone(),
             index: bound.len(),
             mitm: mitm.as_ref().map(|(identity, upstream_cert)| {
@@ -381,6 +389,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         // `message` events only with -v/--messages (the contract); metrics count messages by
         // service, so they need them analysed, but the JSON sinks leave them out then.
         messages: args.verbose || metrics.is_some(),
+        stall_after: Some(stall_after),
     };
     let recording = match &plan.record {
         None => None,
@@ -467,6 +476,9 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             stopped.clone(),
         )));
     }
+    // Time for the analysis while no bytes come (a stalled chunk is reported then); the tick
+    // holds no sender between ticks, so the hub still ends when the listeners have.
+    let ticks = tokio::spawn(uatap_proxy::hub::tick(tap.downgrade()));
     // The listeners hold the only senders now: the hub ends when they have.
     drop(tap);
     let duration = args.duration.map(Duration::from_secs_f64);
@@ -487,6 +499,8 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
         let _ = t.await;
     }
     drop(faults);
+    ticks.abort();
+    let _ = ticks.await;
     // Every tap sender is gone once the listeners and their connections ended.
     let _ = tokio::task::spawn_blocking(move || hub.join()).await;
     Ok(ExitCode::SUCCESS)

@@ -140,6 +140,7 @@ fn run_server(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the runtime")?;
     let options = Options {
         messages: args.common.messages,
+        stall_after: None,
     };
     let mut sink = printer(args.common.json);
     let outcome = runtime.block_on(async {
@@ -172,6 +173,7 @@ fn run_client(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the runtime")?;
     let options = Options {
         messages: args.common.messages,
+        stall_after: None,
     };
     let replay = ClientReplay::new(
         conns,

@@ -96,7 +96,10 @@ fn run_connection(inputs: &[(Direction, Vec<u8>)]) -> Vec<Event> {
     let mut c = Connection::new(
         "127.0.0.1:1".into(),
         "127.0.0.1:2".into(),
-        Options { messages: true },
+        Options {
+            messages: true,
+            stall_after: None,
+        },
         Timestamp::from_unix_micros(0),
     );
     let mut out = Vec::new();
@@ -178,7 +181,10 @@ fn fast_json_matches_reference_json() {
         let mut c = Connection::new(
             "a:1".into(),
             "b:2".into(),
-            Options { messages: true },
+            Options {
+                messages: true,
+                stall_after: None,
+            },
             Timestamp::from_unix_micros(0),
         );
         c.handle_close(

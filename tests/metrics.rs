@@ -274,6 +274,8 @@ fn metrics_count_what_crosses_the_proxy() {
         "uatap_republish_total",
         "uatap_decode_errors_total",
         "uatap_service_faults_total",
+        "uatap_stalls_total",
+        "uatap_recording_stopped",
     ] {
         assert!(body.contains(&format!("# TYPE {name} ")), "{name}: {body}");
     }

@@ -570,20 +570,6 @@ pub fn wait_ready(child: &mut Child) -> String {
 fn real_peers_through_proxy(server: &str, client: &str) {
     let dir = temp_dir(&format!("peers-{server}-{client}"));
     let (sport, pcap) = (crate::util::free_port(), dir.join("legs.pcapng"));
-    let mut tshark = Command::new("tshark")
-        .args(["-i", "lo", "-w"])
-        .arg(&pcap)
-        .args(["-f", &format!("tcp port {sport} or tcp port {}", sport + 1)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tshark runs");
-    let mut err = BufReader::new(tshark.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    while err.read_line(&mut line).expect("tshark stderr") > 0 && !line.contains("Capturing on") {
-        line.clear();
-    }
-    std::thread::spawn(move || for _ in err.lines() {});
     let mut srv = match server {
         "node" => Command::new("node")
             .arg(peers_dir().join("ua_server.js"))
@@ -600,10 +586,11 @@ fn real_peers_through_proxy(server: &str, client: &str) {
     }
     .expect("server starts");
     wait_ready(&mut srv);
-    // The proxy listens on sport+1 (inside the capture filter).
+    // The proxy listens on a port the kernel picks (a fixed one may be taken by another test
+    // by then); the capture starts once it is known, before any traffic.
     let json = dir.join("events.jsonl");
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_uatap"))
-        .args(["proxy", "--listen", &format!("127.0.0.1:{}", sport + 1)])
+        .args(["proxy", "--listen", "127.0.0.1:0"])
         .args([
             "--upstream",
             &format!("opc.tcp://127.0.0.1:{sport}/UA/Test"),
@@ -629,7 +616,27 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         );
     }
     std::thread::spawn(move || for _ in banner.lines() {});
-    let url = format!("opc.tcp://127.0.0.1:{}/UA/Test", sport + 1);
+    let pport: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("opc.tcp://"))
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| a.port())
+        .unwrap_or_else(|| panic!("no listen address in {line:?}"));
+    let mut tshark = Command::new("tshark")
+        .args(["-i", "lo", "-w"])
+        .arg(&pcap)
+        .args(["-f", &format!("tcp port {sport} or tcp port {pport}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark runs");
+    let mut err = BufReader::new(tshark.stderr.take().expect("stderr"));
+    let mut tline = String::new();
+    while err.read_line(&mut tline).expect("tshark stderr") > 0 && !tline.contains("Capturing on") {
+        tline.clear();
+    }
+    std::thread::spawn(move || for _ in err.lines() {});
+    let url = format!("opc.tcp://127.0.0.1:{pport}/UA/Test");
     let status = match client {
         "node" => Command::new("node")
             .arg(peers_dir().join("ua_client.js"))
@@ -676,7 +683,7 @@ fn real_peers_through_proxy(server: &str, client: &str) {
             }
         }
     }
-    let client_leg = legs.get(&(sport + 1)).expect("client leg captured");
+    let client_leg = legs.get(&pport).expect("client leg captured");
     let server_leg = legs.get(&sport).expect("server leg captured");
     assert!(client_leg.0.len() > 1000 && client_leg.1.len() > 1000);
     assert!(
@@ -721,7 +728,7 @@ fn real_peers_through_proxy(server: &str, client: &str) {
         "-d".to_string(),
         format!("tcp.port=={sport},opcua"),
         "-d".to_string(),
-        format!("tcp.port=={},opcua", sport + 1),
+        format!("tcp.port=={pport},opcua"),
     ];
     let expert = crate::util::run(
         Command::new("tshark")
@@ -737,7 +744,7 @@ fn real_peers_through_proxy(server: &str, client: &str) {
     // tshark's OPC UA fields agree with uatap's message events, message by message, on both legs.
     let compared = crate::crosscheck::crosscheck_with(
         &recording,
-        &[sport, sport + 1],
+        &[sport, pport],
         &["--leg", "both"],
         crate::crosscheck::FIELDS,
     );

@@ -10,6 +10,7 @@ mod crosscheck;
 mod decrypt;
 mod faults;
 mod fixtures;
+mod hardening;
 mod live;
 mod metrics;
 mod mitm;

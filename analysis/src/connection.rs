@@ -31,6 +31,23 @@ enum Input<'a> {
 pub struct Options {
     /// Emit a `message` event for every whole UA message.
     pub messages: bool,
+    /// Report a chunk still incomplete this long after its first byte (`message_stalled`);
+    /// `None`: never.
+    pub stall_after: Option<std::time::Duration>,
+}
+
+/// The stall threshold `uatap proxy` and `uatap analyze` use unless told otherwise.
+pub const DEFAULT_STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The incomplete chunk of one direction being watched for a stall.
+#[derive(Debug, Clone, Copy)]
+struct StallWatch {
+    /// Where the chunk begins in the stream.
+    offset: u64,
+    /// When its first byte was seen.
+    since: Timestamp,
+    /// Its `message_stalled` was emitted.
+    reported: bool,
 }
 
 /// How much state an analysis holds between inputs, so that tests, and a proxy that runs for
@@ -222,6 +239,8 @@ pub struct Connection {
     own_shared: Shared,
     events: VecDeque<Event>,
     rejects: crate::reject::Explainer,
+    /// The incomplete chunk of each direction (c2s, s2c), watched for a stall.
+    stalls: [Option<StallWatch>; 2],
 }
 
 impl Connection {
@@ -251,6 +270,7 @@ impl Connection {
             own_shared: Shared::default(),
             events: VecDeque::new(),
             rejects: crate::reject::Explainer::default(),
+            stalls: [None, None],
         };
         c.push(now, None, EventKind::ConnOpen { client, server });
         c
@@ -344,6 +364,76 @@ impl Connection {
             Input::Shared(b) => r.handle_input_shared(b),
         }
         self.drain(shared, dir, now);
+        self.check_stall(dir, now);
+    }
+
+    /// Time passes with no input: call now and then (the proxy does every second) so that a
+    /// sender that stopped inside a chunk is reported while nothing more comes.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if !self.closed {
+            self.check_stall(Direction::ClientToServer, now);
+            self.check_stall(Direction::ServerToClient, now);
+        }
+    }
+
+    /// The proxy's write toward the receiver of `dir` has waited `blocked_ms` with
+    /// `pending_bytes` held: reported as `write_blocked`.
+    pub fn handle_write_blocked(
+        &mut self,
+        dir: Direction,
+        blocked_ms: u64,
+        pending_bytes: u64,
+        now: Timestamp,
+    ) {
+        self.push(
+            now,
+            Some(dir),
+            EventKind::WriteBlocked {
+                blocked_ms,
+                pending_bytes,
+            },
+        );
+    }
+
+    /// Follows the incomplete chunk of `dir`; emits `message_stalled` once when it has been
+    /// incomplete for the stall threshold.
+    fn check_stall(&mut self, dir: Direction, now: Timestamp) {
+        let Some(after) = self.options.stall_after else {
+            return;
+        };
+        let (held, slot) = match dir {
+            Direction::ClientToServer => (self.c2s.incomplete_chunk(), &mut self.stalls[0]),
+            Direction::ServerToClient => (self.s2c.incomplete_chunk(), &mut self.stalls[1]),
+        };
+        let Some((offset, buffered)) = held else {
+            *slot = None;
+            return;
+        };
+        let watch = match slot {
+            Some(w) if w.offset == offset => w,
+            _ => {
+                *slot = Some(StallWatch {
+                    offset,
+                    since: now,
+                    reported: false,
+                });
+                return;
+            }
+        };
+        let ms = now.millis_since(watch.since).max(0.0);
+        if watch.reported || ms < after.as_secs_f64() * 1000.0 {
+            return;
+        }
+        watch.reported = true;
+        self.push(
+            now,
+            Some(dir),
+            EventKind::MessageStalled {
+                offset,
+                buffered_bytes: buffered as u64,
+                stalled_ms: ms as u64,
+            },
+        );
     }
 
     /// Bytes of one direction were lost (a capture gap): framing resyncs after them.
@@ -890,9 +980,72 @@ mod tests {
         Connection::new(
             "10.0.0.1:50000".into(),
             "10.0.0.2:49320".into(),
-            Options { messages: true },
+            Options {
+                messages: true,
+                stall_after: None,
+            },
             Timestamp::from_unix_micros(1),
         )
+    }
+
+    fn stalls(c: &mut Connection) -> Vec<(Option<Direction>, u64, u64, u64)> {
+        std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e.kind {
+                EventKind::MessageStalled {
+                    offset,
+                    buffered_bytes,
+                    stalled_ms,
+                } => Some((e.dir, offset, buffered_bytes, stalled_ms)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_incomplete_for_the_stall_threshold_is_reported_once() {
+        let at = |s: i64| Timestamp::from_unix_micros(s * 1_000_000);
+        let mut c = Connection::new(
+            "10.0.0.1:50000".into(),
+            "10.0.0.2:4840".into(),
+            Options {
+                messages: false,
+                stall_after: Some(std::time::Duration::from_secs(2)),
+            },
+            at(0),
+        );
+        let chunk = msg(1, &[]);
+        // One byte a second (a slowloris): reported at 2 s, once.
+        for (i, b) in chunk.iter().take(5).enumerate() {
+            c.handle_input(Direction::ClientToServer, &[*b], at(i as i64));
+            let s = stalls(&mut c);
+            if i == 2 {
+                assert_eq!(s, vec![(Some(Direction::ClientToServer), 0, 3, 2000)]);
+            } else {
+                assert!(s.is_empty(), "{i}: {s:?}");
+            }
+        }
+        // The chunk completes; a new one starts and stops: only time tells, through
+        // handle_timeout.
+        c.handle_input(Direction::ClientToServer, &chunk[5..], at(5));
+        c.handle_input(Direction::ClientToServer, &chunk[..3], at(6));
+        c.handle_timeout(at(7));
+        assert!(stalls(&mut c).is_empty());
+        c.handle_timeout(at(9));
+        let off = chunk.len() as u64;
+        assert_eq!(
+            stalls(&mut c),
+            vec![(Some(Direction::ClientToServer), off, 3, 3000)]
+        );
+        c.handle_timeout(at(20));
+        assert!(stalls(&mut c).is_empty(), "once per chunk");
+        // Whole chunks, however slow between them, are no stall.
+        let mut c = conn();
+        c.options.stall_after = Some(std::time::Duration::from_secs(2));
+        for i in 0..5 {
+            c.handle_input(Direction::ServerToClient, &chunk, at(i * 10));
+            c.handle_timeout(at(i * 10 + 9));
+        }
+        assert!(stalls(&mut c).is_empty());
     }
 
     fn feed(c: &mut Connection, dir: Direction, bytes: &[u8]) -> Vec<EventKind> {

@@ -1626,6 +1626,7 @@ fn feed(steps: &[Step], cuts: &[u16], how: Feed) -> Result<Run, TestCaseError> {
     let server = "10.0.0.2:4840".to_string();
     let options = Options {
         messages: how != Feed::WholeQuiet,
+        stall_after: Some(crate::DEFAULT_STALL_AFTER),
     };
     let mut c = Target::Alone(Connection::new(
         client.clone(),

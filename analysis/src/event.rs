@@ -241,6 +241,37 @@ pub enum EventKind {
         /// What uatap did about it, e.g. `ServiceFault Bad_ServiceUnsupported`.
         answer: String,
     },
+    /// A chunk begun by one side is still incomplete after the stall threshold
+    /// ([`crate::Options::stall_after`]): a slow or stuck sender, or one that trickles bytes
+    /// on purpose (slowloris). Reported once per chunk.
+    MessageStalled {
+        /// Offset of the chunk's first byte in that direction's stream.
+        offset: u64,
+        /// Bytes of the chunk seen so far.
+        buffered_bytes: u64,
+        /// Time since the chunk's first byte.
+        stalled_ms: u64,
+    },
+    /// The proxy could not write toward the receiver of `dir` for the stall threshold: that
+    /// peer does not read. Only a relay knows this; once per stall.
+    WriteBlocked {
+        /// How long the write has waited.
+        blocked_ms: u64,
+        /// Bytes read from the sender and held by uatap, not yet taken by the receiver.
+        pending_bytes: u64,
+    },
+    /// The recording stopped (disk full, a write error); forwarding goes on. Concerns no one
+    /// connection: `conn` is empty.
+    Recording {
+        /// `stopped`.
+        action: &'static str,
+        /// What went wrong, as the operating system said it.
+        reason: String,
+        /// The file that was being written.
+        path: String,
+        /// Bytes of that file on disk: whole blocks, readable.
+        bytes_written: u64,
+    },
     /// Bytes that could not be decoded.
     DecodeError {
         /// Offset in that direction's stream.
@@ -263,6 +294,9 @@ impl EventKind {
             EventKind::TcpError { .. } => "tcp_error",
             EventKind::Abort { .. } => "abort",
             EventKind::DecodeError { .. } => "decode_error",
+            EventKind::MessageStalled { .. } => "message_stalled",
+            EventKind::WriteBlocked { .. } => "write_blocked",
+            EventKind::Recording { .. } => "recording",
             EventKind::UpstreamError { .. } => "upstream_error",
             EventKind::FaultInjected { .. } => "fault_injected",
             EventKind::ReplayDivergence { .. } => "replay_divergence",
@@ -395,6 +429,33 @@ impl Event {
                 m.insert("error".into(), json!(error));
                 m.insert("detail".into(), json!(detail));
             }
+            EventKind::MessageStalled {
+                offset,
+                buffered_bytes,
+                stalled_ms,
+            } => {
+                m.insert("offset".into(), json!(offset));
+                m.insert("buffered_bytes".into(), json!(buffered_bytes));
+                m.insert("stalled_ms".into(), json!(stalled_ms));
+            }
+            EventKind::WriteBlocked {
+                blocked_ms,
+                pending_bytes,
+            } => {
+                m.insert("blocked_ms".into(), json!(blocked_ms));
+                m.insert("pending_bytes".into(), json!(pending_bytes));
+            }
+            EventKind::Recording {
+                action,
+                reason,
+                path,
+                bytes_written,
+            } => {
+                m.insert("action".into(), json!(action));
+                m.insert("reason".into(), json!(reason));
+                m.insert("path".into(), json!(path));
+                m.insert("bytes_written".into(), json!(bytes_written));
+            }
             EventKind::FaultInjected { fault, detail } => {
                 m.insert("fault".into(), json!(fault));
                 m.insert("detail".into(), json!(detail));
@@ -518,6 +579,35 @@ impl Event {
             EventKind::UpstreamError { error, detail } => {
                 format!("UPSTREAM {} {detail}", error.to_uppercase())
             }
+            EventKind::MessageStalled {
+                offset,
+                buffered_bytes,
+                stalled_ms,
+            } => format!(
+                "MESSAGE STALLED: the {} began a chunk at offset {offset} and it is still incomplete after {:.1} s ({buffered_bytes} bytes of it so far): a slow or stuck sender, or a slowloris",
+                sender(self.dir),
+                *stalled_ms as f64 / 1000.0
+            ),
+            EventKind::WriteBlocked {
+                blocked_ms,
+                pending_bytes,
+            } => format!(
+                "WRITE BLOCKED for {:.1} s: the {} does not read; {pending_bytes} bytes wait in uatap, which stopped reading from the {} until they go (TCP flow control passes the stall on)",
+                *blocked_ms as f64 / 1000.0,
+                sender(self.dir.map(Direction::reverse)),
+                sender(self.dir)
+            ),
+            EventKind::Recording {
+                action,
+                reason,
+                path,
+                bytes_written,
+            } => format!(
+                "RECORDING {}: {reason}; {} keeps the {bytes_written} bytes written so far (whole blocks, readable); forwarding goes on",
+                action.to_uppercase(),
+                // The reason of an I/O error names the file already.
+                if reason.contains(path.as_str()) { "the file" } else { path.as_str() }
+            ),
             EventKind::FaultInjected { fault, detail } => {
                 format!("FAULT INJECTED {fault}: {detail}")
             }
@@ -752,6 +842,15 @@ fn status_text(s: &crate::payload::Status) -> String {
         (Some(n), _) => format!(" {n}"),
         (None, Some(h)) => format!(" {h}"),
         _ => String::new(),
+    }
+}
+
+/// Who sends in `dir`, for a person.
+fn sender(dir: Option<Direction>) -> &'static str {
+    match dir {
+        Some(Direction::ClientToServer) => "client",
+        Some(Direction::ServerToClient) => "server",
+        None => "peer",
     }
 }
 

@@ -215,6 +215,33 @@ impl Event {
                 o.str("error", error);
                 o.str("detail", detail);
             }
+            EventKind::MessageStalled {
+                offset,
+                buffered_bytes,
+                stalled_ms,
+            } => {
+                o.num("offset", *offset);
+                o.num("buffered_bytes", *buffered_bytes);
+                o.num("stalled_ms", *stalled_ms);
+            }
+            EventKind::WriteBlocked {
+                blocked_ms,
+                pending_bytes,
+            } => {
+                o.num("blocked_ms", *blocked_ms);
+                o.num("pending_bytes", *pending_bytes);
+            }
+            EventKind::Recording {
+                action,
+                reason,
+                path,
+                bytes_written,
+            } => {
+                o.str("action", action);
+                o.str("reason", reason);
+                o.str("path", path);
+                o.num("bytes_written", *bytes_written);
+            }
             EventKind::FaultInjected { fault, detail } => {
                 o.str("fault", fault);
                 o.str("detail", detail);
@@ -299,6 +326,21 @@ mod tests {
 
     #[test]
     fn fast_writer_matches_the_reference() {
+        check(EventKind::MessageStalled {
+            offset: 3,
+            buffered_bytes: 5,
+            stalled_ms: 2000,
+        });
+        check(EventKind::WriteBlocked {
+            blocked_ms: 2001,
+            pending_bytes: 131_072,
+        });
+        check(EventKind::Recording {
+            action: "stopped",
+            reason: "disk full in /x \"y\": No space left on device".into(),
+            path: "/x".into(),
+            bytes_written: 262_144,
+        });
         check(EventKind::DecodeError {
             offset: 7,
             what: "a \"quoted\"\\ line\nwith\u{1} control".into(),

@@ -21,6 +21,6 @@ mod tracker;
 #[cfg(test)]
 mod conversation_tests;
 
-pub use connection::{Analyzer, Connection, Options, Retained};
+pub use connection::{Analyzer, Connection, Options, Retained, DEFAULT_STALL_AFTER};
 pub use event::{CloseReason, ClosedBy, Direction, Event, EventKind};
 pub use time::Timestamp;

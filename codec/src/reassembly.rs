@@ -55,6 +55,9 @@ pub struct Ceilings {
     pub max_message_size: u32,
     /// Most messages being reassembled at once (interleaved RequestIds).
     pub max_partial_messages: usize,
+    /// Most chunks of one message when the receiver states no MaxChunkCount (0): a peer that
+    /// sends a million tiny chunks of one message is reported once, not followed for ever.
+    pub max_chunk_count: u32,
 }
 
 impl Default for Ceilings {
@@ -63,6 +66,9 @@ impl Default for Ceilings {
             max_chunk_size: 16 << 20,
             max_message_size: 256 << 20,
             max_partial_messages: 64,
+            // A message of the largest size in chunks of the smallest buffer (8192 bytes, Part 6
+            // §7.1.2.3) takes 32768; twice that leaves room for peers with smaller chunks.
+            max_chunk_count: 65_536,
         }
     }
 }
@@ -285,6 +291,15 @@ impl Reassembler {
     /// Total bytes of this direction seen so far.
     pub fn stream_offset(&self) -> u64 {
         self.buf_offset.saturating_add(self.buf.len() as u64)
+    }
+
+    /// The chunk begun and not yet whole, as (stream offset of its first byte, bytes of it
+    /// held): a sender that stops, or trickles, inside a chunk shows here. `None` between chunks
+    /// and while resyncing after garbage.
+    #[must_use]
+    pub fn incomplete_chunk(&self) -> Option<(u64, usize)> {
+        (self.resync_from.is_none() && !self.buf.is_empty())
+            .then_some((self.buf_offset, self.buf.len()))
     }
 
     /// Declares `n` bytes of this direction lost (a capture gap): any partial chunk and message
@@ -743,7 +758,11 @@ impl Reassembler {
         };
         let (field, limit, actual) = if body_len as u64 > u64::from(max_msg) {
             ("MaxMessageSize", u64::from(max_msg), body_len as u64)
-        } else if let Some(max_chunks) = self.limits.max_chunk_count {
+        } else {
+            let max_chunks = match self.limits.max_chunk_count {
+                Some(l) => l.min(self.ceilings.max_chunk_count),
+                None => self.ceilings.max_chunk_count,
+            };
             if partial.chunks > max_chunks {
                 (
                     "MaxChunkCount",
@@ -753,8 +772,6 @@ impl Reassembler {
             } else {
                 return None;
             }
-        } else {
-            return None;
         };
         Some(ReassemblyEvent::Error {
             error: DecodeError {
@@ -966,6 +983,48 @@ mod tests {
         assert!(ev.iter().any(|e| matches!(e, ReassemblyEvent::Error { error, .. }
             if matches!(error.kind, DecodeErrorKind::LimitExceeded { field: "MaxMessageSize", .. }))));
         assert_eq!(messages(&ev).len(), 1);
+    }
+
+    #[test]
+    fn chunk_count_ceiling_applies_when_no_max_chunk_count_was_stated() {
+        let mut r = Reassembler::new(Ceilings {
+            max_chunk_count: 3,
+            ..Ceilings::default()
+        });
+        r.set_limits(Limits::from_receiver(8192, 0, 0));
+        let mut s = Vec::new();
+        for seq in 1..=10 {
+            s.extend(chunk(b"MSG", b'C', seq, 7, &[]));
+        }
+        s.extend(chunk(b"MSG", b'F', 11, 7, &[]));
+        s.extend(chunk(b"MSG", b'F', 12, 8, &[1]));
+        r.handle_input(&s);
+        let ev = drain(&mut r);
+        let errors: Vec<_> = ev
+            .iter()
+            .filter(|e| matches!(e, ReassemblyEvent::Error { .. }))
+            .collect();
+        assert!(
+            matches!(&errors[..], [ReassemblyEvent::Error { error, .. }]
+            if matches!(error.kind, DecodeErrorKind::LimitExceeded { field: "MaxChunkCount", limit: 3, actual: 4 })),
+            "one error for the whole message: {ev:?}"
+        );
+        // The oversized message is dropped, the next one reassembled.
+        assert_eq!(messages(&ev).len(), 1, "{ev:?}");
+    }
+
+    #[test]
+    fn incomplete_chunk_tells_where_the_held_chunk_begins() {
+        let mut r = Reassembler::default();
+        let c = chunk(b"MSG", b'F', 1, 1, &[1, 2, 3]);
+        r.handle_input(&c);
+        assert_eq!(r.incomplete_chunk(), None);
+        r.handle_input(&c[..1]);
+        assert_eq!(r.incomplete_chunk(), Some((c.len() as u64, 1)));
+        r.handle_input(&c[1..5]);
+        assert_eq!(r.incomplete_chunk(), Some((c.len() as u64, 5)));
+        r.handle_input(&c[5..]);
+        assert_eq!(r.incomplete_chunk(), None);
     }
 
     #[test]

@@ -9,7 +9,11 @@ fuzz_target!(|input: Vec<(bool, Vec<u8>)>| {
     let mut c = Connection::new(
         "127.0.0.1:1".into(),
         "127.0.0.1:4840".into(),
-        Options { messages: true },
+        Options {
+            messages: true,
+            // Inputs are 1 µs apart: stalls are looked for, and found, all the time.
+            stall_after: Some(std::time::Duration::from_micros(2)),
+        },
         Timestamp::from_unix_micros(0),
     );
     for (i, (to_server, bytes)) in input.iter().enumerate() {
@@ -19,6 +23,7 @@ fuzz_target!(|input: Vec<(bool, Vec<u8>)>| {
             Direction::ServerToClient
         };
         c.handle_input(dir, bytes, Timestamp::from_unix_micros(i as i64));
+        c.handle_timeout(Timestamp::from_unix_micros(i as i64));
         while let Some(e) = c.poll_event() {
             let _ = e.to_json().to_string();
         }

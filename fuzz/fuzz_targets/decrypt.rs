@@ -30,7 +30,10 @@ fuzz_target!(|input: Vec<(bool, Vec<u8>)>| {
     let mut c = Connection::new(
         "127.0.0.1:1".into(),
         "127.0.0.1:4840".into(),
-        Options { messages: true },
+        Options {
+            messages: true,
+            stall_after: None,
+        },
         Timestamp::from_unix_micros(0),
     );
     c.set_keys(keys());

@@ -108,6 +108,25 @@ pub enum Tap {
         /// When.
         ts: Timestamp,
     },
+    /// A write toward the receiver of `dir` has waited the stall threshold: reported as
+    /// `write_blocked`.
+    WriteBlocked {
+        /// Connection number.
+        id: u64,
+        /// Which way the waiting bytes go.
+        dir: Direction,
+        /// How long the write has waited.
+        blocked_ms: u64,
+        /// Bytes uatap holds for the receiver.
+        pending_bytes: u64,
+        /// When.
+        ts: Timestamp,
+    },
+    /// Time passes ([`tick`]): the analysis looks for chunks stalled while nothing comes.
+    Tick {
+        /// Now.
+        ts: Timestamp,
+    },
     /// The connection ended.
     Close {
         /// Connection number.
@@ -304,6 +323,25 @@ impl Drop for TapBytes {
     }
 }
 
+/// How often [`tick`] gives the analysis the time.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Sends a [`Tap::Tick`] every [`TICK`] while the taps are open: the analysis is sans-IO and
+/// learns the time from its input, so a sender that stops inside a chunk is reported by these.
+/// Holds no sender between ticks (the hub ends when the relays' senders are gone); a full
+/// queue skips a tick.
+pub async fn tick(tap: mpsc::WeakSender<Tap>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(tap) = tap.upgrade() else {
+            return;
+        };
+        let _ = tap.try_send(Tap::Tick { ts: now() });
+    }
+}
+
 /// Now, as the analysis' timestamp.
 pub fn now() -> Timestamp {
     let d = SystemTime::now()
@@ -331,6 +369,8 @@ pub struct Recording {
     interface_of: HashMap<u64, InterfaceId>,
     flows: HashMap<u64, (TcpFlowWriter, Option<TcpFlowWriter>)>,
     stopped: bool,
+    /// Where the `recording` event goes when the recording stops (the sinks).
+    events: Option<std::sync::mpsc::SyncSender<ToSinks>>,
 }
 
 impl Recording {
@@ -359,6 +399,7 @@ impl Recording {
             interface_of: HashMap::new(),
             flows: HashMap::new(),
             stopped: false,
+            events: None,
         })
     }
 
@@ -366,7 +407,27 @@ impl Recording {
         if let Err(e) = r {
             if e.stops_recording() && !self.stopped {
                 self.stopped = true;
-                eprintln!("uatap: recording stopped ({e}); forwarding goes on");
+                let path = self.writer.current_path();
+                // The writer cut the file back to its last whole block.
+                let bytes_written = std::fs::metadata(path).map_or(0, |m| m.len());
+                let event = Event {
+                    ts: now(),
+                    conn: "".into(),
+                    dir: None,
+                    kind: uatap_analysis::EventKind::Recording {
+                        action: "stopped",
+                        reason: e.to_string(),
+                        path: path.display().to_string(),
+                        bytes_written,
+                    },
+                };
+                match &self.events {
+                    Some(to) => {
+                        let _ = to.send(ToSinks::Events(vec![event]));
+                        let _ = to.send(ToSinks::Flush);
+                    }
+                    None => eprintln!("uatap: {}", event.to_text()),
+                }
             }
         }
     }
@@ -595,7 +656,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn start(mut r: Recording) -> Recorder {
+    /// Starts the recording thread; `events` takes the `recording` event if it stops.
+    fn start(mut r: Recording, events: Option<std::sync::mpsc::SyncSender<ToSinks>>) -> Recorder {
+        r.events = events;
         let (to, from) = std::sync::mpsc::sync_channel::<ToRecording>(RECORD_QUEUE);
         let thread = std::thread::Builder::new()
             .name("uatap-record".into())
@@ -838,6 +901,18 @@ impl Sinks {
     }
 }
 
+/// Keeps the text of events that came with no bytes for the recording's next packet of `id`.
+fn note_for_later(pending: &mut HashMap<u64, String>, id: u64, text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let note = pending.entry(id).or_default();
+    if !note.is_empty() {
+        note.push('\n');
+    }
+    note.push_str(text);
+}
+
 /// Receives events from the hub.
 pub trait EventSink: Send {
     /// One event, in order.
@@ -877,7 +952,8 @@ pub fn run_hub(
         text
     };
     let rec = recording.is_some();
-    let mut recording = recording.map(Recorder::start);
+    let to_sinks = sinks.to.clone();
+    let mut recording = recording.map(|r| Recorder::start(r, to_sinks));
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
     let mut last_flush = Instant::now();
@@ -1029,11 +1105,37 @@ pub fn run_hub(
                     sinks.event(e);
                 }
             }
+            Tap::WriteBlocked {
+                id,
+                dir,
+                blocked_ms,
+                pending_bytes,
+                ts,
+            } => {
+                if let Some(c) = conns.get_mut(&id) {
+                    c.handle_write_blocked(dir, blocked_ms, pending_bytes, ts);
+                    let text = emit(c, &mut sinks, rec);
+                    // Goes into the recording with the next bytes of the connection.
+                    note_for_later(&mut pending_notes, id, &text);
+                }
+            }
+            Tap::Tick { ts } => {
+                for (id, c) in conns.iter_mut() {
+                    c.handle_timeout(ts);
+                    let text = emit(c, &mut sinks, rec);
+                    note_for_later(&mut pending_notes, *id, &text);
+                }
+            }
             Tap::Close { id, by, reason, ts } => {
-                pending_notes.remove(&id);
+                let note = pending_notes.remove(&id);
                 if let Some(mut c) = conns.remove(&id) {
                     analyzer.handle_close(&mut c, by, reason, ts);
-                    let text = emit(&mut c, &mut sinks, rec);
+                    let mut text = emit(&mut c, &mut sinks, rec);
+                    if let Some(mut note) = note {
+                        note.push('\n');
+                        note.push_str(&text);
+                        text = note;
+                    }
                     if let Some(r) = recording.as_mut() {
                         r.close(id, by, reason, ts, text);
                     }

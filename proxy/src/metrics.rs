@@ -16,6 +16,8 @@
 //! | `uatap_republish_total` | counter | `republish` events |
 //! | `uatap_decode_errors_total` | counter | `decode_error` events |
 //! | `uatap_service_faults_total{normal="true\|false"}` | counter | `service_fault` events, by whether the fault is part of a normal sequence |
+//! | `uatap_stalls_total{kind="message\|write"}` | counter | `message_stalled` and `write_blocked` events |
+//! | `uatap_recording_stopped` | gauge | 1 once the recording stopped (`recording` event), else 0 |
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -59,6 +61,9 @@ struct Counters {
     decode_errors: u64,
     /// normal, abnormal.
     service_faults: [u64; 2],
+    /// message_stalled, write_blocked.
+    stalls: [u64; 2],
+    recording_stopped: bool,
     /// Per open connection: the message bytes counted so far, c2s and s2c.
     conns: HashMap<Arc<str>, [u64; 2]>,
 }
@@ -146,6 +151,9 @@ impl Counters {
             EventKind::SequenceGap(_) => add(&mut self.sequence_gaps, 1),
             EventKind::Republish(_) => add(&mut self.republish, 1),
             EventKind::DecodeError { .. } => add(&mut self.decode_errors, 1),
+            EventKind::MessageStalled { .. } => add(&mut self.stalls[0], 1),
+            EventKind::WriteBlocked { .. } => add(&mut self.stalls[1], 1),
+            EventKind::Recording { .. } => self.recording_stopped = true,
             EventKind::ServiceFault(p) => {
                 let [normal, abnormal] = &mut self.service_faults;
                 add(if p.normal { normal } else { abnormal }, 1);
@@ -285,6 +293,26 @@ impl Metrics {
         let _ = writeln!(
             out,
             "uatap_service_faults_total{{normal=\"false\"}} {abnormal}"
+        );
+        header(
+            &mut out,
+            "uatap_stalls_total",
+            "counter",
+            "Peers that stalled: a chunk left incomplete (message), a write that waited (write).",
+        );
+        let [message, write] = c.stalls;
+        let _ = writeln!(out, "uatap_stalls_total{{kind=\"message\"}} {message}");
+        let _ = writeln!(out, "uatap_stalls_total{{kind=\"write\"}} {write}");
+        header(
+            &mut out,
+            "uatap_recording_stopped",
+            "gauge",
+            "1 once the recording stopped (a full disk, a write error).",
+        );
+        let _ = writeln!(
+            out,
+            "uatap_recording_stopped {}",
+            u8::from(c.recording_stopped)
         );
         out
     }
@@ -557,6 +585,32 @@ mod tests {
             "uatap_rejects_total{kind=\"tcp_error\",status=\"Bad_ConnectionRejected\"} 1\n"
         ));
         assert!(text.contains("uatap_service_faults_total{normal=\"true\"} 1\n"));
+        assert!(text.contains("uatap_recording_stopped 0\n"), "{text}");
+        m.event(&ev(
+            &a,
+            Some(Direction::ClientToServer),
+            EventKind::WriteBlocked {
+                blocked_ms: 10_000,
+                pending_bytes: 5,
+            },
+        ));
+        m.event(&ev(
+            &Arc::from(""),
+            None,
+            EventKind::Recording {
+                action: "stopped",
+                reason: "disk full".into(),
+                path: "x.pcapng".into(),
+                bytes_written: 148,
+            },
+        ));
+        let text = m.render();
+        assert!(
+            text.contains("uatap_stalls_total{kind=\"write\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("uatap_stalls_total{kind=\"message\"} 0\n"));
+        assert!(text.contains("uatap_recording_stopped 1\n"));
         m.event(&ev(
             &a,
             None,

@@ -587,7 +587,10 @@ fn skew_ms(server: DateTime, sent: i64, received: i64) -> f64 {
 
 /// Runs the probe; every event goes to `sink`, in order.
 pub async fn probe(config: &ProbeConfig, sink: &mut dyn FnMut(Event)) -> Outcome {
-    let mut analyzer = Analyzer::new(uatap_analysis::Options { messages: false });
+    let mut analyzer = Analyzer::new(uatap_analysis::Options {
+        messages: false,
+        stall_after: None,
+    });
     let up = &config.upstream;
     let url = up
         .url

@@ -43,6 +43,8 @@ pub struct ListenerConfig {
     pub rewrite_endpoint_urls: bool,
     /// When the server refuses a connection, stop accepting until it accepts again.
     pub mirror_refusal: bool,
+    /// A write toward a peer that waits this long is reported (`write_blocked`).
+    pub stall_after: Duration,
     /// This listener's place in the proxy's list (its interface in the recording).
     pub index: usize,
     /// The fault table, when faults can be injected (`--fault`, `--admin`); `None`: plain
@@ -374,6 +376,7 @@ async fn relay_connection(
                 id,
                 dir,
                 kill: kill.clone(),
+                stall_after: config.stall_after,
             };
             (
                 Box::pin(pump_faults(
@@ -398,6 +401,7 @@ async fn relay_connection(
                 id,
                 tap.clone(),
                 c2s_filter,
+                config.stall_after,
             )),
             Box::pin(pump(
                 sr,
@@ -406,6 +410,7 @@ async fn relay_connection(
                 id,
                 tap.clone(),
                 s2c_filter,
+                config.stall_after,
             )),
         ),
     };
@@ -615,6 +620,7 @@ async fn pump(
     id: u64,
     tap: mpsc::Sender<Tap>,
     mut filter: Filter,
+    stall_after: Duration,
 ) -> End {
     let mut rewritten = Vec::new();
     let mut notes = Vec::new();
@@ -685,7 +691,10 @@ async fn pump(
         let chunk = if rewrote { &rewritten[..] } else { read };
         let n = chunk.len();
         // Forward first, then copy for the analysis.
-        if to.write_all(chunk).await.is_err() {
+        if write_watched(&mut to, chunk, &tap, id, dir, stall_after)
+            .await
+            .is_err()
+        {
             reset_on_close(from.as_ref());
             let _ = socket2::SockRef::from(from.as_ref()).shutdown(Shutdown::Read);
             return End::WriteFailed;
@@ -720,6 +729,58 @@ async fn pump(
             lost = lost.saturating_add(n as u64);
         }
     }
+}
+
+/// Writes all of `bytes` to `to`, as `write_all` does, and reports once (`write_blocked`) when
+/// the receiver has taken nothing more for `stall_after`. Meanwhile this direction reads
+/// nothing from its sender: what uatap holds for a peer that does not read is this one buffer,
+/// and TCP flow control passes the stall on to the sender.
+///
+/// Bytes that the socket takes at once cost no timer (the common case).
+async fn write_watched(
+    to: &mut OwnedWriteHalf,
+    bytes: &[u8],
+    tap: &mpsc::Sender<Tap>,
+    id: u64,
+    dir: Direction,
+    stall_after: Duration,
+) -> io::Result<()> {
+    let mut written = 0usize;
+    // When the receiver last took bytes, while it does not; and whether this stall was said.
+    let mut waiting: Option<(tokio::time::Instant, bool)> = None;
+    while let Some(rest) = bytes.get(written..).filter(|r| !r.is_empty()) {
+        match to.try_write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written = written.saturating_add(n);
+                waiting = None;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let (since, said) = *waiting.get_or_insert((tokio::time::Instant::now(), false));
+        if said {
+            to.as_ref().writable().await?;
+            continue;
+        }
+        tokio::select! {
+            r = to.as_ref().writable() => r?,
+            _ = tokio::time::sleep_until(since + stall_after) => {
+                waiting = Some((since, true));
+                let _ = tap
+                    .send(Tap::WriteBlocked {
+                        id,
+                        dir,
+                        blocked_ms: u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+                        pending_bytes: rest.len() as u64,
+                        ts: now(),
+                    })
+                    .await;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until `from` has bytes without holding a buffer (an idle connection costs none), then
@@ -803,6 +864,8 @@ struct FaultCtx {
     id: u64,
     dir: Direction,
     kill: watch::Receiver<Option<fault::Kill>>,
+    /// A write that waits this long is reported (`write_blocked`).
+    stall_after: Duration,
 }
 
 /// Ends this direction on a fault's order: the client gets the ERR first if there is one, and
@@ -949,7 +1012,7 @@ async fn pump_faults(
             tokio::time::sleep_until(due).await;
         }
         let written = match view.bandwidth {
-            None => to.write_all(&out).await,
+            None => write_watched(&mut to, &out, &tap, id, dir, ctx.stall_after).await,
             Some(rate) => {
                 // A tenth of a second's worth at a time.
                 let piece = usize::try_from(rate / 10).unwrap_or(usize::MAX).max(1);

@@ -74,11 +74,15 @@ fn weight(e: &Event) -> u8 {
     match &e.kind {
         EventKind::UpstreamError { .. }
         | EventKind::TcpError { .. }
-        | EventKind::SequenceGap(_) => 2,
+        | EventKind::SequenceGap(_)
+        | EventKind::WriteBlocked { .. }
+        | EventKind::Recording { .. } => 2,
         EventKind::SecureChannel(p) if p.outcome != "ok" => 2,
         EventKind::Session(p) if p.outcome != "ok" || p.reused_on_new_channel == Some(true) => 2,
         EventKind::ServiceFault(p) if !p.normal => 2,
-        EventKind::Abort { .. } | EventKind::DecodeError { .. } => 1,
+        EventKind::Abort { .. }
+        | EventKind::DecodeError { .. }
+        | EventKind::MessageStalled { .. } => 1,
         EventKind::ConnOpen { .. } | EventKind::ConnClose { .. } | EventKind::Summary(_) => 1,
         _ => 0,
     }

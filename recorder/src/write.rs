@@ -190,6 +190,24 @@ impl WriteError {
     }
 }
 
+/// The length of the whole blocks at the start of `blocks` that end within its first `n` bytes
+/// (`blocks` holds whole blocks, as built by this writer).
+fn whole_blocks_within(blocks: &[u8], n: usize) -> usize {
+    let mut at = 0usize;
+    while let Some(len) = blocks
+        .get(at.saturating_add(4)..at.saturating_add(8))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+    {
+        let end = at.saturating_add(len);
+        if len == 0 || end > n {
+            break;
+        }
+        at = end;
+    }
+    at
+}
+
 /// Identifies an interface declared to a writer; pcapng numbers them from 0 in IDB order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InterfaceId(pub u32);
@@ -501,17 +519,33 @@ impl<W: Write> PcapngWriter<W> {
         if self.stopped {
             return Err(WriteError::Stopped);
         }
-        let result = self
-            .out
-            .write_all(&self.pending)
-            .and_then(|()| self.out.flush());
-        match result {
+        // `write_all` by hand, to know how far a failed write got: the whole blocks before that
+        // point count as flushed, so a full disk keeps every block that fit (the caller cuts
+        // the file there), not only those of earlier flushes.
+        let mut done = 0usize;
+        let mut result = Ok(());
+        while let Some(rest) = self.pending.get(done..).filter(|r| !r.is_empty()) {
+            match self.out.write(rest) {
+                Ok(0) => {
+                    result = Err(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done = done.saturating_add(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        match result.and_then(|()| self.out.flush()) {
             Ok(()) => {
                 self.flushed += self.pending.len() as u64;
                 self.pending.clear();
                 Ok(())
             }
             Err(e) => {
+                self.flushed += whole_blocks_within(&self.pending, done) as u64;
                 self.stopped = true;
                 Err(WriteError::from_io(e, None))
             }

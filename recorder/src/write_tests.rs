@@ -435,6 +435,32 @@ fn full_disk_is_reported_and_stops_writing() {
 }
 
 #[test]
+fn a_full_disk_keeps_the_whole_blocks_of_a_buffered_write_that_fit() {
+    let mut w = PcapngWriter::new(FullDisk {
+        data: Vec::new(),
+        limit: 1000,
+    })
+    .unwrap();
+    w.add_interface(&InterfaceDescription::ethernet("lo", ""))
+        .unwrap();
+    w.set_write_buffer(1 << 20).unwrap();
+    let start = w.bytes_written();
+    let mut ends = Vec::new();
+    for _ in 0..20 {
+        w.write_packet(InterfaceId(0), Timestamp::default(), &[7; 100], &[])
+            .unwrap();
+        ends.push(w.bytes_written());
+    }
+    let err = w.flush().unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    // The last whole block that fits in 1000 bytes, not the blocks of the last good flush.
+    let fit = ends.iter().copied().filter(|&e| e <= 1000).max().unwrap();
+    assert!(fit > start, "some packets fit");
+    assert_eq!(w.flushed, fit);
+    assert_eq!(whole_blocks_within(&[], 10), 0);
+}
+
+#[test]
 fn dev_full_is_disk_full() {
     let file = File::options().write(true).open("/dev/full").unwrap();
     let err = PcapngWriter::new(file).unwrap_err();
