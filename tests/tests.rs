@@ -10,6 +10,9 @@ mod decrypt;
 mod faults;
 mod fixtures;
 mod live;
+// Reads the proxy's memory and descriptors in /proc.
+#[cfg(target_os = "linux")]
+mod load;
 mod metrics;
 mod mitm;
 mod probe;
