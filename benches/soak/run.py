@@ -6,12 +6,12 @@ Everything runs on 127.0.0.1 and stops by itself. Three phases, each through a f
 benches/e2e (`uatap-e2e load-server`: HEL/ACK, OPN, then PublishResponses of 100 items, ~3.1 KB,
 paced per connection until the client half-closes), driven by `uatap-e2e load-client`:
 
-  conns   --conns (1000) connections at once, --conns-rate PublishResponses/s each, held
-          --conns-seconds, then closed cleanly (CLO, FIN, read to the end)
+  conns   --conns (1000) connections at once, --conns-rate (1) PublishResponses/s each, held
+          --conns-seconds (120), then closed cleanly (CLO, FIN, read to the end)
   cycles  --cycles (10000) open/close cycles (connect, HEL, OPN, CLO, close), --parallel at a time
-  soak    --minutes (30) of --soak-conns connections at --soak-rate PublishResponses/s each,
-          recorded into a ring buffer (--record-max-size MB, --record-files N) that rotates
-          many times
+  soak    --minutes (30) of --soak-conns (100) connections at --soak-rate (4)
+          PublishResponses/s each (about 1.25 MB/s), recorded into a ring buffer
+          (--record-max-size 16 MB, --record-files 4) that rotates every few seconds
 
 For each phase the proxy's VmRSS and open descriptors (/proc/PID/status, /proc/PID/fd) are
 sampled at the start, every minute (5 min included), while the connections are held, and at
@@ -25,9 +25,10 @@ the end; the load average goes with every sample. Checks (any failure: exit stat
     of the ring while it exists (polled every 0.2 s), counts each one once the proxy has let
     go of it, then unlinks it: the count covers every file the ring ever had
   - descriptors back to the baseline once every connection closed (waited up to 30 s)
-  - RSS flat: at the end of the traffic at most --rss-growth-mib above the 5-minute sample
-    (the midpoint when the soak is shorter than 10 minutes); conns and cycles: after the
-    connections closed at most --rss-growth-mib above the start
+  - RSS flat: soak: at the end of the traffic at most --rss-growth-mib (16) above the 5-minute
+    sample (the midpoint when the soak is shorter than 10 minutes); conns: at most --conn-kib
+    (64) per held connection, and after the close at most --rss-growth-mib above while held;
+    cycles: at the end at most --rss-growth-mib above the start
 
 Results: OUT/results.json and a table on standard output (OUT: --out, default target/soak).
 
@@ -401,6 +402,12 @@ class Phase:
             self.check(ref is not None and last["rss_kib"] <= ref["rss_kib"] + growth_kib,
                        f"RSS {last['rss_kib']} KiB at the end of the traffic, "
                        f"{ref and ref['rss_kib']} KiB at {ref and ref['label']}")
+        elif held:
+            per_conn = (held["rss_kib"] - samples[0]["rss_kib"]) / max(n, 1)
+            self.check(per_conn <= a.conn_kib,
+                       f"RSS {per_conn:.1f} KiB per held connection (at most {a.conn_kib})")
+            self.check(after["rss_kib"] <= held["rss_kib"] + growth_kib,
+                       f"RSS {after['rss_kib']} KiB after the connections closed, {held['rss_kib']} KiB while held")
         else:
             self.check(after["rss_kib"] <= samples[0]["rss_kib"] + growth_kib,
                        f"RSS {after['rss_kib']} KiB after the connections closed, {samples[0]['rss_kib']} KiB at the start")
@@ -471,14 +478,18 @@ def main():
     ap.add_argument("--phases", default="conns,cycles,soak")
     ap.add_argument("--conns", type=int, default=1000)
     ap.add_argument("--conns-rate", default="1", help="PublishResponses/s per connection")
-    ap.add_argument("--conns-seconds", type=float, default=60.0)
+    ap.add_argument("--conns-seconds", type=float, default=120.0)
     ap.add_argument("--cycles", type=int, default=10000)
     ap.add_argument("--parallel", type=int, default=8)
-    ap.add_argument("--soak-conns", type=int, default=40)
+    ap.add_argument("--soak-conns", type=int, default=100)
     ap.add_argument("--soak-rate", default="4", help="PublishResponses/s per connection")
-    ap.add_argument("--record-max-size", default="8", help="MB per ring file")
+    ap.add_argument("--record-max-size", default="16", help="MB per ring file")
     ap.add_argument("--record-files", default="4")
-    ap.add_argument("--rss-growth-mib", type=float, default=24.0)
+    ap.add_argument("--rss-growth-mib", type=float, default=16.0,
+                    help="soak: RSS growth allowed from the 5-minute sample to the end; "
+                         "conns: after the close over while held; cycles: end over start")
+    ap.add_argument("--conn-kib", type=float, default=64.0,
+                    help="conns: RSS per held connection allowed (while held minus start)")
     ap.add_argument("--out", default=str(ROOT / "target" / "soak"))
     ap.add_argument("--uatap", default=str(UATAP_BIN), help="the uatap binary (default: release)")
     args = ap.parse_args()
