@@ -319,13 +319,21 @@ fn concurrent_connections_with_publish_traffic() {
     let client = Arc::new(Counters::default());
     let pid = rig.proxy.pid();
     let listen = rig.proxy.listen;
-    // The descriptors and memory while every connection is open (halfway through the hold).
+    // The most descriptors and memory while the connections are held.
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
     let peak = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(3500));
-        (fd_count(pid), rss_kib(pid))
+        let (mut fds, mut rss) = (0, 0);
+        while !d.load(Ordering::Relaxed) {
+            fds = fds.max(fd_count(pid));
+            rss = rss.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (fds, rss)
     });
     rig.rt
         .block_on(driver::hold(listen, conns as usize, 5.0, client.clone()));
+    done.store(true, Ordering::Relaxed);
     let (fds_held, rss_held_kib) = peak.join().expect("sampler");
     let recording = vec![rig.dir.join("rec.pcapng")];
     let out = rig.finish(&client);

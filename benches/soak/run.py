@@ -519,7 +519,11 @@ def main():
             results.append(phase.run())
         finally:
             phase.cleanup()
-    doc = {"started": started, "args": vars(args), "cpus": os.cpu_count(), "results": results}
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
+    doc = {"started": started, "commit": commit, "uatap": str(UATAP_BIN),
+           "uatap_mtime": os.path.getmtime(UATAP_BIN), "args": vars(args),
+           "cpus": os.cpu_count(), "results": results}
     (Path(args.out) / "results.json").write_text(json.dumps(doc, indent=1))
     text = table(results, args)
     (Path(args.out) / "results.txt").write_text(text + "\n")
