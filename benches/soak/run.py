@@ -336,6 +336,8 @@ class Phase:
                 ref = s
                 samples.append(s)
                 log(f"  {self.name} {s}")
+                if ref_at == 300.0:
+                    next_minute += 60.0  # this is the minute's sample too
             if el >= next_minute:
                 next_minute += 60.0
                 s = dict(s, label=f"{int(el // 60)} min")
