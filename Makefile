@@ -11,6 +11,7 @@
 #   make peers-smoke  live captures for the 4 asyncua/node-opcua pairs, checked with tshark
 #   make peers-big    node-opcua server + asyncua client, 2000 items: multi-chunk PublishResponses
 #   make peers-secure Basic256Sha256 Sign and SignAndEncrypt captures, OPN policy checked with tshark
+#   make soak         load and long runs (1000 connections, 10,000 cycles, SOAK_MINUTES=30 soak)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := test
@@ -173,6 +174,19 @@ bench-proxy:
 	$(CARGO) build --release --bin uatap
 	$(PYTHON) benches/e2e/run.py $(ARGS)
 .PHONY: bench-proxy
+
+# Load and long runs (issue #10): 1000 concurrent Publish connections through one proxy, 10,000
+# open/close cycles, then SOAK_MINUTES of paced Publish traffic recorded into a rotating ring
+# buffer; checks RSS flat, descriptors back to baseline, events and recorded bytes equal to what the
+# peers sent. Loopback only; each phase stops by itself. Results: $(SOAK_OUT)/results.{txt,json}.
+# ARGS e.g. --phases soak, --conns 500. The short versions run in `make test` (tests/load.rs).
+SOAK_MINUTES ?= 30
+SOAK_OUT ?= target/soak
+soak:
+	$(CARGO) build --release --bin uatap
+	$(CARGO) build --release --manifest-path benches/e2e/Cargo.toml
+	$(PYTHON) benches/soak/run.py --minutes $(SOAK_MINUTES) --out $(SOAK_OUT) $(ARGS)
+.PHONY: soak
 
 bench-mitm:
 	$(CARGO) bench --bench mitm

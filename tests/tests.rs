@@ -12,6 +12,9 @@ mod faults;
 mod fixtures;
 mod hardening;
 mod live;
+// Reads the proxy's memory and descriptors in /proc.
+#[cfg(target_os = "linux")]
+mod load;
 mod metrics;
 mod mitm;
 mod probe;

@@ -205,6 +205,7 @@ impl TapBytes {
                 (n < MAX_BUFFERS).then_some(n + 1)
             })
             .is_ok();
+        keep_read_buffers_mapped();
         TapBytes {
             buf: vec![0; READ_BUFFER],
             len: 0,
@@ -339,6 +340,28 @@ pub async fn tick(tap: mpsc::WeakSender<Tap>) {
             return;
         };
         let _ = tap.try_send(Tap::Tick { ts: now() });
+    }
+}
+
+/// Makes every read buffer a mapping of its own, given back to the system when it is freed.
+/// glibc's malloc maps requests of 128 KiB and more, but at the first free of such a mapping it
+/// raises that threshold to the freed size, and every later read buffer then comes from its
+/// heaps, which keep what is freed below their top: the buffers of one burst that outran the
+/// analysis (up to the bound of the taps, 128 MiB) stayed resident after the connections had
+/// closed, for the life of the proxy (tests/load.rs, burst_memory_goes_back_after_the_
+/// connections_close). A threshold set explicitly stays where it is set.
+fn keep_read_buffers_mapped() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let threshold = libc::c_int::try_from(READ_BUFFER).unwrap_or(libc::c_int::MAX);
+            // SAFETY: mallopt only changes a tuning parameter of malloc; it takes malloc's own
+            // lock.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
+            }
+        });
     }
 }
 

@@ -16,7 +16,17 @@
 //!         idle:     opens --conns connections (HEL+OPN when --handshake 1, else raw TCP),
 //!                   prints `READY n`, holds them --seconds, closes
 //!       prints one JSON line with the result on standard output.
+//!   load-server --listen B [--rate 1] [--items 100]
+//!       the load server of src/load.rs: HEL/OPN, then PublishResponses paced at --rate per
+//!       second per connection (0: none) until the client half-closes; prints its counters as
+//!       one JSON line for every line read on standard input, and exits when that closes
+//!   load-client --connect A --mode hold|cycles [--conns 1] [--seconds 5] [--cycles 1000]
+//!          [--parallel 8]
+//!       hold:   --conns connections read the stream for --seconds, then close cleanly
+//!       cycles: --cycles connections (HEL, OPN, CLO, close), --parallel at a time
+//!       prints one JSON line with its counters and the elapsed time.
 
+mod load;
 mod ua;
 
 use std::io::{self, Write};
@@ -34,7 +44,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: uatap-e2e forwarder --listen A --upstream B\n\
          \x20      uatap-e2e server --listen B --mode stream|pingpong [--items N] [--nodes N] [--batch N] [--rate R]\n\
-         \x20      uatap-e2e client --connect A --mode stream|pingpong|idle [--seconds S] [--warmup S] [--conns N] [--nodes N] [--handshake 0|1]"
+         \x20      uatap-e2e client --connect A --mode stream|pingpong|idle [--seconds S] [--warmup S] [--conns N] [--nodes N] [--handshake 0|1]\n\
+         \x20      uatap-e2e load-server --listen B [--rate R] [--items N]\n\
+         \x20      uatap-e2e load-client --connect A --mode hold|cycles [--conns N] [--seconds S] [--cycles N] [--parallel N]"
     );
     std::process::exit(2)
 }
@@ -119,6 +131,46 @@ fn main() {
                     std::process::exit(1);
                 }
             }
+        }
+        "load-server" => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let cfg = load::ServerConfig { rate: opts.num("rate", 1.0), items: opts.num("items", 100) };
+            let counters = Arc::new(load::Counters::default());
+            let c = counters.clone();
+            // The driver asks for the counters with a line; closing standard input stops us.
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while io::stdin().read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    println!("{}", c.snapshot().json());
+                    let _ = io::stdout().flush();
+                    line.clear();
+                }
+                std::process::exit(0);
+            });
+            rt.block_on(async {
+                let listener = TcpListener::bind(opts.addr("listen")).await.expect("bind");
+                eprintln!("load-server: listening on {}", listener.local_addr().expect("addr"));
+                load::serve(listener, cfg, counters).await
+            });
+        }
+        "load-client" => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let addr = opts.addr("connect");
+            let m = mode(&opts, &["hold", "cycles"]);
+            let counters = Arc::new(load::Counters::default());
+            let started = Instant::now();
+            rt.block_on(async {
+                if m == "hold" {
+                    load::hold(addr, opts.num("conns", 1), opts.num("seconds", 5.0), counters.clone()).await
+                } else {
+                    load::cycles(addr, opts.num("cycles", 1000), opts.num("parallel", 8), counters.clone()).await
+                }
+            });
+            println!(
+                "{{\"mode\":\"{m}\",\"secs\":{:.3},\"counters\":{}}}",
+                started.elapsed().as_secs_f64(),
+                counters.snapshot().json()
+            );
         }
         _ => usage(),
     }

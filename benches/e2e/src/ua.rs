@@ -12,6 +12,7 @@ pub const POLICY_NONE: &str = "http://opcfoundation.org/UA/SecurityPolicy#None";
 /// Encoding ids (DefaultBinary) of the services used.
 pub const OPN_REQUEST: u16 = 446;
 pub const OPN_RESPONSE: u16 = 449;
+pub const CLO_REQUEST: u16 = 452;
 pub const READ_REQUEST: u16 = 631;
 pub const READ_RESPONSE: u16 = 634;
 pub const PUBLISH_REQUEST: u16 = 826;
@@ -20,7 +21,9 @@ pub const DATA_CHANGE_NOTIFICATION: u16 = 811;
 
 /// DateTime now: 100 ns ticks since 1601-01-01.
 pub fn now_ticks() -> i64 {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     116_444_736_000_000_000 + (d.as_nanos() / 100) as i64
 }
 
@@ -118,7 +121,12 @@ pub fn hello(url: &str) -> Vec<u8> {
     let mut w = W::default();
     w.0.extend_from_slice(b"HELF");
     w.u32(0);
-    w.u32(0).u32(65_536).u32(65_536).u32(0).u32(0).string(Some(url));
+    w.u32(0)
+        .u32(65_536)
+        .u32(65_536)
+        .u32(0)
+        .u32(0)
+        .string(Some(url));
     let n = w.len() as u32;
     w.put_u32(4, n);
     w.0
@@ -169,6 +177,18 @@ pub fn opn_response(channel: u32, token: u32, seq: u32, request_id: u32, handle:
     finish(w)
 }
 
+/// A CLO chunk (CloseSecureChannelRequest, symmetric security header): how a client says
+/// goodbye before it closes the socket.
+pub fn clo_request(channel: u32, token: u32, seq: u32, request_id: u32) -> Vec<u8> {
+    let mut w = W::default();
+    w.0.extend_from_slice(b"CLOF");
+    w.u32(0);
+    w.u32(channel).u32(token).u32(seq).u32(request_id);
+    w.node_ns0(CLO_REQUEST);
+    request_header(&mut w, request_id);
+    finish(w)
+}
+
 /// Offsets in a MSG chunk (symmetric security header).
 pub const MSG_SEQ: usize = 16;
 pub const MSG_REQUEST_ID: usize = 20;
@@ -202,7 +222,11 @@ impl ReadRequestTemplate {
             w.u8(0x01).u8(2).u16(1000 + i as u16);
             w.u32(13).string(None).u16(0).string(None);
         }
-        ReadRequestTemplate { bytes: finish(w), handle_at, ts_at }
+        ReadRequestTemplate {
+            bytes: finish(w),
+            handle_at,
+            ts_at,
+        }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, handle: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -230,7 +254,10 @@ impl ReadResponseTemplate {
             w.u8(0x0D).u8(11).f64(20.0 + f64::from(i)).i64(t).i64(t);
         }
         w.i32(-1); // DiagnosticInfos
-        ReadResponseTemplate { bytes: finish(w), handle_at }
+        ReadResponseTemplate {
+            bytes: finish(w),
+            handle_at,
+        }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, handle: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -256,7 +283,12 @@ impl PublishRequestTemplate {
         w.i32(1); // SubscriptionAcknowledgements
         let sub_at = w.len();
         w.u32(0).u32(0);
-        PublishRequestTemplate { bytes: finish(w), handle_at, sub_at, ack_at: sub_at + 4 }
+        PublishRequestTemplate {
+            bytes: finish(w),
+            handle_at,
+            sub_at,
+            ack_at: sub_at + 4,
+        }
     }
     pub fn patch(&mut self, seq: u32, request_id: u32, subscription: u32, ack: u32) {
         put_u32(&mut self.bytes, MSG_SEQ, seq);
@@ -328,7 +360,15 @@ impl PublishResponseTemplate {
     }
 
     /// Appends one message to `out`.
-    pub fn emit(&self, out: &mut Vec<u8>, seq: u32, request_id: u32, handle: u32, nm_seq: u32, ts: i64) {
+    pub fn emit(
+        &self,
+        out: &mut Vec<u8>,
+        seq: u32,
+        request_id: u32,
+        handle: u32,
+        nm_seq: u32,
+        ts: i64,
+    ) {
         let start = out.len();
         out.extend_from_slice(&self.bytes);
         let b = &mut out[start..];
