@@ -19,6 +19,19 @@ fn analyze(path: &std::path::Path) -> Vec<Value> {
     .collect()
 }
 
+/// Runs `uatap redact IN OUT`, which must succeed, and returns what it said.
+fn redact(input: &std::path::Path, output: &std::path::Path) -> String {
+    let done = Command::new(env!("CARGO_BIN_EXE_uatap"))
+        .arg("redact")
+        .arg(input)
+        .arg(output)
+        .output()
+        .expect("uatap runs");
+    let said = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert!(done.status.success(), "{said}");
+    said
+}
+
 #[test]
 fn redact_removes_the_password_and_keeps_the_rest() {
     let dir = temp_dir("redact");
@@ -60,18 +73,7 @@ fn redact_removes_the_password_and_keeps_the_rest() {
     );
 
     let red = dir.join("redacted.pcapng");
-    let done = Command::new(env!("CARGO_BIN_EXE_uatap"))
-        .args(["redact"])
-        .arg(&rec)
-        .arg(&red)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let said = String::from_utf8_lossy(&done.stderr);
+    let said = redact(&rec, &red);
     assert!(!said.contains(password));
     let redacted = std::fs::read(&red).unwrap();
     assert!(!has_pw(&redacted), "the password is gone");
@@ -157,18 +159,7 @@ fn redact_removes_the_password_and_keeps_the_rest() {
         "split: no piece holds it whole"
     );
     let split_red = dir.join("split-redacted.pcap");
-    let done = Command::new(env!("CARGO_BIN_EXE_uatap"))
-        .args(["redact"])
-        .arg(&split)
-        .arg(&split_red)
-        .output()
-        .unwrap();
-    assert!(
-        done.status.success(),
-        "{}",
-        String::from_utf8_lossy(&done.stderr)
-    );
-    let said = String::from_utf8_lossy(&done.stderr);
+    let said = redact(&split, &split_red);
     assert!(said.contains(" 0 gap(s)"), "{said}");
     // Joined again, the streams hold no password: every piece of it was zeroed.
     let joined: Vec<u8> = read_segments(&split_red)

@@ -46,6 +46,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from procutil import cpu_secs, free_port, loadavg, rss_kib, wait_listening  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BENCH_BIN = HERE / "target" / "release" / "uatap-e2e"
@@ -62,51 +65,16 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def loadavg():
-    return Path("/proc/loadavg").read_text().split()[:3]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def listening(port):
-    want = f":{port:04X}"
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            for line in Path(f).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[1].endswith(want) and parts[3] == "0A":
-                    return True
-        except OSError:
-            pass
-    return False
 
 
-def wait_listening(port, proc, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}")
-        if listening(port):
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
-def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
-def cpu_secs(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu_secs(pid):
@@ -387,8 +355,8 @@ def report(d):
     out = lines.append
     out(f"uatap proxy vs tokio copy_bidirectional forwarder, loopback, {a['rounds']} interleaved rounds, "
         f"{a['seconds']:g}s measured (+{a['warmup']:g}s warm-up) per run")
-    out(f"machine: {d['cpus']} CPUs; load average at start {' '.join(d['load_start'])}, "
-        f"at end {' '.join(d['load_end'])}; took {d['took_s']:.0f}s")
+    out(f"machine: {d['cpus']} CPUs; load average at start {' '.join(map(str, d['load_start']))}, "
+        f"at end {' '.join(map(str, d['load_end']))}; took {d['took_s']:.0f}s")
     out(f"uatap: {a['uatap']}")
     out("ratios: median over rounds of (candidate / fwd of the same round); [min..max]; "
         "'of medians' = median(candidate) / median(fwd)")

@@ -52,6 +52,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from procutil import fd_count, free_port, loadavg, rss_kib, wait_listening  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 LOAD_BIN = ROOT / "benches" / "e2e" / "target" / "release" / "uatap-e2e"
@@ -62,51 +65,16 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
 
 
-def loadavg():
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def listening(port):
-    """Whether something listens on the port (from /proc/net/tcp: a probe connection would
-    pass through the proxy and count as a connection of the load)."""
-    want = f":{port:04X}"
-    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            for line in Path(f).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[1].endswith(want) and parts[3] == "0A":
-                    return True
-        except OSError:
-            pass
-    return False
 
 
-def wait_port(port, proc, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited ({proc.returncode}) before listening on {port}")
-        if listening(port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
-def rss_kib(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def sample(pid, t0, label):
@@ -291,7 +259,7 @@ class Phase:
         server = self.spawn([LOAD_BIN, "load-server", "--listen", f"127.0.0.1:{sport}",
                              "--rate", self.server_rate], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        wait_port(sport, server)
+        wait_listening(sport, server, timeout=20.0)
         rec = self.dir / "rec.pcapng"
         cmd = [UATAP_BIN, "proxy", "--listen", f"127.0.0.1:{pport}",
                "--upstream", f"127.0.0.1:{sport}", "--json-file", self.dir / "events.jsonl",
@@ -300,7 +268,7 @@ class Phase:
             cmd += ["--record-max-size", a.record_max_size, "--record-files", a.record_files]
         proxy_log = open(self.dir / "proxy.log", "wb")
         proxy = self.spawn(cmd, stdout=proxy_log, stderr=subprocess.STDOUT)
-        wait_port(pport, proxy)
+        wait_listening(pport, proxy, timeout=20.0)
         # The hub, sink and recording threads are up.
         time.sleep(1.0)
         pid = proxy.pid
