@@ -57,22 +57,7 @@ impl Mitm {
             .stderr(std::fs::File::create(&stderr).expect("stderr file"))
             .spawn()
             .expect("uatap proxy starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let listen = loop {
-            let text = std::fs::read_to_string(&stderr).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .filter(|l| l.contains("proxying"))
-                .find_map(|l| {
-                    l.split_whitespace()
-                        .find_map(|w| w.strip_prefix("opc.tcp://"))
-                })
-            {
-                break addr.to_string();
-            }
-            assert!(Instant::now() < deadline, "no banner: {text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let listen = crate::util::wait_banner_in(&stderr, Duration::from_secs(20));
         Mitm {
             child,
             listen,

@@ -48,11 +48,7 @@ impl Proxy {
             let mut line = String::new();
             let n = lines.read_line(&mut line).expect("banner");
             assert!(n > 0, "uatap proxy ended before its banner");
-            if line.contains("proxying") {
-                let addr = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("opc.tcp://"))
-                    .unwrap_or_else(|| panic!("no listen address in {line:?}"));
+            if let Some(addr) = crate::util::banner_listen(&line) {
                 listen = Some(addr.parse().expect("listen address"));
             }
             if let Some(rest) = line.split("admin API on http://").nth(1) {

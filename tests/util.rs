@@ -264,3 +264,30 @@ pub fn refused_port() -> (socket2::Socket, u16) {
         .port();
     (s, port)
 }
+
+/// The listen address in a `uatap proxy` banner line (`… proxying opc.tcp://ADDR -> …`), or
+/// `None` for any other line.
+pub fn banner_listen(line: &str) -> Option<&str> {
+    if !line.contains("proxying") {
+        return None;
+    }
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("opc.tcp://"))
+}
+
+/// Waits until a proxy writing its standard error to `stderr` has printed its banner, and
+/// returns the listen address; fails the test after `timeout`.
+pub fn wait_banner_in(stderr: &Path, timeout: std::time::Duration) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        if let Some(addr) = text.lines().find_map(banner_listen) {
+            return addr.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no banner from uatap proxy: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
