@@ -37,3 +37,476 @@ pub fn process_cpu_secs() -> Option<f64> {
 pub fn process_cpu_secs() -> Option<f64> {
     None
 }
+
+/// Creates (or truncates) one file of a recording. On Linux the file is written with direct
+/// I/O ([`DirectFile`]): the page cache would copy every recorded byte once more, which on a
+/// small machine costs more CPU than the rest of the proxy. Where the file system refuses
+/// direct I/O, and on other platforms, a plain file.
+pub fn open_record_file(
+    path: &std::path::Path,
+) -> std::io::Result<Box<dyn uatap_recorder::RecordFile>> {
+    #[cfg(target_os = "linux")]
+    {
+        match DirectFile::create(path) {
+            Ok(f) => return Ok(Box::new(f)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    uatap_recorder::open_plain_file(path)
+}
+
+#[cfg(target_os = "linux")]
+pub use direct::DirectFile;
+
+#[cfg(target_os = "linux")]
+mod direct {
+    use std::fs::File;
+    use std::io::{self, Write};
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::path::Path;
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+    use std::sync::Arc;
+    use std::thread::JoinHandle;
+
+    use uatap_recorder::{write_filler_block, RecordFile, MIN_BLOCK_LEN};
+
+    /// Offsets, lengths and addresses of direct I/O are multiples of this (the page size:
+    /// enough for every block device's logical block size).
+    const ALIGN: usize = 4096;
+
+    /// Writes handed to the I/O thread and not yet done, at most: one is written while the
+    /// next is filled.
+    const IN_FLIGHT: usize = 2;
+
+    /// A recording file written with `O_DIRECT`, from memory to the device without the page
+    /// cache's copy, by a thread of its own so that the next bytes are prepared while the
+    /// device writes.
+    ///
+    /// Each [`write`](Write::write) (whole pcapng blocks, from the recorder) becomes one
+    /// aligned write. Direct writes cover whole 4 KiB pieces, so the bytes after the last
+    /// whole piece (the tail) are written again at the start of the next one, and the last
+    /// piece is completed with a filler block that readers skip: the file always ends on a
+    /// block boundary or on that filler, and a `kill -9` leaves a readable file. Dropping the
+    /// file waits for its writes and cuts the filler off.
+    ///
+    /// Where the file system refuses a direct write, the writes go on through the page cache.
+    /// An I/O error is returned by the next call; [`set_len`](RecordFile::set_len) then cuts
+    /// the file within what was really written.
+    #[derive(Debug)]
+    pub struct DirectFile {
+        file: Arc<File>,
+        jobs: Option<SyncSender<Job>>,
+        done: Receiver<Done>,
+        thread: Option<JoinHandle<()>>,
+        /// Buffers back from the I/O thread, for the next writes.
+        free: Vec<Aligned>,
+        in_flight: usize,
+        /// The bytes after the last whole piece, written again with the next write.
+        tail: Vec<u8>,
+        /// File offset of the tail (a multiple of [`ALIGN`]).
+        base: u64,
+        /// End of the bytes known to be in the file (of the last write done).
+        durable: u64,
+        /// The last write done left a filler block after `durable`.
+        filler: bool,
+        /// The first I/O error; every later call returns it.
+        error: Option<(io::ErrorKind, Option<i32>, String)>,
+    }
+
+    /// Memory whose region from `start` is aligned to [`ALIGN`].
+    #[derive(Debug)]
+    struct Aligned {
+        mem: Vec<u8>,
+        start: usize,
+    }
+
+    impl Aligned {
+        fn new(len: usize) -> Aligned {
+            let mem = vec![0u8; len + ALIGN];
+            let start = mem.as_ptr().align_offset(ALIGN);
+            Aligned { mem, start }
+        }
+
+        fn capacity(&self) -> usize {
+            self.mem.len().saturating_sub(self.start)
+        }
+
+        fn region(&mut self, len: usize) -> &mut [u8] {
+            &mut self.mem[self.start..self.start + len]
+        }
+    }
+
+    /// One write for the I/O thread.
+    struct Job {
+        buf: Aligned,
+        /// Bytes of file data at the start of `buf`.
+        data: usize,
+        /// Bytes to write in direct mode: `data`, then a filler block up to a whole piece.
+        direct: usize,
+        offset: u64,
+    }
+
+    /// A job done: its buffer back, and where the file's data now ends (or the error).
+    struct Done {
+        buf: Aligned,
+        result: Result<Written, io::Error>,
+    }
+
+    struct Written {
+        end: u64,
+        filler: bool,
+    }
+
+    impl DirectFile {
+        /// Creates (or truncates) `path` for direct writes; `EINVAL` when the file system does
+        /// not do direct I/O.
+        pub fn create(path: &Path) -> io::Result<DirectFile> {
+            let file = Arc::new(
+                File::options()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)?,
+            );
+            let (jobs, jobs_rx) = sync_channel::<Job>(IN_FLIGHT);
+            let (done_tx, done) = sync_channel::<Done>(IN_FLIGHT);
+            let for_thread = Arc::clone(&file);
+            let thread = std::thread::Builder::new()
+                .name("uatap-record-io".into())
+                .spawn(move || io_thread(&for_thread, &jobs_rx, &done_tx))?;
+            Ok(DirectFile {
+                file,
+                jobs: Some(jobs),
+                done,
+                thread: Some(thread),
+                free: Vec::new(),
+                in_flight: 0,
+                tail: Vec::with_capacity(ALIGN),
+                base: 0,
+                durable: 0,
+                filler: false,
+                error: None,
+            })
+        }
+
+        /// Waits for every write handed to the I/O thread; the length of the data in the file.
+        pub fn wait(&mut self) -> io::Result<u64> {
+            while self.in_flight > 0 {
+                self.take_done(true);
+            }
+            self.check()?;
+            Ok(self.durable)
+        }
+
+        /// Takes one finished write (waiting for it if `block`); false when none was there.
+        fn take_done(&mut self, block: bool) -> bool {
+            let done = if block {
+                self.done.recv().ok()
+            } else {
+                self.done.try_recv().ok()
+            };
+            let Some(done) = done else {
+                if block {
+                    // The thread is gone (it cannot panic, but do not wait for ever).
+                    self.in_flight = 0;
+                }
+                return false;
+            };
+            self.in_flight -= 1;
+            self.free.push(done.buf);
+            match done.result {
+                Ok(w) => {
+                    self.durable = w.end;
+                    self.filler = w.filler;
+                }
+                Err(e) => {
+                    if self.error.is_none() {
+                        self.error = Some((e.kind(), e.raw_os_error(), e.to_string()));
+                    }
+                }
+            }
+            true
+        }
+
+        fn check(&self) -> io::Result<()> {
+            match &self.error {
+                None => Ok(()),
+                Some((_, Some(code), _)) => Err(io::Error::from_raw_os_error(*code)),
+                Some((kind, None, text)) => Err(io::Error::new(*kind, text.clone())),
+            }
+        }
+    }
+
+    /// Writes jobs in order until the channel closes; after an error, writes nothing more.
+    fn io_thread(file: &File, jobs: &Receiver<Job>, done: &SyncSender<Done>) {
+        let mut plain = false;
+        let mut failed = false;
+        while let Ok(job) = jobs.recv() {
+            let result = if failed {
+                Err(io::Error::other("an earlier write failed"))
+            } else {
+                write_job(file, &job, &mut plain)
+            };
+            failed |= result.is_err();
+            if done
+                .send(Done {
+                    buf: job.buf,
+                    result,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// One job: a direct write of its data and filler, or a plain write of its data once the
+    /// file system refused direct I/O.
+    fn write_job(file: &File, job: &Job, plain: &mut bool) -> io::Result<Written> {
+        let mem = &job.buf.mem[job.buf.start..];
+        let end = job.offset + job.data as u64;
+        if !*plain {
+            match write_all_at(file, &mem[..job.direct], job.offset) {
+                Ok(()) => {
+                    return Ok(Written {
+                        end,
+                        filler: job.direct > job.data,
+                    })
+                }
+                Err((0, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // Not for direct I/O after all: from here on plainly, without the filler
+                    // an earlier write may have left past this one's data.
+                    stop_direct(file)?;
+                    *plain = true;
+                    file.set_len(job.offset)?;
+                }
+                Err((_, e)) => return Err(e),
+            }
+        }
+        write_all_at(file, &mem[..job.data], job.offset).map_err(|(_, e)| e)?;
+        Ok(Written { end, filler: false })
+    }
+
+    /// Writes `buf` at `offset` whole (retrying short writes); the bytes written on error.
+    fn write_all_at(file: &File, buf: &[u8], offset: u64) -> Result<(), (usize, io::Error)> {
+        let mut done = 0usize;
+        while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
+            match file.write_at(rest, offset + done as u64) {
+                Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((done, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears `O_DIRECT` on the file's descriptor: plain writes from then on.
+    fn stop_direct(file: &File) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on an open descriptor; no pointers are passed.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    impl Write for DirectFile {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            while self.take_done(false) {}
+            self.check()?;
+            if data.is_empty() {
+                return Ok(0);
+            }
+            let total = self.tail.len() + data.len();
+            let mut pad = total.next_multiple_of(ALIGN) - total;
+            if pad > 0 && pad < MIN_BLOCK_LEN {
+                pad += ALIGN;
+            }
+            while self.free.is_empty() && self.in_flight >= IN_FLIGHT {
+                self.take_done(true);
+            }
+            self.check()?;
+            let mut buf = match self.free.pop() {
+                Some(b) if b.capacity() >= total + pad => b,
+                _ => Aligned::new((total + pad).next_multiple_of(ALIGN)),
+            };
+            let region = buf.region(total + pad);
+            let tail = self.tail.len();
+            region[..tail].copy_from_slice(&self.tail);
+            region[tail..total].copy_from_slice(data);
+            // The recorder's writes are whole pcapng blocks (multiples of 4 bytes), and so is
+            // the pad; any other write goes out without filler.
+            let direct = if write_filler_block(&mut region[total..]) {
+                total + pad
+            } else {
+                total
+            };
+            let whole = total / ALIGN * ALIGN;
+            self.tail.clear();
+            self.tail.extend_from_slice(&region[whole..total]);
+            let job = Job {
+                buf,
+                data: total,
+                direct,
+                offset: self.base,
+            };
+            self.base += whole as u64;
+            let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+            if !sent {
+                return Err(io::Error::other("the recording's I/O thread is gone"));
+            }
+            self.in_flight += 1;
+            Ok(data.len())
+        }
+
+        /// Nothing to do: each write is handed to the I/O thread at once, and dropping the
+        /// file waits for them.
+        fn flush(&mut self) -> io::Result<()> {
+            while self.take_done(false) {}
+            self.check()
+        }
+    }
+
+    impl RecordFile for DirectFile {
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            let _ = self.wait();
+            // Within what was really written: each write ends on a block boundary.
+            let len = len.min(self.durable);
+            self.file.set_len(len)?;
+            self.durable = len;
+            self.filler = false;
+            // Only after an error: the writer stops, so no later write is expected.
+            self.tail.clear();
+            self.base = len;
+            Ok(())
+        }
+    }
+
+    impl Drop for DirectFile {
+        fn drop(&mut self) {
+            drop(self.jobs.take());
+            let _ = self.wait();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+            if self.filler {
+                let _ = self.file.set_len(self.durable);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::DirectFile;
+    use std::io::Write;
+    use std::path::PathBuf;
+    use uatap_recorder::{RecordFile, FILLER_BLOCK_TYPE};
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("uatap-direct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// A pcapng-shaped block of `len` bytes (a multiple of 4, at least 12) whose body tells
+    /// where it was made.
+    fn block(len: usize, seed: u32) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        b[..4].copy_from_slice(&6u32.to_le_bytes());
+        b[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        for (i, x) in b[8..len - 4].iter_mut().enumerate() {
+            *x = (seed as usize).wrapping_mul(31).wrapping_add(i) as u8;
+        }
+        b[len - 4..].copy_from_slice(&(len as u32).to_le_bytes());
+        b
+    }
+
+    /// Splits a file into what the writer wrote and a trailing filler block, checking that
+    /// the filler (if any) is one whole block that ends the file on a 4 KiB boundary.
+    fn without_filler(file: &[u8], written: usize) -> &[u8] {
+        let (data, rest) = file.split_at(written.min(file.len()));
+        if !rest.is_empty() {
+            assert_eq!(
+                rest[..4],
+                FILLER_BLOCK_TYPE.to_le_bytes(),
+                "a filler follows the data"
+            );
+            let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+            assert_eq!(
+                len,
+                rest.len(),
+                "the filler is one block to the end of the file"
+            );
+            assert_eq!(rest[len - 4..], rest[4..8], "the filler's trailing length");
+            assert_eq!(file.len() % 4096, 0, "a filler completes a whole piece");
+        }
+        data
+    }
+
+    #[test]
+    fn direct_file_always_ends_on_a_block_and_holds_every_byte() {
+        let path = temp_path("blocks.pcapng");
+        let mut f = DirectFile::create(&path).unwrap();
+        let mut expected = Vec::new();
+        let mut seed = 0x2545_F491u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for round in 0..300 {
+            // 1 to 40 blocks of 12 bytes to 20 KB, so writes end at every offset in a piece.
+            let mut batch = Vec::new();
+            for _ in 0..=(next() % 40) {
+                let len = (12 + (next() as usize % 20_000)) / 4 * 4;
+                batch.extend_from_slice(&block(len.max(12), round));
+            }
+            assert_eq!(f.write(&batch).unwrap(), batch.len());
+            expected.extend_from_slice(&batch);
+            if round % 7 == 0 {
+                assert_eq!(f.wait().unwrap(), expected.len() as u64);
+                let on_disk = std::fs::read(&path).unwrap();
+                assert_eq!(without_filler(&on_disk, expected.len()), &expected[..]);
+            }
+        }
+        drop(f);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            expected,
+            "the filler is cut off at the end"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn direct_file_is_cut_within_what_was_written() {
+        let path = temp_path("cut.pcapng");
+        let mut f = DirectFile::create(&path).unwrap();
+        let (a, b) = (block(5000, 1), block(700, 2));
+        f.write_all(&a).unwrap();
+        f.write_all(&b).unwrap();
+        f.wait().unwrap();
+        // A writer that lost count asks for more than was written: only what is there stays.
+        f.set_len(1 << 20).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap().len(), 5700);
+        let mut f = DirectFile::create(&path).unwrap();
+        f.write_all(&a).unwrap();
+        f.write_all(&b).unwrap();
+        f.set_len(5000).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&path).unwrap(), a);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -54,6 +54,56 @@ const MAX_OPTION_LEN: usize = 0xFFFF;
 /// size; bigger blocks are refused by readers.
 pub const MAX_FRAME_LEN: usize = 262_144;
 
+/// Block type of a filler block ([`write_filler_block`]): local use (high bit set), so every
+/// pcapng reader skips it.
+pub const FILLER_BLOCK_TYPE: u32 = 0x8000_0F11;
+
+/// Smallest block pcapng allows: type, total length, total length again.
+pub const MIN_BLOCK_LEN: usize = 12;
+
+/// Fills `out` with one block that readers skip: a file written in aligned pieces (direct
+/// I/O) ends on one until the next piece overwrites it, and still opens in every tool. `out`
+/// must be at least [`MIN_BLOCK_LEN`] bytes and a multiple of 4; else nothing is written and
+/// `false` returned.
+pub fn write_filler_block(out: &mut [u8]) -> bool {
+    let Ok(len) = u32::try_from(out.len()) else {
+        return false;
+    };
+    if out.len() < MIN_BLOCK_LEN || out.len() % 4 != 0 {
+        return false;
+    }
+    out.fill(0);
+    let (head, rest) = out.split_at_mut(8);
+    head[..4].copy_from_slice(&FILLER_BLOCK_TYPE.to_le_bytes());
+    head[4..].copy_from_slice(&len.to_le_bytes());
+    let end = rest.len() - 4;
+    rest[end..].copy_from_slice(&len.to_le_bytes());
+    true
+}
+
+/// Where a recording's bytes go: a plain [`File`], or a file the caller writes its own way
+/// (the proxy writes around the page cache on Linux). Everything `write` accepted is in the
+/// file when it returns, and the file then ends on a block boundary or on a filler block
+/// ([`write_filler_block`]).
+pub trait RecordFile: Write + Send + fmt::Debug {
+    /// Cuts the file to `len` bytes: after an error, back to the last whole block.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+}
+
+impl RecordFile for File {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+/// Creates (or truncates) one file of a recording: [`open_plain_file`], or the caller's own.
+pub type OpenRecordFile = fn(&Path) -> io::Result<Box<dyn RecordFile>>;
+
+/// Creates (or truncates) `path` as a plain [`File`].
+pub fn open_plain_file(path: &Path) -> io::Result<Box<dyn RecordFile>> {
+    Ok(Box::new(File::create(path)?))
+}
+
 /// Secrets type of an OPC UA key log in a Decryption Secrets Block ("UAKL"; Wireshark
 /// `wiretap/secrets-types.h` `SECRETS_TYPE_OPCUA`).
 pub const SECRETS_TYPE_OPCUA_KEY_LOG: u32 = 0x5541_4B4C;
@@ -262,20 +312,18 @@ pub trait PacketSink {
     ) -> Result<(), WriteError>;
 
     /// Like [`write_packet`](Self::write_packet) for the frame `head` followed by `payload`,
-    /// which a sink may copy into its block without joining them first.
+    /// which a sink may copy into its block without joining them first. `uncaptured` more
+    /// bytes followed on the wire but are left out of the capture, as a snap length would:
+    /// they count in the packet's original length only.
     fn write_packet_parts(
         &mut self,
         iface: InterfaceId,
         ts: Timestamp,
         head: &[u8],
         payload: &[u8],
+        uncaptured: usize,
         comments: &[&str],
-    ) -> Result<(), WriteError> {
-        let mut frame = Vec::with_capacity(head.len() + payload.len());
-        frame.extend_from_slice(head);
-        frame.extend_from_slice(payload);
-        self.write_packet(iface, ts, &frame, comments)
-    }
+    ) -> Result<(), WriteError>;
 }
 
 impl<S: PacketSink + ?Sized> PacketSink for &mut S {
@@ -300,9 +348,10 @@ impl<S: PacketSink + ?Sized> PacketSink for &mut S {
         ts: Timestamp,
         head: &[u8],
         payload: &[u8],
+        uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError> {
-        (**self).write_packet_parts(iface, ts, head, payload, comments)
+        (**self).write_packet_parts(iface, ts, head, payload, uncaptured, comments)
     }
 }
 
@@ -642,7 +691,7 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
-        self.write_packet_parts(iface, ts, frame, &[], comments)
+        self.write_packet_parts(iface, ts, frame, &[], 0, comments)
     }
 
     fn write_packet_parts(
@@ -651,25 +700,28 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         ts: Timestamp,
         head: &[u8],
         payload: &[u8],
+        uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError> {
         if self.link_type(iface).is_none() {
             return Err(WriteError::UnknownInterface { id: iface.0 });
         }
         let frame_len = head.len() + payload.len();
-        if frame_len > MAX_FRAME_LEN {
-            return Err(WriteError::FrameTooLarge { len: frame_len });
+        let orig_len = frame_len.saturating_add(uncaptured);
+        if orig_len > MAX_FRAME_LEN {
+            return Err(WriteError::FrameTooLarge { len: orig_len });
         }
         let ts = ts.max(self.last_ts);
         let units = u64::try_from(ts.unix_nanos).unwrap_or(0);
         let len = u32::try_from(frame_len).unwrap_or(u32::MAX);
+        let orig_len = u32::try_from(orig_len).unwrap_or(u32::MAX);
         let start = self.target().len();
         let mut b = BlockBuilder::new(self.target(), EPB_TYPE);
         b.u32(iface.0);
         b.u32((units >> 32) as u32);
         b.u32(units as u32);
         b.u32(len);
-        b.u32(len);
+        b.u32(orig_len);
         b.buf.extend_from_slice(head);
         b.bytes_padded(payload);
         for comment in comments {
@@ -842,6 +894,34 @@ impl TcpFlowWriter {
         payload: &Payload<'_>,
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
+        self.data_segments(sink, dir, ts, payload, comment, true)
+    }
+
+    /// [`data_payload`](Self::data_payload) with the segments' headers only: each packet has
+    /// its real length, sequence numbers and checksum, but the payload is left out of the
+    /// capture, as a snap length would. A proxy that records the bytes once, on the client's
+    /// leg, writes the server's leg this way (Wireshark marks them "packet size limited during
+    /// capture").
+    pub fn data_headers_only(
+        &mut self,
+        sink: &mut (impl PacketSink + ?Sized),
+        dir: Direction,
+        ts: Timestamp,
+        payload: &Payload<'_>,
+        comment: Option<&str>,
+    ) -> Result<(), WriteError> {
+        self.data_segments(sink, dir, ts, payload, comment, false)
+    }
+
+    fn data_segments(
+        &mut self,
+        sink: &mut (impl PacketSink + ?Sized),
+        dir: Direction,
+        ts: Timestamp,
+        payload: &Payload<'_>,
+        comment: Option<&str>,
+        captured: bool,
+    ) -> Result<(), WriteError> {
         self.check_can_send(dir)?;
         if payload.bytes.is_empty() {
             if comment.is_some() {
@@ -856,7 +936,13 @@ impl TcpFlowWriter {
             if in_flight + chunk.len() >= usize::from(WINDOW) && in_flight > 0 {
                 self.segment(sink, dir.reverse(), ts, ACK, &[], None)?;
             }
-            self.segment_summed(sink, dir, ts, PSH | ACK, chunk, Some(sum), comment.take())?;
+            let seg = Segment {
+                flags: PSH | ACK,
+                payload: chunk,
+                sum: Some(sum),
+                captured,
+            };
+            self.segment_summed(sink, dir, ts, seg, comment.take())?;
         }
         Ok(())
     }
@@ -923,21 +1009,31 @@ impl TcpFlowWriter {
         payload: &[u8],
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
-        self.segment_summed(sink, dir, ts, flags, payload, None, comment)
+        let seg = Segment {
+            flags,
+            payload,
+            sum: None,
+            captured: true,
+        };
+        self.segment_summed(sink, dir, ts, seg, comment)
     }
 
-    /// [`segment`](Self::segment) with the payload's [`payload_sum`] when known.
-    #[allow(clippy::too_many_arguments)]
+    /// [`segment`](Self::segment) of a [`Segment`]: with the payload's [`payload_sum`] when
+    /// known, and with the payload left out of the capture when asked.
     fn segment_summed(
         &mut self,
         sink: &mut (impl PacketSink + ?Sized),
         dir: Direction,
         ts: Timestamp,
-        flags: u8,
-        payload: &[u8],
-        sum: Option<u64>,
+        seg: Segment<'_>,
         comment: Option<&str>,
     ) -> Result<(), WriteError> {
+        let Segment {
+            flags,
+            payload,
+            sum,
+            captured,
+        } = seg;
         let sum = sum.unwrap_or_else(|| payload_sum(payload));
         let link_type = sink
             .link_type(self.iface)
@@ -996,7 +1092,12 @@ impl TcpFlowWriter {
             comments[n] = c;
             n += 1;
         }
-        sink.write_packet_parts(self.iface, ts, &head, payload, &comments[..n])?;
+        let (kept, uncaptured) = if captured {
+            (payload, 0)
+        } else {
+            (&[][..], payload.len())
+        };
+        sink.write_packet_parts(self.iface, ts, &head, kept, uncaptured, &comments[..n])?;
 
         self.file_index = Some(file_index);
         self.started = true;
@@ -1008,6 +1109,16 @@ impl TcpFlowWriter {
         }
         Ok(())
     }
+}
+
+/// One segment for [`TcpFlowWriter::segment_summed`].
+struct Segment<'a> {
+    flags: u8,
+    payload: &'a [u8],
+    /// The payload's [`payload_sum`], when already known.
+    sum: Option<u64>,
+    /// The payload goes into the capture (else its headers only).
+    captured: bool,
 }
 
 /// Bytes to write on one or more flows, summed once for their TCP checksums (see
@@ -1229,8 +1340,10 @@ pub struct RotatingWriter {
     interfaces: Vec<InterfaceDescription>,
     secrets: VecDeque<(u32, Vec<u8>)>,
     secrets_bytes: usize,
-    current: PcapngWriter<File>,
+    current: PcapngWriter<Box<dyn RecordFile>>,
     current_path: PathBuf,
+    /// Creates each file.
+    open: OpenRecordFile,
     /// Files kept on disk, oldest first; the last is the current one.
     files: VecDeque<PathBuf>,
     /// Number of the current file, from 1.
@@ -1245,9 +1358,19 @@ impl RotatingWriter {
     /// Creates the first file (truncating an existing one of the same name) and writes its
     /// Section Header Block.
     pub fn create(base: impl Into<PathBuf>, config: RotationConfig) -> Result<Self, WriteError> {
+        RotatingWriter::create_with(base, config, open_plain_file)
+    }
+
+    /// [`create`](Self::create) with every file made by `open` (e.g. written with direct
+    /// I/O).
+    pub fn create_with(
+        base: impl Into<PathBuf>,
+        config: RotationConfig,
+        open: OpenRecordFile,
+    ) -> Result<Self, WriteError> {
         let base = base.into();
         let path = file_name(&base, &config, 1, SystemTime::now());
-        let current = open_file(&path, Timestamp::default())?;
+        let current = open_file(open, &path, Timestamp::default())?;
         Ok(RotatingWriter {
             base,
             config,
@@ -1256,6 +1379,7 @@ impl RotatingWriter {
             secrets_bytes: 0,
             current,
             current_path: path.clone(),
+            open,
             files: VecDeque::from([path]),
             number: 1,
             rotate_pending: false,
@@ -1379,7 +1503,7 @@ impl RotatingWriter {
         self.checked(result)?;
         let number = self.number + 1;
         let path = file_name(&self.base, &self.config, number, SystemTime::now());
-        let mut next = open_file(&path, self.current.last_timestamp())?;
+        let mut next = open_file(self.open, &path, self.current.last_timestamp())?;
         let headers = self
             .interfaces
             .iter()
@@ -1421,7 +1545,7 @@ impl PacketSink for RotatingWriter {
         frame: &[u8],
         comments: &[&str],
     ) -> Result<(), WriteError> {
-        self.write_packet_parts(iface, ts, frame, &[], comments)
+        self.write_packet_parts(iface, ts, frame, &[], 0, comments)
     }
 
     fn write_packet_parts(
@@ -1430,6 +1554,7 @@ impl PacketSink for RotatingWriter {
         ts: Timestamp,
         head: &[u8],
         payload: &[u8],
+        uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError> {
         self.check_running()?;
@@ -1443,7 +1568,7 @@ impl PacketSink for RotatingWriter {
         }
         let result = self
             .current
-            .write_packet_parts(iface, ts, head, payload, comments);
+            .write_packet_parts(iface, ts, head, payload, uncaptured, comments);
         self.checked(result)?;
         if self
             .config
@@ -1458,8 +1583,12 @@ impl PacketSink for RotatingWriter {
 
 /// Creates `path` and writes the Section Header Block; `last_ts` carries the time floor over
 /// from the previous file.
-fn open_file(path: &Path, last_ts: Timestamp) -> Result<PcapngWriter<File>, WriteError> {
-    let file = File::create(path).map_err(|e| WriteError::from_io(e, Some(path.to_path_buf())))?;
+fn open_file(
+    open: OpenRecordFile,
+    path: &Path,
+    last_ts: Timestamp,
+) -> Result<PcapngWriter<Box<dyn RecordFile>>, WriteError> {
+    let file = open(path).map_err(|e| WriteError::from_io(e, Some(path.to_path_buf())))?;
     let mut writer = PcapngWriter::new(file).map_err(|e| e.with_path(path))?;
     writer.last_ts = last_ts;
     Ok(writer)
