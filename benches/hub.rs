@@ -141,9 +141,13 @@ fn run(setup: Setup, c2s: &[Vec<u8>], s2c: &[Vec<u8>], dir: &std::path::Path) ->
         sinks.push(Box::new(TextSink::new(std::io::sink(), false, false)));
     }
     let recording = match setup {
-        Setup::JsonTextRecord => {
-            Recording::create(&rec, RotationConfig::default(), &["bench".to_string()]).ok()
-        }
+        Setup::JsonTextRecord => Recording::create(
+            &rec,
+            RotationConfig::default(),
+            &["bench".to_string()],
+            false,
+        )
+        .ok(),
         _ => None,
     };
     let (t0, cpu0) = (Instant::now(), cpu_secs());

@@ -75,6 +75,12 @@ pub struct Args {
     /// Keep at most this many recording files (the oldest are deleted), with --record-max-size.
     #[arg(long, value_name = "N")]
     pub record_files: Option<std::num::NonZeroUsize>,
+    /// Record each byte's payload once, on the client's leg: the server's leg keeps its packets'
+    /// headers, lengths and times, not the bytes (the same bytes, unless a fault withheld
+    /// them). Half the disk, and the disk's bandwidth, of a full recording; Wireshark shows the
+    /// server leg as "packet size limited during capture".
+    #[arg(long)]
+    pub record_payload_once: bool,
     /// Serve Prometheus metrics on GET http://ADDR/metrics (default 127.0.0.1:9464; a bare
     /// port means 127.0.0.1:PORT; port 0 picks one and prints it).
     #[arg(
@@ -156,6 +162,7 @@ struct Plan {
     record: Option<PathBuf>,
     record_max_size: Option<u64>,
     record_files: Option<std::num::NonZeroUsize>,
+    record_payload_once: bool,
     admin: Option<SocketAddr>,
     admin_allow_remote: bool,
     access: AccessArgs,
@@ -191,6 +198,7 @@ impl Plan {
             record: args.record.clone().or(file.record),
             record_max_size: args.record_max_size.or(file.record_max_size),
             record_files: args.record_files.or(file.record_files),
+            record_payload_once: args.record_payload_once || file.record_payload_once,
             admin: args.admin.or(file.admin),
             admin_allow_remote: args.admin_allow_remote || file.admin_allow_remote,
             access: args
@@ -408,7 +416,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
                     format!("uatap {name}{} -> {}", c.listen, c.upstream)
                 })
                 .collect();
-            let r = Recording::create(path, rotation, &descriptions)
+            let r = Recording::create(path, rotation, &descriptions, plan.record_payload_once)
                 .with_context(|| format!("cannot record to {}", path.display()))?;
             let ports: Vec<u16> = bound
                 .iter()

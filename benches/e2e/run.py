@@ -8,6 +8,7 @@ benches/e2e (src/main.rs). Candidates, each a fresh process per run:
   fwd2       a second, identical forwarder: the A/A noise reference (--no-aa drops it)
   uatap      uatap proxy --json-file F          (decodes every message, events to a file)
   uatap+rec  uatap proxy --json-file F --record F.pcapng
+  uatap+rec1 the same with --record-payload-once (the server leg's packets without their bytes)
 
 Workloads:
   stream     one connection; the server streams PublishResponses (100 MonitoredItemNotifications
@@ -241,9 +242,11 @@ class Bench:
             files["json"] = self.work / f"{tag}.jsonl"
             cmd = [self.uatap, "proxy", "--listen", listen, "--upstream", upstream,
                    "--json-file", files["json"]]
-            if cand == "uatap+rec":
+            if cand in ("uatap+rec", "uatap+rec1"):
                 files["rec"] = self.work / f"{tag}.pcapng"
                 cmd += ["--record", files["rec"]]
+            if cand == "uatap+rec1":
+                cmd += ["--record-payload-once"]
         p = self.spawn(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(port, p)
         return p, port, files
@@ -392,7 +395,7 @@ def report(d):
                     continue
                 m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
                 out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f} {hub:>10s}")
-                bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec"}.get(c)
+                bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec", "uatap+rec1": "stream_rec"}.get(c)
                 if bar:
                     complete = an is not None and min(r["analysed"] for r in rs) >= 1.0
                     verdicts.append((f"stream flat out: {c} >= {BARS[bar]}x fwd, decoding every message", m,
@@ -462,6 +465,8 @@ def main():
     ap.add_argument("--idle-conns", type=int, default=1000)
     ap.add_argument("--workloads", default="stream,pp1,pp100")
     ap.add_argument("--no-aa", action="store_true", help="no second forwarder (A/A reference)")
+    ap.add_argument("--candidates", default="",
+                    help="only these besides fwd, comma-separated (uatap,uatap+rec,uatap+rec1,fwd2)")
     ap.add_argument("--no-idle", action="store_true", help="skip the idle-memory measurement")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--lossless-steps", type=int, default=6,
@@ -494,7 +499,10 @@ def main():
     b = Bench(a)
     # A private copy: the workspace may be rebuilt while the benchmark runs.
     shutil.copy2(a.uatap, b.uatap)
-    cands = ["fwd", "uatap", "uatap+rec"] + ([] if a.no_aa else ["fwd2"])
+    cands = ["fwd", "uatap", "uatap+rec", "uatap+rec1"] + ([] if a.no_aa else ["fwd2"])
+    if a.candidates:
+        wanted = a.candidates.split(",")
+        cands = ["fwd"] + [c for c in cands if c in wanted and c != "fwd"]
     results = {w: {c: [] for c in cands} for w in workloads}
     load_start = loadavg()
     t_start = time.time()
@@ -519,8 +527,9 @@ def main():
                         f"proxy cpu {r['proxy_cpu_s']:.2f}s  load {r['load1']:.2f}")
         if a.lossless_steps and "stream" in workloads:
             fwd_mps = med([r["msgs_per_s"] for r in results["stream"]["fwd"]])
-            for c in ("uatap", "uatap+rec"):
-                lossless[c] = b.lossless_search(c, fwd_mps, a.lossless_steps, 3.0)
+            for c in ("uatap", "uatap+rec", "uatap+rec1"):
+                if c in cands:
+                    lossless[c] = b.lossless_search(c, fwd_mps, a.lossless_steps, 3.0)
         if not a.no_idle:
             for c in ("fwd", "uatap"):
                 for hs in (True, False):

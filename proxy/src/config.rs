@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Top-level keys: `json_file`, `metrics`, `metrics_allow_remote`, `record`, `record_max_size`
-//! (MB), `record_files`, `admin` (the fault admin API's address), `admin_allow_remote`,
+//! (MB), `record_files`, `record_payload_once`, `admin` (the fault admin API's address), `admin_allow_remote`,
 //! `http_tls_cert`, `http_tls_key`, `http_token_file` (HTTPS and the bearer token of the admin
 //! API and metrics off loopback). Relative paths are relative to the directory of the file. Unknown keys
 //! are errors, so a typo does not silently drop a setting. A recording covers the whole proxy, with one interface per listener:
@@ -76,6 +76,8 @@ pub struct ProxyConfig {
     pub record_max_size: Option<u64>,
     /// Keep at most this many recording files.
     pub record_files: Option<NonZeroUsize>,
+    /// Record each byte's payload once, on the client's leg (`--record-payload-once`).
+    pub record_payload_once: bool,
     /// The admin API's address.
     pub admin: Option<SocketAddr>,
     /// Allow an admin address other hosts can reach (then HTTPS with a token).
@@ -155,6 +157,8 @@ struct RawFile {
     record: Option<PathBuf>,
     record_max_size: Option<u64>,
     record_files: Option<Spanned<usize>>,
+    #[serde(default)]
+    record_payload_once: bool,
     admin: Option<Spanned<String>>,
     #[serde(default)]
     admin_allow_remote: bool,
@@ -187,6 +191,7 @@ pub fn parse(text: &str, base: &Path) -> Result<ProxyConfig, ConfigError> {
         metrics_allow_remote: raw.metrics_allow_remote,
         record: raw.record.map(resolve),
         record_max_size: raw.record_max_size,
+        record_payload_once: raw.record_payload_once,
         admin_allow_remote: raw.admin_allow_remote,
         http_tls_cert: raw.http_tls_cert.map(resolve),
         http_tls_key: raw.http_tls_key.map(resolve),
@@ -316,6 +321,7 @@ json_file = "events.jsonl"
 metrics = "127.0.0.1:9464"
 record = "/tmp/all.pcapng"
 record_files = 3
+record_payload_once = true
 
 [[listener]]
 name = "kepware-a"
@@ -351,6 +357,7 @@ faults = ["latency 100ms s2c", "cut after ActivateSessionResponse"]
         assert_eq!(c.record.as_deref(), Some(Path::new("/tmp/all.pcapng")));
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(c.record_files.map(NonZeroUsize::get), Some(3));
+        assert!(c.record_payload_once);
     }
 
     #[test]

@@ -375,7 +375,7 @@ pub fn now() -> Timestamp {
 
 /// The recording collects whole pcapng blocks and writes them this many bytes at a time, and
 /// when traffic pauses, and at least every [`FLUSH_INTERVAL`].
-const RECORD_BUFFER: usize = 1024 * 1024;
+const RECORD_BUFFER: usize = 4 * 1024 * 1024;
 
 /// The longest the sinks and the recording keep what they collected: a `kill -9` loses about
 /// this much of the recording and of the event file (more when they are behind the traffic).
@@ -391,6 +391,8 @@ pub struct Recording {
     /// The interface of each connection (its listener's).
     interface_of: HashMap<u64, InterfaceId>,
     flows: HashMap<u64, (TcpFlowWriter, Option<TcpFlowWriter>)>,
+    /// The server's leg gets its packets' headers only (the bytes are on the client's leg).
+    payload_once: bool,
     stopped: bool,
     /// Where the `recording` event goes when the recording stops (the sinks).
     events: Option<std::sync::mpsc::SyncSender<ToSinks>>,
@@ -398,13 +400,16 @@ pub struct Recording {
 
 impl Recording {
     /// Starts a recording with one interface block per listener (`descriptions`, in the
-    /// listeners' order; Wireshark shows them as the capture's interfaces).
+    /// listeners' order; Wireshark shows them as the capture's interfaces). With
+    /// `payload_once`, the bytes go on the client's leg only, the server's leg getting the
+    /// packets' headers (`--record-payload-once`).
     pub fn create(
         path: &std::path::Path,
         rotation: RotationConfig,
         descriptions: &[String],
+        payload_once: bool,
     ) -> Result<Self, WriteError> {
-        let mut writer = RotatingWriter::create(path, rotation)?;
+        let mut writer = RotatingWriter::create_with(path, rotation, crate::os::open_record_file)?;
         let mut interfaces = Vec::with_capacity(descriptions.len().max(1));
         for (i, d) in descriptions.iter().enumerate() {
             interfaces.push(
@@ -421,6 +426,7 @@ impl Recording {
             interfaces,
             interface_of: HashMap::new(),
             flows: HashMap::new(),
+            payload_once,
             stopped: false,
             events: None,
         })
@@ -516,7 +522,11 @@ impl Recording {
         let payload = Payload::new(bytes);
         let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
         if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
-            r = s.data_payload(&mut self.writer, d, rts(ts), &payload, None);
+            r = if self.payload_once {
+                s.data_headers_only(&mut self.writer, d, rts(ts), &payload, None)
+            } else {
+                s.data_payload(&mut self.writer, d, rts(ts), &payload, None)
+            };
         }
         self.guard(r);
     }
