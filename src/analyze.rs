@@ -172,6 +172,8 @@ enum Tracked {
         server: std::net::SocketAddr,
         ts: Timestamp,
         early: Vec<(recorder::Direction, Vec<u8>)>,
+        /// Bytes sent but not in the capture (packets cut by a snap length).
+        uncaptured: u64,
     },
     /// OPC UA; `swapped` when the recorder's guessed client is really the server.
     Ua(Box<UaConn>),
@@ -432,6 +434,8 @@ pub struct StreamAnalysis<'c> {
     analyzer: Analyzer,
     /// Time of the last stream event: when the analysis ends.
     last_ts: Option<Timestamp>,
+    /// Connections that ended with bytes sent but none captured, and those bytes.
+    payloadless: (u64, u64),
 }
 
 impl<'c> StreamAnalysis<'c> {
@@ -444,6 +448,7 @@ impl<'c> StreamAnalysis<'c> {
             first_legs: HashMap::new(),
             ports: Default::default(),
             notes: Vec::new(),
+            payloadless: (0, 0),
             analyzer: {
                 let mut a = Analyzer::new(config.options);
                 a.set_keys(config.keys.clone());
@@ -480,6 +485,7 @@ impl<'c> StreamAnalysis<'c> {
                         server,
                         ts: ts(t),
                         early: Vec::new(),
+                        uncaptured: 0,
                     },
                 );
             }
@@ -497,6 +503,7 @@ impl<'c> StreamAnalysis<'c> {
                     server,
                     ts: opened,
                     early,
+                    ..
                 } = entry
                 {
                     // Whoever sends HEL is the client, whoever sends ACK or RHE the server.
@@ -611,6 +618,9 @@ impl<'c> StreamAnalysis<'c> {
                 missing_bytes,
                 ..
             } => {
+                if let Some(Tracked::Pending { uncaptured, .. }) = self.conns.get_mut(&conn) {
+                    *uncaptured = uncaptured.saturating_add(missing_bytes);
+                }
                 if let Some(Tracked::Ua(u)) = self.conns.get_mut(&conn).filter(|u| match u {
                     Tracked::Ua(u) => !u.muted,
                     _ => true,
@@ -628,7 +638,17 @@ impl<'c> StreamAnalysis<'c> {
                 by,
                 reason,
             } => {
-                if let Some(Tracked::Ua(mut u)) = self.conns.remove(&conn) {
+                let tracked = self.conns.remove(&conn);
+                if let Some(Tracked::Pending {
+                    early, uncaptured, ..
+                }) = &tracked
+                {
+                    if early.is_empty() && *uncaptured > 0 {
+                        self.payloadless.0 += 1;
+                        self.payloadless.1 = self.payloadless.1.saturating_add(*uncaptured);
+                    }
+                }
+                if let Some(Tracked::Ua(mut u)) = tracked {
                     let by = match by.map(|d| direction(d, u.swapped)) {
                         Some(Direction::ClientToServer) => ClosedBy::Client,
                         Some(Direction::ServerToClient) => ClosedBy::Server,
@@ -666,6 +686,18 @@ impl<'c> StreamAnalysis<'c> {
             while let Some(e) = self.analyzer.poll_event() {
                 out(&e);
             }
+        }
+        let (conns, bytes) = self.payloadless;
+        if conns > 0 {
+            self.notes.push(format!(
+                "{conns} TCP connection{} carried {bytes} bytes of which the capture holds none (packets cut by a snap length, or the server leg of `uatap proxy --record-payload-once`){}",
+                if conns == 1 { "" } else { "s" },
+                if self.config.leg == Leg::Client {
+                    ""
+                } else {
+                    "; where a server leg has no bytes, its client leg is shown"
+                }
+            ));
         }
         if self.ports.is_empty() {
             self.notes

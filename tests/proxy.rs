@@ -742,6 +742,16 @@ fn real_peers_through_proxy(server: &str, client: &str, payload_once: bool) {
     );
     let messages = live.iter().filter(|e| e["kind"] == "message").count();
     if payload_once {
+        let out = Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .arg("analyze")
+            .arg(&recording)
+            .output()
+            .expect("analyze runs");
+        let notes = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            notes.contains("1 TCP connection carried") && notes.contains("--record-payload-once"),
+            "analyze says that the server leg has no bytes: {notes}"
+        );
         // The server's leg is there, packet for packet, without its bytes.
         let cut = crate::util::run(
             Command::new("tshark")
