@@ -47,6 +47,12 @@ pub fn open_record_file(
 ) -> std::io::Result<Box<dyn uatap_recorder::RecordFile>> {
     #[cfg(target_os = "linux")]
     {
+        // A pipe (to Wireshark) or a device is written as it is: positioned writes are for
+        // files, and O_DIRECT on a pipe means something else.
+        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if special {
+            return uatap_recorder::open_plain_file(path);
+        }
         match DirectFile::create(path) {
             Ok(f) => return Ok(Box::new(f)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
@@ -74,6 +80,9 @@ mod direct {
     /// Offsets, lengths and addresses of direct I/O are multiples of this (the page size:
     /// enough for every block device's logical block size).
     const ALIGN: usize = 4096;
+
+    /// Buffers are made this much larger than the write that needs them, in steps of it.
+    const SPARE: usize = 256 * 1024;
 
     /// Writes handed to the I/O thread and not yet done, at most: one is written while the
     /// next is filled.
@@ -337,7 +346,9 @@ mod direct {
             self.check()?;
             let mut buf = match self.free.pop() {
                 Some(b) if b.capacity() >= total + pad => b,
-                _ => Aligned::new((total + pad).next_multiple_of(ALIGN)),
+                // With room to spare: the writes of a recording differ by a block or so, and a
+                // new buffer costs a page fault per page.
+                _ => Aligned::new((total + pad + SPARE).next_multiple_of(SPARE)),
             };
             let region = buf.region(total + pad);
             let tail = self.tail.len();
@@ -486,6 +497,27 @@ mod tests {
             expected,
             "the filler is cut off at the end"
         );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_pipe_is_recorded_to_as_a_stream() {
+        // `uatap proxy --record FIFO` with Wireshark reading the other end.
+        let path = temp_path("wireshark.fifo");
+        let _ = std::fs::remove_file(&path);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader_path = path.clone();
+        let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
+        let mut f = super::open_record_file(&path).unwrap();
+        let (a, b) = (block(5000, 1), block(700, 2));
+        f.write_all(&a).unwrap();
+        f.write_all(&b).unwrap();
+        drop(f);
+        assert_eq!(reader.join().unwrap(), [a, b].concat());
         let _ = std::fs::remove_file(&path);
     }
 
