@@ -88,6 +88,27 @@ pub fn write_filler_block(out: &mut [u8]) -> bool {
 pub trait RecordFile: Write + Send + fmt::Debug {
     /// Cuts the file to `len` bytes: after an error, back to the last whole block.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+
+    /// Readies an empty `buf` to collect the blocks of the next write (at least `capacity`
+    /// bytes of them) and returns where they start in it: a file that writes from its own
+    /// memory ([`write_blocks`]) wants them at a place of its choosing. `None` (the default):
+    /// it does not, and takes bytes through [`Write`].
+    ///
+    /// [`write_blocks`]: RecordFile::write_blocks
+    fn blocks_start(&mut self, buf: &mut Vec<u8>, capacity: usize) -> Option<usize> {
+        let _ = (buf, capacity);
+        None
+    }
+
+    /// Writes the whole blocks `buf[start..]` collected after [`blocks_start`], taking `buf`
+    /// and leaving an empty one in its place. On an error nothing of them counts as written.
+    ///
+    /// [`blocks_start`]: RecordFile::blocks_start
+    fn write_blocks(&mut self, buf: &mut Vec<u8>, start: usize) -> io::Result<()> {
+        let done = buf.get(start..).map_or(Ok(()), |b| self.write_all(b));
+        buf.clear();
+        done
+    }
 }
 
 impl RecordFile for File {
@@ -450,8 +471,13 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
 pub struct PcapngWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
-    /// Whole blocks collected but not yet written (write buffer only).
+    /// Whole blocks collected but not yet written (write buffer only), from `pending_start`.
     pending: Vec<u8>,
+    /// Where the blocks start in `pending`; `Some` when the output takes the buffer itself
+    /// ([`RecordFile::write_blocks`]).
+    pending_start: Option<usize>,
+    /// How to hand `pending` over to an output that takes it ([`RecordFile`]).
+    hand_over: Option<HandOver<W>>,
     /// Write once this many bytes are collected; 0: write every block at once.
     buffer_limit: usize,
     /// Bytes of whole blocks handed to `out` without error.
@@ -461,6 +487,27 @@ pub struct PcapngWriter<W: Write> {
     bytes_written: u64,
     packets_written: u64,
     stopped: bool,
+}
+
+/// [`RecordFile::blocks_start`] and [`RecordFile::write_blocks`] of a writer's output, for the
+/// generic [`PcapngWriter`].
+struct HandOver<W> {
+    start: fn(&mut W, &mut Vec<u8>, usize) -> Option<usize>,
+    write: fn(&mut W, &mut Vec<u8>, usize) -> io::Result<()>,
+}
+
+impl PcapngWriter<Box<dyn RecordFile>> {
+    /// [`new`](Self::new) for a recording file: the collected blocks go to it with
+    /// [`RecordFile::write_blocks`], which may write them from where they were built (direct
+    /// I/O without a copy).
+    pub fn for_record_file(out: Box<dyn RecordFile>) -> Result<Self, WriteError> {
+        let mut w = PcapngWriter::new(out)?;
+        w.hand_over = Some(HandOver {
+            start: |out, buf, capacity| out.blocks_start(buf, capacity),
+            write: |out, buf, start| out.write_blocks(buf, start),
+        });
+        Ok(w)
+    }
 }
 
 impl<W: Write> fmt::Debug for PcapngWriter<W> {
@@ -483,6 +530,8 @@ impl<W: Write> PcapngWriter<W> {
             out,
             buf: Vec::with_capacity(256),
             pending: Vec::new(),
+            pending_start: None,
+            hand_over: None,
             buffer_limit: 0,
             flushed: 0,
             interfaces: Vec::new(),
@@ -562,11 +611,29 @@ impl<W: Write> PcapngWriter<W> {
 
     /// Writes the blocks collected by the write buffer (nothing without one).
     pub fn flush(&mut self) -> Result<(), WriteError> {
-        if self.pending.is_empty() {
+        let start = self.pending_start.unwrap_or(0);
+        if self.pending.len() <= start {
             return Ok(());
         }
         if self.stopped {
             return Err(WriteError::Stopped);
+        }
+        if let (Some(h), Some(start)) = (&self.hand_over, self.pending_start) {
+            let len = (self.pending.len() - start) as u64;
+            let result = (h.write)(&mut self.out, &mut self.pending, start);
+            self.pending.clear();
+            self.pending_start = None;
+            return match result {
+                Ok(()) => {
+                    self.flushed += len;
+                    Ok(())
+                }
+                Err(e) => {
+                    // Nothing of these blocks counts: the file is cut back to `flushed`.
+                    self.stopped = true;
+                    Err(WriteError::from_io(e, None))
+                }
+            };
         }
         // `write_all` by hand, to know how far a failed write got: the whole blocks before that
         // point count as flushed, so a full disk keeps every block that fit (the caller cuts
@@ -631,6 +698,13 @@ impl<W: Write> PcapngWriter<W> {
     /// else in the (emptied) block buffer.
     fn target(&mut self) -> &mut Vec<u8> {
         if self.buffer_limit > 0 {
+            if self.pending.is_empty() {
+                if let Some(h) = &self.hand_over {
+                    // Room for the limit and one more of the largest blocks.
+                    let capacity = self.buffer_limit + MAX_FRAME_LEN + 2 * MAX_OPTION_LEN + 64;
+                    self.pending_start = (h.start)(&mut self.out, &mut self.pending, capacity);
+                }
+            }
             &mut self.pending
         } else {
             &mut self.buf
@@ -646,7 +720,8 @@ impl<W: Write> PcapngWriter<W> {
                 return Err(WriteError::Stopped);
             }
             self.bytes_written += (self.pending.len() - start) as u64;
-            if self.pending.len() >= self.buffer_limit {
+            let collected = self.pending.len() - self.pending_start.unwrap_or(0);
+            if collected >= self.buffer_limit {
                 return self.flush();
             }
             return Ok(());
@@ -1589,7 +1664,7 @@ fn open_file(
     last_ts: Timestamp,
 ) -> Result<PcapngWriter<Box<dyn RecordFile>>, WriteError> {
     let file = open(path).map_err(|e| WriteError::from_io(e, Some(path.to_path_buf())))?;
-    let mut writer = PcapngWriter::new(file).map_err(|e| e.with_path(path))?;
+    let mut writer = PcapngWriter::for_record_file(file).map_err(|e| e.with_path(path))?;
     writer.last_ts = last_ts;
     Ok(writer)
 }
