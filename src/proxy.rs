@@ -323,6 +323,7 @@ async fn serve(args: &Args) -> anyhow::Result<ExitCode> {
             stall_after,
             faults: faults.clone(),
             index: bound.len(),
+            sum_for_recording: plan.record.is_some(),
             mitm: mitm.as_ref().map(|(identity, upstream_cert)| {
                 Arc::new(uatap_proxy::mitm::MitmShared::new(
                     identity.clone(),

@@ -740,6 +740,28 @@ fn real_peers_through_proxy(server: &str, client: &str, payload_once: bool) {
         !expert.contains("Malformed") && !expert.contains("Error"),
         "{expert}"
     );
+    // tshark verifies the TCP checksum of every packet that holds its bytes (the relays sum
+    // the bytes they read for the recording, the recording thread writes them later): none
+    // is bad, and every one holding bytes is good.
+    let tshark_count = |filter: &str| {
+        crate::util::run(
+            Command::new("tshark")
+                .arg("-r")
+                .arg(&recording)
+                .args(&ports)
+                .args(["-o", "tcp.check_checksum:TRUE", "-Y", filter]),
+        )
+        .lines()
+        .count()
+    };
+    assert_eq!(tshark_count("tcp.checksum.status == 0"), 0, "bad checksums");
+    let captured = tshark_count("tcp.len > 0 && frame.len == frame.cap_len");
+    assert!(captured > 20, "{captured} packets with bytes");
+    assert_eq!(
+        tshark_count("tcp.len > 0 && frame.len == frame.cap_len && tcp.checksum.status == 1"),
+        captured,
+        "every packet with bytes has a good checksum"
+    );
     let messages = live.iter().filter(|e| e["kind"] == "message").count();
     if payload_once {
         let out = Command::new(env!("CARGO_BIN_EXE_uatap"))

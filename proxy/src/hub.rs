@@ -17,8 +17,8 @@ use uatap_analysis::{
     Analyzer, CloseReason, ClosedBy, Connection, Direction, Event, Options, Timestamp,
 };
 use uatap_recorder::{
-    Direction as RDir, InterfaceDescription, InterfaceId, Payload, RotatingWriter, RotationConfig,
-    TcpFlowWriter, WriteError,
+    Direction as RDir, InterfaceDescription, InterfaceId, Payload, PayloadSums, RotatingWriter,
+    RotationConfig, TcpFlowWriter, WriteError,
 };
 
 /// What a relay reports about one proxied connection.
@@ -186,6 +186,8 @@ pub struct TapBytes {
     pooled: bool,
     /// Counted in [`QUEUED_COPIES`] (a small copy waiting for the analysis).
     counted: usize,
+    /// The TCP checksum sums of the bytes, when the relay computed them for the recording.
+    sums: Option<PayloadSums>,
 }
 
 impl TapBytes {
@@ -198,6 +200,7 @@ impl TapBytes {
                 len: 0,
                 pooled: true,
                 counted: 0,
+                sums: None,
             };
         }
         let pooled = BUFFERS
@@ -211,6 +214,7 @@ impl TapBytes {
             len: 0,
             pooled,
             counted: 0,
+            sums: None,
         }
     }
 
@@ -246,6 +250,7 @@ impl TapBytes {
     /// analysis is far behind, and queueing these bytes would lift the bound on the memory of
     /// the taps.
     pub fn into_tap(self) -> Option<TapBytes> {
+        debug_assert!(self.sums.is_none(), "summed before it was queued");
         if self.len <= SMALL_READ {
             TapBytes::small_copy(&self)
         } else if self.pooled {
@@ -257,6 +262,18 @@ impl TapBytes {
 }
 
 impl TapBytes {
+    /// Computes the bytes' TCP checksum sums for the recording, by the relay that has just
+    /// read them: they are still in its cache, while the recording thread, which reaches them
+    /// later, would read them from memory (half of what recording costs the CPU).
+    pub fn sum_for_recording(&mut self) {
+        self.sums = Some(PayloadSums::of(self));
+    }
+
+    /// The sums of [`sum_for_recording`](Self::sum_for_recording), if they were computed.
+    fn take_sums(&mut self) -> Option<PayloadSums> {
+        self.sums.take()
+    }
+
     /// A copy of a small read, counted in [`QUEUED_COPIES`]; `None` when the copies waiting
     /// already reach [`MAX_QUEUED_COPIES`].
     fn small_copy(bytes: &[u8]) -> Option<TapBytes> {
@@ -281,6 +298,7 @@ impl From<Vec<u8>> for TapBytes {
             len,
             pooled: false,
             counted: 0,
+            sums: None,
         }
     }
 }
@@ -507,7 +525,15 @@ impl Recording {
         }
     }
 
-    fn data(&mut self, id: u64, dir: Direction, bytes: &[u8], ts: Timestamp, comments: &str) {
+    fn data(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        bytes: &[u8],
+        sums: Option<PayloadSums>,
+        ts: Timestamp,
+        comments: &str,
+    ) {
         if self.stopped {
             return;
         }
@@ -519,7 +545,10 @@ impl Recording {
         // What the sender sent is on its own leg first, then on the other: the bytes are the
         // same on both, and the comments go with the client's view.
         // Summed once for the TCP checksums of both legs.
-        let payload = Payload::new(bytes);
+        let payload = match sums {
+            Some(sums) => Payload::with_sums(bytes, sums),
+            None => Payload::new(bytes),
+        };
         let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
         if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
             r = if self.payload_once {
@@ -637,8 +666,12 @@ fn poll_recv(rx: &mut mpsc::Receiver<Tap>) -> Polled {
     Polled::Quiet
 }
 
-/// Requests the recording thread may be behind before the analysis waits for it.
-const RECORD_QUEUE: usize = 4096;
+/// Requests handed to the recording thread at a time, at most: fewer hand-overs, and the
+/// recording thread sleeps and wakes once per batch instead of once per read.
+const RECORD_BATCH: usize = 16;
+
+/// Batches the recording thread may be behind before the analysis waits for it.
+const RECORD_BATCHES_QUEUED: usize = 256;
 
 /// What the analysis thread asks the recording thread to do.
 enum ToRecording {
@@ -660,6 +693,7 @@ enum ToRecording {
         id: u64,
         dir: Direction,
         bytes: Bytes,
+        sums: Option<PayloadSums>,
         ts: Timestamp,
         comments: String,
     },
@@ -684,19 +718,23 @@ enum ToRecording {
 /// the file takes longer than the analysis of the same bytes. The analysis hands over the
 /// tapped buffers themselves, with the text of the events they caused.
 struct Recorder {
-    to: Option<std::sync::mpsc::SyncSender<ToRecording>>,
+    to: Option<std::sync::mpsc::SyncSender<Vec<ToRecording>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Requests not handed over yet: sent when [`RECORD_BATCH`] are waiting, and at every
+    /// flush (which the analysis does when the traffic pauses, and at least every
+    /// `FLUSH_INTERVAL`).
+    batch: Vec<ToRecording>,
 }
 
 impl Recorder {
     /// Starts the recording thread; `events` takes the `recording` event if it stops.
     fn start(mut r: Recording, events: Option<std::sync::mpsc::SyncSender<ToSinks>>) -> Recorder {
         r.events = events;
-        let (to, from) = std::sync::mpsc::sync_channel::<ToRecording>(RECORD_QUEUE);
+        let (to, from) = std::sync::mpsc::sync_channel::<Vec<ToRecording>>(RECORD_BATCHES_QUEUED);
         let thread = std::thread::Builder::new()
             .name("uatap-record".into())
             .spawn(move || {
-                while let Ok(msg) = from.recv() {
+                for msg in from.iter().flatten() {
                     match msg {
                         ToRecording::Open {
                             id,
@@ -716,9 +754,10 @@ impl Recorder {
                             id,
                             dir,
                             bytes,
+                            sums,
                             ts,
                             comments,
-                        } => r.data(id, dir, &bytes, ts, &comments),
+                        } => r.data(id, dir, &bytes, sums, ts, &comments),
                         ToRecording::Withheld {
                             id,
                             dir,
@@ -742,17 +781,31 @@ impl Recorder {
         Recorder {
             to: Some(to),
             thread,
+            batch: Vec::with_capacity(RECORD_BATCH),
         }
     }
 
-    fn send(&self, msg: ToRecording) {
+    fn send(&mut self, msg: ToRecording) {
+        let flush = matches!(msg, ToRecording::Flush);
+        self.batch.push(msg);
+        if flush || self.batch.len() >= RECORD_BATCH {
+            self.hand_over();
+        }
+    }
+
+    /// Hands the waiting requests to the recording thread.
+    fn hand_over(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(RECORD_BATCH));
         if let Some(to) = &self.to {
-            let _ = to.send(msg);
+            let _ = to.send(batch);
         }
     }
 
     fn open(
-        &self,
+        &mut self,
         id: u64,
         listener: usize,
         client: SocketAddr,
@@ -770,7 +823,7 @@ impl Recorder {
         });
     }
 
-    fn connected(&self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
+    fn connected(&mut self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
         self.send(ToRecording::Connected {
             id,
             local,
@@ -779,17 +832,33 @@ impl Recorder {
         });
     }
 
-    fn data(&self, id: u64, dir: Direction, bytes: Bytes, ts: Timestamp, comments: String) {
+    fn data(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        bytes: Bytes,
+        sums: Option<PayloadSums>,
+        ts: Timestamp,
+        comments: String,
+    ) {
         self.send(ToRecording::Data {
             id,
             dir,
             bytes,
+            sums,
             ts,
             comments,
         });
     }
 
-    fn withheld(&self, id: u64, dir: Direction, bytes: Vec<u8>, ts: Timestamp, comments: String) {
+    fn withheld(
+        &mut self,
+        id: u64,
+        dir: Direction,
+        bytes: Vec<u8>,
+        ts: Timestamp,
+        comments: String,
+    ) {
         self.send(ToRecording::Withheld {
             id,
             dir,
@@ -799,7 +868,14 @@ impl Recorder {
         });
     }
 
-    fn close(&self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: String) {
+    fn close(
+        &mut self,
+        id: u64,
+        by: ClosedBy,
+        reason: CloseReason,
+        ts: Timestamp,
+        comments: String,
+    ) {
         self.send(ToRecording::Close {
             id,
             by,
@@ -809,12 +885,13 @@ impl Recorder {
         });
     }
 
-    fn flush(&self) {
+    fn flush(&mut self) {
         self.send(ToRecording::Flush);
     }
 
     /// Writes everything handed over and closes the file.
     fn finish(mut self) {
+        self.hand_over();
         drop(self.to.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -1053,8 +1130,14 @@ pub fn run_hub(
                     r.connected(id, local, upstream, ts);
                 }
             }
-            Tap::Data { id, dir, bytes, ts } => {
+            Tap::Data {
+                id,
+                dir,
+                mut bytes,
+                ts,
+            } => {
                 if let Some(c) = conns.get_mut(&id) {
+                    let sums = bytes.take_sums();
                     // Shared, so that the analysis reads the messages in the read buffer
                     // itself and the recording gets the same buffer afterwards.
                     let bytes = Bytes::from_owner(bytes);
@@ -1068,7 +1151,7 @@ pub fn run_hub(
                         text = note;
                     }
                     if let Some(r) = recording.as_mut() {
-                        r.data(id, dir, bytes, ts, text);
+                        r.data(id, dir, bytes, sums, ts, text);
                     }
                 }
             }

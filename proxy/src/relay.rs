@@ -47,6 +47,9 @@ pub struct ListenerConfig {
     pub stall_after: Duration,
     /// This listener's place in the proxy's list (its interface in the recording).
     pub index: usize,
+    /// The proxy records: each relay computes the TCP checksum sums of the bytes it read for
+    /// the recording while they are in its cache ([`TapBytes::sum_for_recording`]).
+    pub sum_for_recording: bool,
     /// The fault table, when faults can be injected (`--fault`, `--admin`); `None`: plain
     /// forwarding with no fault machinery at all.
     pub faults: Option<Arc<Faults>>,
@@ -401,7 +404,7 @@ async fn relay_connection(
                 id,
                 tap.clone(),
                 c2s_filter,
-                config.stall_after,
+                PumpOptions::of(config),
             )),
             Box::pin(pump(
                 sr,
@@ -410,7 +413,7 @@ async fn relay_connection(
                 id,
                 tap.clone(),
                 s2c_filter,
-                config.stall_after,
+                PumpOptions::of(config),
             )),
         ),
     };
@@ -613,6 +616,24 @@ enum Filter {
     Rewrite(Box<EndpointRewriter>),
 }
 
+/// The listener's settings that one direction's plain relay ([`pump`]) follows.
+#[derive(Clone, Copy)]
+struct PumpOptions {
+    /// A write that waits this long is reported (`write_blocked`).
+    stall_after: Duration,
+    /// Sum the bytes read for the recording ([`ListenerConfig::sum_for_recording`]).
+    sum_for_recording: bool,
+}
+
+impl PumpOptions {
+    fn of(config: &ListenerConfig) -> Self {
+        PumpOptions {
+            stall_after: config.stall_after,
+            sum_for_recording: config.sum_for_recording,
+        }
+    }
+}
+
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
@@ -620,8 +641,12 @@ async fn pump(
     id: u64,
     tap: mpsc::Sender<Tap>,
     mut filter: Filter,
-    stall_after: Duration,
+    options: PumpOptions,
 ) -> End {
+    let PumpOptions {
+        stall_after,
+        sum_for_recording,
+    } = options;
     let mut rewritten = Vec::new();
     let mut notes = Vec::new();
     let mut lost: u64 = 0;
@@ -721,10 +746,13 @@ async fn pump(
         } else {
             data.into_tap()
         };
-        let Some(bytes) = bytes else {
+        let Some(mut bytes) = bytes else {
             lost = lost.saturating_add(n as u64);
             continue;
         };
+        if sum_for_recording {
+            bytes.sum_for_recording();
+        }
         if tap.try_send(Tap::Data { id, dir, bytes, ts }).is_err() {
             lost = lost.saturating_add(n as u64);
         }

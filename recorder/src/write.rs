@@ -1208,8 +1208,37 @@ impl<'a> Payload<'a> {
     /// Sums `bytes` as [`TcpFlowWriter::data`] cuts them into segments.
     #[must_use]
     pub fn new(bytes: &'a [u8]) -> Self {
-        Payload {
-            bytes,
+        Payload::with_sums(bytes, PayloadSums::of(bytes))
+    }
+
+    /// `bytes` with their sums computed earlier ([`PayloadSums::of`] on the same bytes),
+    /// where the bytes were still in the cache; sums of other bytes (another length) are
+    /// computed again.
+    #[must_use]
+    pub fn with_sums(bytes: &'a [u8], sums: PayloadSums) -> Self {
+        let sums = if sums.len == bytes.len() {
+            sums.sums
+        } else {
+            PayloadSums::of(bytes).sums
+        };
+        Payload { bytes, sums }
+    }
+}
+
+/// The TCP checksum sums of bytes to be recorded, computed by whoever has them in the cache
+/// (the thread that analysed them) for the thread that records them later.
+#[derive(Clone, Debug, Default)]
+pub struct PayloadSums {
+    len: usize,
+    sums: Vec<u64>,
+}
+
+impl PayloadSums {
+    /// The sums of `bytes`' segments, as [`TcpFlowWriter::data`] cuts them.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Self {
+        PayloadSums {
+            len: bytes.len(),
             sums: bytes.chunks(MAX_SEGMENT_PAYLOAD).map(payload_sum).collect(),
         }
     }
@@ -1356,18 +1385,37 @@ fn sum_words(data: &[u8], acc: u64) -> u64 {
 /// The sum of `data` as big-endian 16-bit words (a last odd byte padded with zero), folded to
 /// 16 bits: not the same number as [`sum_words`], but the same once folded with other sums
 /// into a checksum (RFC 1071 section 2: the sum is the same modulo 0xFFFF, and byte order can
-/// be swapped at the end). Little-endian 32-bit words, which the compiler vectorizes: the
-/// payload's checksum costs less than its copy.
+/// be swapped at the end). Little-endian 16-bit words into sixteen 32-bit lanes, which the
+/// compiler turns into vector adds of 16 bytes at a time even on baseline x86-64 (SSE2).
 fn payload_sum(data: &[u8]) -> u64 {
+    /// 32-byte blocks added into the lanes before they are folded: 4096 x 0xFFFF fits in u32.
+    const BLOCKS: usize = 4096;
     let mut acc = 0u64;
-    let mut quads = data.chunks_exact(4);
-    for q in quads.by_ref() {
-        acc += u64::from(u32::from_le_bytes([q[0], q[1], q[2], q[3]]));
+    let mut blocks = data.chunks_exact(32);
+    loop {
+        let mut lanes = [0u32; 16];
+        let mut n = 0;
+        for block in blocks.by_ref() {
+            for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(2)) {
+                *lane += u32::from(u16::from_le_bytes([w[0], w[1]]));
+            }
+            n += 1;
+            if n == BLOCKS {
+                break;
+            }
+        }
+        acc += lanes.iter().map(|&l| u64::from(l)).sum::<u64>();
+        if n < BLOCKS {
+            break;
+        }
     }
-    let mut tail = [0u8; 4];
-    let rest = quads.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    acc += u64::from(u32::from_le_bytes(tail));
+    let mut words = blocks.remainder().chunks_exact(2);
+    for w in words.by_ref() {
+        acc += u64::from(u16::from_le_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        acc += u64::from(*last);
+    }
     // 2^16 = 1 modulo 0xFFFF: folding keeps the sum modulo 0xFFFF.
     while acc >> 16 != 0 {
         acc = (acc & 0xFFFF) + (acc >> 16);
