@@ -38,8 +38,30 @@ impl Timestamp {
         s
     }
 
-    /// Appends the RFC 3339 form to `out` (the event writer's hot path: no formatter).
+    /// Appends the RFC 3339 form to `out` (the event writer's hot path: no formatter). The
+    /// last form written on this thread is kept: the events of one read all carry its time,
+    /// and each is written to the log and to a packet comment.
     pub fn write_rfc3339(self, out: &mut String) {
+        thread_local! {
+            static LAST: std::cell::Cell<(i64, [u8; 27])> =
+                const { std::cell::Cell::new((i64::MIN, [0; 27])) };
+        }
+        let (at, text) = LAST.get();
+        if at == self.unix_micros {
+            out.push_str(std::str::from_utf8(&text).unwrap_or(""));
+            return;
+        }
+        if let Some(text) = self.rfc3339_bytes() {
+            LAST.set((self.unix_micros, text));
+            out.push_str(std::str::from_utf8(&text).unwrap_or(""));
+        } else {
+            use std::fmt::Write;
+            let _ = write!(out, "{self}");
+        }
+    }
+
+    /// The RFC 3339 form for years 0 to 9999 (27 bytes), else `None`.
+    fn rfc3339_bytes(self) -> Option<[u8; 27]> {
         let secs = self.unix_micros.div_euclid(1_000_000);
         let micros = self.unix_micros.rem_euclid(1_000_000);
         let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -74,12 +96,7 @@ impl Timestamp {
                 *slot = c;
             }
         }
-        if (0..=9999).contains(&y) {
-            out.push_str(std::str::from_utf8(&b).unwrap_or(""));
-        } else {
-            use std::fmt::Write;
-            let _ = write!(out, "{self}");
-        }
+        (0..=9999).contains(&y).then_some(b)
     }
 }
 
@@ -130,7 +147,17 @@ mod tests {
         ] {
             let t = Timestamp::from_unix_micros(us);
             assert_eq!(t.to_rfc3339(), t.to_string(), "{us}");
+            // Again, from the form kept for the last time written.
+            assert_eq!(t.to_rfc3339(), t.to_string(), "{us} again");
         }
+        // Out of range (year 10000): not kept; the time before is still right after it.
+        let (before, far) = (
+            Timestamp::from_unix_micros(1),
+            Timestamp::from_unix_micros(i64::MAX),
+        );
+        assert_eq!(before.to_rfc3339(), "1970-01-01T00:00:00.000001Z");
+        assert_eq!(far.to_rfc3339(), far.to_string());
+        assert_eq!(before.to_rfc3339(), "1970-01-01T00:00:00.000001Z");
     }
 
     #[test]
