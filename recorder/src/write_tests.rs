@@ -515,3 +515,52 @@ fn flows_write_through_a_trait_object() {
         .unwrap();
     assert_eq!(w.packets_written(), 4);
 }
+
+#[test]
+fn payload_with_sums_computed_earlier_writes_the_same_packets() {
+    let client: SocketAddr = "10.0.0.1:50000".parse().unwrap();
+    let server: SocketAddr = "10.0.0.2:4840".parse().unwrap();
+    // Over one segment's size, so that there are two sums.
+    let bytes: Vec<u8> = (0..MAX_SEGMENT_PAYLOAD + 777)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let other = vec![0xABu8; 100];
+    let write = |payload: &Payload<'_>| {
+        let mut w = flow_sink();
+        let mut f = TcpFlowWriter::new(InterfaceId(0), client, server).unwrap();
+        let ts = Timestamp::from_unix_micros(5);
+        f.data_payload(&mut w, Direction::AToB, ts, payload, None)
+            .unwrap();
+        f.data_headers_only(&mut w, Direction::BToA, ts, payload, None)
+            .unwrap();
+        w.finish().unwrap()
+    };
+    let plain = write(&Payload::new(&bytes));
+    assert_eq!(
+        write(&Payload::with_sums(&bytes, PayloadSums::of(&bytes))),
+        plain,
+        "the sums handed over are the ones it would compute"
+    );
+    // Sums of other bytes (another length) are not used: computed again from the bytes.
+    assert_eq!(
+        write(&Payload::with_sums(&bytes, PayloadSums::of(&other))),
+        plain
+    );
+    // The checksums are right: etherparse recomputes them for each data segment.
+    let mut checked = 0;
+    for (kind, epb) in blocks(&plain) {
+        if kind != 6 {
+            continue;
+        }
+        let cap = u32::from_le_bytes(epb[20..24].try_into().unwrap()) as usize;
+        let frame = &epb[28..28 + cap];
+        let ip = Ipv4Header::from_slice(&frame[14..]).unwrap().0;
+        let (tcp, rest) = TcpHeader::from_slice(&frame[14 + ip.header_len()..]).unwrap();
+        if rest.is_empty() {
+            continue;
+        }
+        assert_eq!(tcp.checksum, tcp.calc_checksum_ipv4(&ip, rest).unwrap());
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "both segments of the client's leg checked");
+}
