@@ -264,7 +264,7 @@ impl TapBytes {
 impl TapBytes {
     /// Computes the bytes' TCP checksum sums for the recording, by the relay that has just
     /// read them: they are still in its cache, while the recording thread, which reaches them
-    /// later, would read them from memory (half of what recording costs the CPU).
+    /// later, would read them from memory (its largest cost when it summed them itself).
     pub fn sum_for_recording(&mut self) {
         self.sums = Some(PayloadSums::of(self));
     }
