@@ -18,7 +18,7 @@ use uatap_analysis::{
 };
 use uatap_recorder::{
     Direction as RDir, InterfaceDescription, InterfaceId, Payload, PayloadSums, RotatingWriter,
-    RotationConfig, TcpFlowWriter, WriteError,
+    RotationConfig, TcpFlowWriter, WriteError, SPLICE_PAYLOAD_OFFSET,
 };
 
 /// What a relay reports about one proxied connection.
@@ -144,6 +144,18 @@ pub enum Tap {
 /// connection, and an idle one holds no buffer at all (see [`TapBytes::read_buffer`]).
 pub const READ_BUFFER: usize = 128 * 1024;
 
+/// Bytes allocated for a read buffer: [`READ_BUFFER`], and room to place the bytes read where
+/// a recording can write them from the buffer without copying them (see [`read_offset`]).
+const READ_ALLOCATION: usize = READ_BUFFER + 4096;
+
+/// Where in `buf` a read goes: [`SPLICE_PAYLOAD_OFFSET`] past a 4 KiB boundary, so that a
+/// recording with direct I/O writes the bytes from the buffer itself.
+fn read_offset(buf: &[u8]) -> usize {
+    let misalignment = buf.as_ptr() as usize % 4096;
+    let off = (SPLICE_PAYLOAD_OFFSET + 4096 - misalignment) % 4096;
+    off.min(buf.len().saturating_sub(READ_BUFFER))
+}
+
 /// Reads up to this size are copied into a buffer of their own size for the analysis, and the
 /// read buffer is free again at once: many small messages (requests, responses) must not hold
 /// a large buffer each while they wait for the analysis.
@@ -154,6 +166,15 @@ const SMALL_READ: usize = 16 * 1024;
 /// the analysis gets no CPU at full speed. Beyond it a relay reads into a buffer of its own
 /// and the analysis loses those bytes (a gap), the forwarding nothing.
 const MAX_BUFFERS: usize = 1024;
+
+/// Read buffers a recording may hold besides: it writes payloads from the read buffers
+/// themselves, and keeps each until its write is done (at most 3 writes of
+/// `uatap_recorder`'s 64 splices each). Added to [`MAX_BUFFERS`] while a recording runs, so
+/// that the analysis keeps the same room against a stall.
+const RECORDING_BUFFERS: usize = 192;
+
+/// [`MAX_BUFFERS`], plus [`RECORDING_BUFFERS`] once a recording started.
+static MAX_BUFFERS_NOW: AtomicUsize = AtomicUsize::new(MAX_BUFFERS);
 
 /// Bytes of small copies (and their queue entries) that may wait for the analysis at once:
 /// with the read buffers, this bounds the memory of the taps however many small reads come.
@@ -171,16 +192,40 @@ static QUEUED_COPIES: AtomicUsize = AtomicUsize::new(0);
 /// behind does not keep its memory for ever.
 const KEEP_FREE: usize = 64;
 
+/// Free read buffers kept for reuse while a recording runs (25 MiB): the recording writes the
+/// bytes from the read buffers themselves (direct I/O), holding each until its write is done,
+/// up to about 100 of them at full speed; with only [`KEEP_FREE`] kept, every write's worth
+/// went back to the system and was mapped (and zeroed) again, 340 times a second.
+const KEEP_FREE_RECORDING: usize = 192;
+
+/// [`KEEP_FREE`], or [`KEEP_FREE_RECORDING`] once a recording started.
+static KEEP_FREE_NOW: AtomicUsize = AtomicUsize::new(KEEP_FREE);
+
+/// Gives the free read buffers over [`KEEP_FREE`] back to the system: when no bytes came for a
+/// tick, those a recording kept for the next writes are not needed.
+fn trim_free_read_buffers() {
+    let extra: Vec<Vec<u8>> = match FREE_BUFFERS.lock() {
+        Ok(mut free) if free.len() > KEEP_FREE => {
+            let n = free.len() - KEEP_FREE;
+            free.drain(..n).collect()
+        }
+        _ => return,
+    };
+    BUFFERS.fetch_sub(extra.len(), Ordering::Relaxed);
+}
+
 /// The read buffers not in use, shared by every relay and the analysis thread.
 static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
-/// Read buffers that exist (free or in use), at most [`MAX_BUFFERS`].
+/// Read buffers that exist (free or in use), at most [`MAX_BUFFERS_NOW`].
 static BUFFERS: AtomicUsize = AtomicUsize::new(0);
 
 /// A read buffer of [`READ_BUFFER`] bytes: read into by a relay, forwarded, then handed to the
 /// analysis as it is; it goes back to the shared free list when dropped.
 pub struct TapBytes {
     buf: Vec<u8>,
+    /// Where the bytes start in `buf`.
+    off: usize,
     len: usize,
     /// Taken from the shared buffers (and counted in their bound).
     pooled: bool,
@@ -196,6 +241,7 @@ impl TapBytes {
         let free = FREE_BUFFERS.lock().ok().and_then(|mut f| f.pop());
         if let Some(buf) = free {
             return TapBytes {
+                off: read_offset(&buf),
                 buf,
                 len: 0,
                 pooled: true,
@@ -205,12 +251,14 @@ impl TapBytes {
         }
         let pooled = BUFFERS
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < MAX_BUFFERS).then_some(n + 1)
+                (n < MAX_BUFFERS_NOW.load(Ordering::Relaxed)).then_some(n + 1)
             })
             .is_ok();
         keep_read_buffers_mapped();
+        let buf = vec![0; READ_ALLOCATION];
         TapBytes {
-            buf: vec![0; READ_BUFFER],
+            off: read_offset(&buf),
+            buf,
             len: 0,
             pooled,
             counted: 0,
@@ -230,18 +278,20 @@ impl TapBytes {
         }
         b.buf.clear();
         b.buf.extend_from_slice(bytes);
+        b.off = 0;
         b.len = bytes.len();
         Some(b)
     }
 
     /// The whole buffer, to read into; then [`set_len`](Self::set_len).
     pub fn spare(&mut self) -> &mut [u8] {
-        &mut self.buf[..]
+        let end = self.off.saturating_add(READ_BUFFER).min(self.buf.len());
+        self.buf.get_mut(self.off..end).unwrap_or_default()
     }
 
     /// How many bytes of the buffer were read.
     pub fn set_len(&mut self, n: usize) {
-        self.len = n.min(self.buf.len());
+        self.len = n.min(self.buf.len().saturating_sub(self.off));
     }
 
     /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
@@ -295,6 +345,7 @@ impl From<Vec<u8>> for TapBytes {
         let len = buf.len();
         TapBytes {
             buf,
+            off: 0,
             len,
             pooled: false,
             counted: 0,
@@ -306,7 +357,9 @@ impl From<Vec<u8>> for TapBytes {
 impl Deref for TapBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
+        self.buf
+            .get(self.off..self.off + self.len)
+            .unwrap_or_default()
     }
 }
 
@@ -330,9 +383,9 @@ impl Drop for TapBytes {
         if self.pooled {
             let mut buf = std::mem::take(&mut self.buf);
             // A copy may have grown past the read size: keep the buffers alike.
-            buf.resize(READ_BUFFER, 0);
+            buf.resize(READ_ALLOCATION, 0);
             if let Ok(mut free) = FREE_BUFFERS.lock() {
-                if free.len() < KEEP_FREE {
+                if free.len() < KEEP_FREE_NOW.load(Ordering::Relaxed) {
                     free.push(buf);
                     return;
                 }
@@ -439,6 +492,8 @@ impl Recording {
                 .push(writer.add_interface(InterfaceDescription::ethernet("uatap", "uatap"))?);
         }
         writer.set_write_buffer(RECORD_BUFFER)?;
+        KEEP_FREE_NOW.store(KEEP_FREE_RECORDING, Ordering::Relaxed);
+        MAX_BUFFERS_NOW.store(MAX_BUFFERS + RECORDING_BUFFERS, Ordering::Relaxed);
         Ok(Recording {
             writer,
             interfaces,
@@ -529,7 +584,7 @@ impl Recording {
         &mut self,
         id: u64,
         dir: Direction,
-        bytes: &[u8],
+        bytes: &Bytes,
         sums: Option<PayloadSums>,
         ts: Timestamp,
         comments: &str,
@@ -544,11 +599,9 @@ impl Recording {
         };
         // What the sender sent is on its own leg first, then on the other: the bytes are the
         // same on both, and the comments go with the client's view.
-        // Summed once for the TCP checksums of both legs.
-        let payload = match sums {
-            Some(sums) => Payload::with_sums(bytes, sums),
-            None => Payload::new(bytes),
-        };
+        // Summed once for the TCP checksums of both legs; written from the read buffer itself
+        // where the file can (direct I/O), else copied.
+        let payload = Payload::shared(bytes, sums);
         let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
         if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
             r = if self.payload_once {
@@ -1066,6 +1119,8 @@ pub fn run_hub(
     let mut recording = recording.map(|r| Recorder::start(r, to_sinks));
     // Text of `fault_injected` events waiting for the next bytes of their connection.
     let mut pending_notes: HashMap<u64, String> = HashMap::new();
+    // Bytes came since the last tick (else the spare read buffers a recording keeps go).
+    let mut busy = false;
     let mut last_flush = Instant::now();
     let mut since_check: u32 = 0;
     loop {
@@ -1136,6 +1191,7 @@ pub fn run_hub(
                 mut bytes,
                 ts,
             } => {
+                busy = true;
                 if let Some(c) = conns.get_mut(&id) {
                     let sums = bytes.take_sums();
                     // Shared, so that the analysis reads the messages in the read buffer
@@ -1236,6 +1292,9 @@ pub fn run_hub(
                 }
             }
             Tap::Tick { ts } => {
+                if !std::mem::take(&mut busy) {
+                    trim_free_read_buffers();
+                }
                 for (id, c) in conns.iter_mut() {
                     c.handle_timeout(ts);
                     let text = emit(c, &mut sinks, rec);

@@ -25,6 +25,8 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use crate::read::LinkType;
 use crate::tcp::Direction;
 use crate::time::Timestamp;
@@ -109,7 +111,69 @@ pub trait RecordFile: Write + Send + fmt::Debug {
         buf.clear();
         done
     }
+
+    /// The alignment (a power of two) of memory and lengths in which this file writes bytes
+    /// from where they lie, e.g. the payloads of packets still in the buffer they were read
+    /// into ([`write_blocks_spliced`]); `None` (the default): it does not, and the writer
+    /// copies every byte into its blocks.
+    ///
+    /// [`write_blocks_spliced`]: RecordFile::write_blocks_spliced
+    fn splice_alignment(&self) -> Option<usize> {
+        None
+    }
+
+    /// [`write_blocks`] of blocks whose bytes are `buf[start..]` with each of `splices` put in
+    /// before `buf[splice.at]` (in order). The default joins them and writes the result.
+    ///
+    /// [`write_blocks`]: RecordFile::write_blocks
+    fn write_blocks_spliced(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        splices: Vec<Splice>,
+    ) -> io::Result<()> {
+        if splices.is_empty() {
+            return self.write_blocks(buf, start);
+        }
+        let joined = join_splices(buf.get(start..).unwrap_or(&[]), start, &splices);
+        buf.clear();
+        self.write_all(&joined)
+    }
 }
+
+/// Bytes of a shared buffer that go into a file between the bytes a writer collected, where
+/// they lie (no copy): see [`RecordFile::write_blocks_spliced`].
+#[derive(Clone, Debug)]
+pub struct Splice {
+    /// Index, in the writer's buffer, of the byte these go before.
+    pub at: usize,
+    /// The bytes, a multiple of the file's [`splice_alignment`](RecordFile::splice_alignment)
+    /// long and aligned to it in memory.
+    pub bytes: Bytes,
+}
+
+/// `collected` (the bytes from index `start` of a writer's buffer) with `splices` put in.
+fn join_splices(collected: &[u8], start: usize, splices: &[Splice]) -> Vec<u8> {
+    let spliced: usize = splices.iter().map(|s| s.bytes.len()).sum();
+    let mut out = Vec::with_capacity(collected.len() + spliced);
+    let mut from = 0usize;
+    for s in splices {
+        let at = s.at.saturating_sub(start).clamp(from, collected.len());
+        out.extend_from_slice(collected.get(from..at).unwrap_or(&[]));
+        out.extend_from_slice(&s.bytes);
+        from = at;
+    }
+    out.extend_from_slice(collected.get(from..).unwrap_or(&[]));
+    out
+}
+
+/// Where, in memory aligned to a file's [`splice_alignment`](RecordFile::splice_alignment)
+/// (any power of two up to 4096), payload bytes are best read so that a writer can write them
+/// uncopied: 2 bytes before an aligned address. A packet block's frame starts 4-byte aligned
+/// in the file, and the 14-byte Ethernet header (plus IP and TCP headers, multiples of 4)
+/// leaves its payload 2 bytes past such a boundary; the payload's first 2 bytes are then
+/// copied, and the rest lies aligned.
+pub const SPLICE_PAYLOAD_OFFSET: usize = 4096 - 2;
 
 impl RecordFile for File {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -345,6 +409,21 @@ pub trait PacketSink {
         uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError>;
+
+    /// [`write_packet_parts`](Self::write_packet_parts) of a payload that lies in a shared
+    /// buffer: a sink whose file writes from memory it does not own
+    /// ([`RecordFile::splice_alignment`]) may keep the buffer and write most of the payload
+    /// from there instead of copying it. The default copies.
+    fn write_packet_shared(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &Bytes,
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        self.write_packet_parts(iface, ts, head, payload, 0, comments)
+    }
 }
 
 impl<S: PacketSink + ?Sized> PacketSink for &mut S {
@@ -374,6 +453,16 @@ impl<S: PacketSink + ?Sized> PacketSink for &mut S {
     ) -> Result<(), WriteError> {
         (**self).write_packet_parts(iface, ts, head, payload, uncaptured, comments)
     }
+    fn write_packet_shared(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &Bytes,
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        (**self).write_packet_shared(iface, ts, head, payload, comments)
+    }
 }
 
 /// Appends pcapng blocks to a block under construction in `buf`.
@@ -382,6 +471,8 @@ struct BlockBuilder<'a> {
     /// Where the block starts in `buf` (after the blocks already there).
     start: usize,
     has_options: bool,
+    /// Bytes of the block that are not in `buf` but spliced in (see [`Splice`]).
+    spliced: usize,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -394,6 +485,7 @@ impl<'a> BlockBuilder<'a> {
             buf,
             start,
             has_options: false,
+            spliced: 0,
         }
     }
 
@@ -437,7 +529,7 @@ impl<'a> BlockBuilder<'a> {
         if self.has_options {
             self.u16_pair_end();
         }
-        let total = self.buf.len() - self.start + 4;
+        let total = self.buf.len() - self.start + self.spliced + 4;
         let total32 = u32::try_from(total).unwrap_or(u32::MAX);
         if let Some(len) = self.buf.get_mut(self.start + 4..self.start + 8) {
             len.copy_from_slice(&total32.to_le_bytes());
@@ -478,6 +570,13 @@ pub struct PcapngWriter<W: Write> {
     pending_start: Option<usize>,
     /// How to hand `pending` over to an output that takes it ([`RecordFile`]).
     hand_over: Option<HandOver<W>>,
+    /// The output's [`RecordFile::splice_alignment`]: payloads in shared buffers are then
+    /// spliced into `pending` rather than copied.
+    splice_align: Option<usize>,
+    /// Payload bytes that go between the bytes of `pending` (in order of `at`).
+    splices: Vec<Splice>,
+    /// Bytes of `splices`.
+    spliced_bytes: usize,
     /// Write once this many bytes are collected; 0: write every block at once.
     buffer_limit: usize,
     /// Bytes of whole blocks handed to `out` without error.
@@ -493,8 +592,16 @@ pub struct PcapngWriter<W: Write> {
 /// generic [`PcapngWriter`].
 struct HandOver<W> {
     start: fn(&mut W, &mut Vec<u8>, usize) -> Option<usize>,
-    write: fn(&mut W, &mut Vec<u8>, usize) -> io::Result<()>,
+    write: fn(&mut W, &mut Vec<u8>, usize, Vec<Splice>) -> io::Result<()>,
 }
+
+/// Splices collected at most before the blocks are written: each holds the buffer it lies in
+/// until the write is done (a proxy's read buffer), and becomes an I/O vector of the write.
+/// 64 are the payloads of 32 reads of 128 KiB, 4 MiB.
+pub const MAX_SPLICES: usize = 64;
+
+/// Payload bytes that are worth splicing rather than copying, at the least.
+const MIN_SPLICE: usize = 2048;
 
 impl PcapngWriter<Box<dyn RecordFile>> {
     /// [`new`](Self::new) for a recording file: the collected blocks go to it with
@@ -502,9 +609,13 @@ impl PcapngWriter<Box<dyn RecordFile>> {
     /// I/O without a copy).
     pub fn for_record_file(out: Box<dyn RecordFile>) -> Result<Self, WriteError> {
         let mut w = PcapngWriter::new(out)?;
+        w.splice_align = w
+            .out
+            .splice_alignment()
+            .filter(|a| a.is_power_of_two() && (4..=4096).contains(a));
         w.hand_over = Some(HandOver {
             start: |out, buf, capacity| out.blocks_start(buf, capacity),
-            write: |out, buf, start| out.write_blocks(buf, start),
+            write: |out, buf, start, splices| out.write_blocks_spliced(buf, start, splices),
         });
         Ok(w)
     }
@@ -532,6 +643,9 @@ impl<W: Write> PcapngWriter<W> {
             pending: Vec::new(),
             pending_start: None,
             hand_over: None,
+            splice_align: None,
+            splices: Vec::new(),
+            spliced_bytes: 0,
             buffer_limit: 0,
             flushed: 0,
             interfaces: Vec::new(),
@@ -619,8 +733,10 @@ impl<W: Write> PcapngWriter<W> {
             return Err(WriteError::Stopped);
         }
         if let (Some(h), Some(start)) = (&self.hand_over, self.pending_start) {
-            let len = (self.pending.len() - start) as u64;
-            let result = (h.write)(&mut self.out, &mut self.pending, start);
+            let len = (self.pending.len() - start + self.spliced_bytes) as u64;
+            let splices = std::mem::take(&mut self.splices);
+            self.spliced_bytes = 0;
+            let result = (h.write)(&mut self.out, &mut self.pending, start, splices);
             self.pending.clear();
             self.pending_start = None;
             return match result {
@@ -715,13 +831,26 @@ impl<W: Write> PcapngWriter<W> {
     /// buffer: keeps it, and writes the collected blocks once there are enough).
     fn write_block(&mut self, start: usize) -> Result<(), WriteError> {
         if self.buffer_limit > 0 {
+            // The splices of this block (the last ones) count with it.
+            let spliced: usize = self
+                .splices
+                .iter()
+                .rev()
+                .take_while(|s| s.at > start)
+                .map(|s| s.bytes.len())
+                .sum();
             if self.stopped {
                 self.pending.truncate(start);
+                while self.splices.last().is_some_and(|s| s.at > start) {
+                    self.splices.pop();
+                }
+                self.spliced_bytes -= spliced;
                 return Err(WriteError::Stopped);
             }
-            self.bytes_written += (self.pending.len() - start) as u64;
-            let collected = self.pending.len() - self.pending_start.unwrap_or(0);
-            if collected >= self.buffer_limit {
+            self.bytes_written += (self.pending.len() - start + spliced) as u64;
+            let collected =
+                self.pending.len() - self.pending_start.unwrap_or(0) + self.spliced_bytes;
+            if collected >= self.buffer_limit || self.splices.len() >= MAX_SPLICES {
                 return self.flush();
             }
             return Ok(());
@@ -778,6 +907,43 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_epb(iface, ts, head, payload, None, uncaptured, comments)
+    }
+
+    fn write_packet_shared(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &Bytes,
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        self.write_epb(iface, ts, head, payload, Some(payload), 0, comments)
+    }
+}
+
+/// Where a payload is spliced into its packet block: see [`PcapngWriter::splice_plan`].
+struct SplicePlan {
+    /// Bytes of filler block written before the packet block.
+    filler: usize,
+    /// Payload bytes copied before the spliced ones.
+    copied: usize,
+    /// Payload bytes spliced.
+    spliced: usize,
+}
+
+impl<W: Write> PcapngWriter<W> {
+    #[allow(clippy::too_many_arguments)]
+    fn write_epb(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &[u8],
+        shared: Option<&Bytes>,
+        uncaptured: usize,
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
         if self.link_type(iface).is_none() {
             return Err(WriteError::UnknownInterface { id: iface.0 });
         }
@@ -791,6 +957,14 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         let len = u32::try_from(frame_len).unwrap_or(u32::MAX);
         let orig_len = u32::try_from(orig_len).unwrap_or(u32::MAX);
         let start = self.target().len();
+        let plan = shared.and_then(|b| self.splice_plan(head.len(), b));
+        if let Some(plan) = &plan {
+            let end = start + plan.filler;
+            self.pending.resize(end, 0);
+            if let Some(filler) = self.pending.get_mut(start..end) {
+                write_filler_block(filler);
+            }
+        }
         let mut b = BlockBuilder::new(self.target(), EPB_TYPE);
         b.u32(iface.0);
         b.u32((units >> 32) as u32);
@@ -798,15 +972,65 @@ impl<W: Write> PacketSink for PcapngWriter<W> {
         b.u32(len);
         b.u32(orig_len);
         b.buf.extend_from_slice(head);
-        b.bytes_padded(payload);
+        let mut splice = None;
+        match (&plan, shared) {
+            (Some(plan), Some(shared)) => {
+                let (before, rest) = payload.split_at(plan.copied);
+                b.buf.extend_from_slice(before);
+                splice = Some(Splice {
+                    at: b.buf.len(),
+                    bytes: shared.slice(plan.copied..plan.copied + plan.spliced),
+                });
+                b.spliced = plan.spliced;
+                b.bytes_padded(rest.get(plan.spliced..).unwrap_or(&[]));
+            }
+            _ => b.bytes_padded(payload),
+        }
         for comment in comments {
             b.text_option(OPT_COMMENT, comment);
         }
         b.finish();
+        if let Some(splice) = splice {
+            self.spliced_bytes += splice.bytes.len();
+            self.splices.push(splice);
+        }
         self.write_block(start)?;
         self.last_ts = ts;
         self.packets_written += 1;
         Ok(())
+    }
+
+    /// How to write `payload` (after a frame header of `head_len` bytes) partly from where it
+    /// lies, or `None` to copy it: a filler block first, so that the packet block's bytes
+    /// before the spliced part end on an aligned place in the file, as the spliced part starts
+    /// on one in memory. Only with an output that splices, a write buffer, and a payload long
+    /// enough.
+    fn splice_plan(&self, head_len: usize, payload: &Bytes) -> Option<SplicePlan> {
+        let align = self.splice_align?;
+        self.pending_start?;
+        if self.splices.len() >= MAX_SPLICES {
+            return None;
+        }
+        let copied = (payload.as_ptr() as usize).wrapping_neg() % align;
+        let spliced = payload.len().checked_sub(copied)? / align * align;
+        if spliced < MIN_SPLICE.max(align) {
+            return None;
+        }
+        // Block type, length, interface, time (2), captured and original length; the frame.
+        let before = 28 + head_len + copied;
+        if before % 4 != 0 {
+            return None;
+        }
+        let here = self.pending.as_ptr() as usize + self.pending.len();
+        let mut filler = here.wrapping_add(before).wrapping_neg() % align;
+        if filler > 0 && filler < MIN_BLOCK_LEN {
+            filler += align;
+        }
+        (filler % 4 == 0).then_some(SplicePlan {
+            filler,
+            copied,
+            spliced,
+        })
     }
 }
 
@@ -818,8 +1042,9 @@ const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
 
 /// Most payload bytes per synthesized segment: keeps IPv4's 16-bit total length (and IPv6's
-/// payload length) in range with room to spare.
-pub const MAX_SEGMENT_PAYLOAD: usize = 65_000;
+/// payload length) in range with room to spare. A multiple of 512, so that every segment of a
+/// payload lies as aligned in memory as its first (see [`PacketSink::write_packet_shared`]).
+pub const MAX_SEGMENT_PAYLOAD: usize = 126 * 512;
 
 /// The receive window every synthesized segment advertises (no window scaling); a side with
 /// this much unacknowledged data first gets an ACK from its peer, so Wireshark reports no
@@ -1006,6 +1231,10 @@ impl TcpFlowWriter {
         }
         let mut comment = comment;
         for (chunk, &sum) in payload.bytes.chunks(MAX_SEGMENT_PAYLOAD).zip(&payload.sums) {
+            let shared = payload
+                .shared
+                .filter(|_| captured)
+                .map(|b| b.slice_ref(chunk));
             let me = side(dir);
             let in_flight = self.next_seq[me].wrapping_sub(self.acked[me]) as usize;
             if in_flight + chunk.len() >= usize::from(WINDOW) && in_flight > 0 {
@@ -1014,6 +1243,7 @@ impl TcpFlowWriter {
             let seg = Segment {
                 flags: PSH | ACK,
                 payload: chunk,
+                shared,
                 sum: Some(sum),
                 captured,
             };
@@ -1087,6 +1317,7 @@ impl TcpFlowWriter {
         let seg = Segment {
             flags,
             payload,
+            shared: None,
             sum: None,
             captured: true,
         };
@@ -1106,6 +1337,7 @@ impl TcpFlowWriter {
         let Segment {
             flags,
             payload,
+            shared,
             sum,
             captured,
         } = seg;
@@ -1172,7 +1404,14 @@ impl TcpFlowWriter {
         } else {
             (&[][..], payload.len())
         };
-        sink.write_packet_parts(self.iface, ts, &head, kept, uncaptured, &comments[..n])?;
+        match &shared {
+            Some(shared) if captured => {
+                sink.write_packet_shared(self.iface, ts, &head, shared, &comments[..n])?;
+            }
+            _ => {
+                sink.write_packet_parts(self.iface, ts, &head, kept, uncaptured, &comments[..n])?
+            }
+        }
 
         self.file_index = Some(file_index);
         self.started = true;
@@ -1190,6 +1429,8 @@ impl TcpFlowWriter {
 struct Segment<'a> {
     flags: u8,
     payload: &'a [u8],
+    /// The shared buffer `payload` is, when it is one (see [`Payload::shared`]).
+    shared: Option<Bytes>,
     /// The payload's [`payload_sum`], when already known.
     sum: Option<u64>,
     /// The payload goes into the capture (else its headers only).
@@ -1200,6 +1441,8 @@ struct Segment<'a> {
 /// [`TcpFlowWriter::data_payload`]).
 pub struct Payload<'a> {
     bytes: &'a [u8],
+    /// The shared buffer `bytes` is, which a sink may keep rather than copy from.
+    shared: Option<&'a Bytes>,
     /// [`payload_sum`] of each segment's part of `bytes`.
     sums: Vec<u64>,
 }
@@ -1221,7 +1464,24 @@ impl<'a> Payload<'a> {
         } else {
             PayloadSums::of(bytes).sums
         };
-        Payload { bytes, sums }
+        Payload {
+            bytes,
+            shared: None,
+            sums,
+        }
+    }
+
+    /// [`with_sums`](Self::with_sums) (or [`new`](Self::new) without sums) of a shared
+    /// buffer: a sink that writes from memory it does not own keeps the buffer and writes
+    /// the payload from it ([`PacketSink::write_packet_shared`]).
+    #[must_use]
+    pub fn shared(bytes: &'a Bytes, sums: Option<PayloadSums>) -> Self {
+        let mut p = match sums {
+            Some(sums) => Payload::with_sums(bytes, sums),
+            None => Payload::new(bytes),
+        };
+        p.shared = Some(bytes);
+        p
     }
 }
 
@@ -1680,6 +1940,30 @@ impl PacketSink for RotatingWriter {
         uncaptured: usize,
         comments: &[&str],
     ) -> Result<(), WriteError> {
+        self.write_to_current(|w| {
+            w.write_packet_parts(iface, ts, head, payload, uncaptured, comments)
+        })
+    }
+
+    fn write_packet_shared(
+        &mut self,
+        iface: InterfaceId,
+        ts: Timestamp,
+        head: &[u8],
+        payload: &Bytes,
+        comments: &[&str],
+    ) -> Result<(), WriteError> {
+        self.write_to_current(|w| w.write_packet_shared(iface, ts, head, payload, comments))
+    }
+}
+
+impl RotatingWriter {
+    /// Writes one packet with `write` to the current file, starting the next file first when
+    /// the last packet filled this one.
+    fn write_to_current(
+        &mut self,
+        write: impl FnOnce(&mut PcapngWriter<Box<dyn RecordFile>>) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
         self.check_running()?;
         if self.rotate_pending {
             if let Err(e) = self.rotate() {
@@ -1689,9 +1973,7 @@ impl PacketSink for RotatingWriter {
                 return Err(e);
             }
         }
-        let result = self
-            .current
-            .write_packet_parts(iface, ts, head, payload, uncaptured, comments);
+        let result = write(&mut self.current);
         self.checked(result)?;
         if self
             .config

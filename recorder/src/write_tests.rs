@@ -257,18 +257,24 @@ fn sequence_numbers_and_checksums() {
         f.fin(&mut w, Direction::BToA, ts, None).unwrap();
         f.fin(&mut w, Direction::AToB, ts, None).unwrap();
         let c = 0xFFFF_FFF0u32;
+        let m = MAX_SEGMENT_PAYLOAD as u32;
         let got = check_packets(&w.finish().unwrap());
         let expected = vec![
             (SYN, c, 0, 0),
             (SYN | ACK, 1000, c + 1, 0),
             (ACK, c + 1, 1001, 0),
             (PSH | ACK, c + 1, 1001, 33),
-            (PSH | ACK, 1001, c.wrapping_add(34), 65_000),
+            (PSH | ACK, 1001, c.wrapping_add(34), MAX_SEGMENT_PAYLOAD),
             // The client acknowledges before the server exceeds the 64 KiB window.
-            (ACK, c.wrapping_add(34), 66_001, 0),
-            (PSH | ACK, 66_001, c.wrapping_add(34), 65_000),
-            (ACK, c.wrapping_add(34), 131_001, 0),
-            (PSH | ACK, 131_001, c.wrapping_add(34), 10_001),
+            (ACK, c.wrapping_add(34), 1001 + m, 0),
+            (PSH | ACK, 1001 + m, c.wrapping_add(34), MAX_SEGMENT_PAYLOAD),
+            (ACK, c.wrapping_add(34), 1001 + 2 * m, 0),
+            (
+                PSH | ACK,
+                1001 + 2 * m,
+                c.wrapping_add(34),
+                140_001 - 2 * MAX_SEGMENT_PAYLOAD,
+            ),
             (FIN | ACK, 141_002, c.wrapping_add(34), 0),
             (FIN | ACK, c.wrapping_add(34), 141_003, 0),
             (ACK, 141_003, c.wrapping_add(35), 0),
@@ -563,4 +569,196 @@ fn payload_with_sums_computed_earlier_writes_the_same_packets() {
         checked += 1;
     }
     assert_eq!(checked, 2, "both segments of the client's leg checked");
+}
+
+/// A recording file that writes spliced payloads as direct I/O would: it takes the writer's
+/// buffer from an aligned place, checks that every splice lies aligned in memory and length
+/// as the device needs, and joins the pieces.
+#[derive(Debug)]
+struct SplicingFile {
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    splices: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    align: usize,
+}
+
+impl Write for SplicingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl RecordFile for SplicingFile {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.out.lock().unwrap().truncate(len as usize);
+        Ok(())
+    }
+    fn blocks_start(&mut self, buf: &mut Vec<u8>, capacity: usize) -> Option<usize> {
+        if buf.capacity() < capacity + 4096 {
+            *buf = Vec::with_capacity(capacity + 4096);
+        }
+        buf.clear();
+        let start = buf.as_ptr().align_offset(4096);
+        buf.resize(start, 0);
+        Some(start)
+    }
+    fn write_blocks(&mut self, buf: &mut Vec<u8>, start: usize) -> io::Result<()> {
+        self.write_blocks_spliced(buf, start, Vec::new())
+    }
+    fn splice_alignment(&self) -> Option<usize> {
+        Some(self.align)
+    }
+    fn write_blocks_spliced(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        splices: Vec<Splice>,
+    ) -> io::Result<()> {
+        let mut out = self.out.lock().unwrap();
+        let mut from = start;
+        for s in &splices {
+            assert_eq!(
+                (s.at - start) % self.align,
+                0,
+                "the bytes before a splice end aligned"
+            );
+            assert_eq!(
+                s.bytes.as_ptr() as usize % self.align,
+                0,
+                "spliced bytes lie aligned"
+            );
+            assert_eq!(
+                s.bytes.len() % self.align,
+                0,
+                "spliced bytes are whole units"
+            );
+            out.extend_from_slice(&buf[from..s.at]);
+            out.extend_from_slice(&s.bytes);
+            from = s.at;
+        }
+        out.extend_from_slice(&buf[from..]);
+        assert_eq!(
+            (out.len() - buf.len() + start) % 4,
+            0,
+            "whole blocks were written"
+        );
+        self.splices
+            .fetch_add(splices.len(), std::sync::atomic::Ordering::Relaxed);
+        buf.clear();
+        Ok(())
+    }
+}
+
+/// `data` in a shared buffer, placed as a proxy's read buffer places what it reads.
+fn shared_as_read(data: &[u8]) -> Bytes {
+    let mut v = vec![0u8; data.len() + 8192];
+    let off = (SPLICE_PAYLOAD_OFFSET + 4096 - v.as_ptr() as usize % 4096) % 4096;
+    v[off..off + data.len()].copy_from_slice(data);
+    let b = Bytes::from(v).slice(off..off + data.len());
+    assert_eq!(b.as_ptr() as usize % 4096, SPLICE_PAYLOAD_OFFSET);
+    b
+}
+
+#[test]
+fn spliced_payloads_make_the_same_blocks_as_copied_ones() {
+    let payloads: Vec<Vec<u8>> = [
+        2 * MAX_SEGMENT_PAYLOAD + 1234,
+        5000,
+        2100,
+        100,
+        70_000,
+        4098,
+    ]
+    .iter()
+    .enumerate()
+    .map(|(n, &len)| (0..len).map(|i| (i * 13 + n * 7) as u8).collect())
+    .collect();
+    let client: SocketAddr = "10.0.0.1:50000".parse().unwrap();
+    let server: SocketAddr = "10.0.0.2:4840".parse().unwrap();
+    let proxy: SocketAddr = "[2001:db8::3]:50001".parse().unwrap();
+    let upstream: SocketAddr = "[2001:db8::2]:4840".parse().unwrap();
+    // Both legs of a proxied connection, the second with headers only every other time;
+    // `shared`: the payloads as read buffers, else plain slices.
+    let write = |w: &mut dyn PacketSink, shared: bool| {
+        let mut a = TcpFlowWriter::new(InterfaceId(0), client, server).unwrap();
+        let mut b = TcpFlowWriter::new(InterfaceId(0), proxy, upstream).unwrap();
+        a.open(w, Timestamp::from_unix_micros(1), Some("open"))
+            .unwrap();
+        b.open(w, Timestamp::from_unix_micros(1), None).unwrap();
+        for (n, data) in payloads.iter().enumerate() {
+            let ts = Timestamp::from_unix_micros(10 + n as i64);
+            let dir = if n % 3 == 1 {
+                Direction::AToB
+            } else {
+                Direction::BToA
+            };
+            let comment = format!("event {n}: {}", "x".repeat(n * 37));
+            let owner = shared_as_read(data);
+            let payload = if shared {
+                Payload::shared(&owner, None)
+            } else {
+                Payload::new(data)
+            };
+            a.data_payload(w, dir, ts, &payload, Some(&comment))
+                .unwrap();
+            if n % 2 == 0 {
+                b.data_payload(w, dir, ts, &payload, None).unwrap();
+            } else {
+                b.data_headers_only(w, dir, ts, &payload, None).unwrap();
+            }
+        }
+        a.fin(w, Direction::AToB, Timestamp::from_unix_micros(99), None)
+            .unwrap();
+    };
+    let mut plain = flow_sink();
+    write(&mut plain, false);
+    let plain = plain.finish().unwrap();
+
+    for align in [512, 4096] {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let splices = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let file = SplicingFile {
+            out: out.clone(),
+            splices: splices.clone(),
+            align,
+        };
+        let mut w = PcapngWriter::for_record_file(Box::new(file)).unwrap();
+        w.add_interface(&InterfaceDescription::ethernet("lo", "test"))
+            .unwrap();
+        // Small, so that the blocks go out in several writes.
+        w.set_write_buffer(100_000).unwrap();
+        write(&mut w, true);
+        let written = w.bytes_written();
+        w.finish().unwrap();
+        let spliced = out.lock().unwrap().clone();
+        assert_eq!(
+            written,
+            spliced.len() as u64,
+            "bytes_written counts spliced bytes"
+        );
+        let fillers = blocks(&spliced)
+            .iter()
+            .filter(|(kind, _)| *kind == FILLER_BLOCK_TYPE)
+            .count();
+        let kept: Vec<(u32, &[u8])> = blocks(&spliced)
+            .into_iter()
+            .filter(|(kind, _)| *kind != FILLER_BLOCK_TYPE)
+            .collect();
+        assert_eq!(kept, blocks(&plain), "align {align}: the same blocks");
+        // Segments with 2 KiB or more (and at least one unit) from their first aligned byte
+        // on are spliced, on each leg that carries them: 512: both legs of segments 1 and 2
+        // of the first payload (not its 1234-byte third), of 2100 (2048 from the second byte)
+        // and of both segments of 70,000 bytes, and the client's leg of 5000 and of 4098
+        // bytes; 4096: not the 2100 bytes (no whole unit).
+        let n = splices.load(std::sync::atomic::Ordering::Relaxed);
+        let expected = if align == 512 { 12 } else { 10 };
+        assert_eq!(n, expected, "align {align}: splices");
+        assert!(
+            fillers > 0 && fillers <= n,
+            "align {align}: {fillers} fillers"
+        );
+    }
 }
