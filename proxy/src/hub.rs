@@ -167,11 +167,14 @@ const SMALL_READ: usize = 16 * 1024;
 /// and the analysis loses those bytes (a gap), the forwarding nothing.
 const MAX_BUFFERS: usize = 1024;
 
-/// Read buffers a recording may hold besides: it writes payloads from the read buffers
-/// themselves, and keeps each until its write is done (at most 3 writes of
-/// `uatap_recorder`'s 64 splices each). Added to [`MAX_BUFFERS`] while a recording runs, so
-/// that the analysis keeps the same room against a stall.
-const RECORDING_BUFFERS: usize = 192;
+/// Read buffers added to [`MAX_BUFFERS`] while a recording runs (128 MiB more). The recording
+/// writes payloads from the read buffers themselves and holds each until its write is done (at
+/// most 3 writes of `uatap_recorder`'s 64 splices each), and the disk, not the CPU, sets the
+/// pace at full speed: when it stalls, the analysis waits for the recording, and these buffers
+/// ride out twice as long a stall (about 190 ms at 1.4 GB/s) before the analysis loses bytes.
+/// With 192 more, one round in five of bench13 (and of bench11 with none) lost 0.1–0.6%; with
+/// these, no round of bench14 lost any.
+const RECORDING_BUFFERS: usize = 1024;
 
 /// [`MAX_BUFFERS`], plus [`RECORDING_BUFFERS`] once a recording started.
 static MAX_BUFFERS_NOW: AtomicUsize = AtomicUsize::new(MAX_BUFFERS);

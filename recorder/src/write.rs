@@ -12,7 +12,9 @@
 //! in every tool; there is nothing to finalize. With a write buffer
 //! ([`PcapngWriter::set_write_buffer`], [`RotatingWriter::set_write_buffer`]) whole blocks are
 //! collected in memory and written together, many per system call; what was collected but not
-//! yet written is lost by a crash, and the file still ends on a block boundary.
+//! yet written is lost by a crash, and the file still ends on a block boundary. A file that
+//! writes from memory it does not own ([`RecordFile::splice_alignment`], direct I/O) is handed
+//! the payloads of shared buffers where they lie ([`Splice`]), between the collected bytes.
 //!
 //! Block layout: draft-ietf-opsawg-pcapng, sections 4.1 (SHB), 4.2 (IDB), 4.3 (EPB), 4.7 (DSB).
 
