@@ -69,7 +69,7 @@ pub use direct::DirectFile;
 mod direct {
     use std::fs::File;
     use std::io::{self, IoSlice, Write};
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     use std::path::Path;
     use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
     use std::sync::Arc;
@@ -393,38 +393,9 @@ mod direct {
     }
 
     /// One job: a direct write of its data and filler, or a plain write of its data once the
-    /// file system refused direct I/O.
+    /// file system refused direct I/O. The region's pieces and the spliced bytes between them
+    /// go in one vectored write.
     fn write_job(file: &File, job: &Job, plain: &mut bool) -> io::Result<Written> {
-        if !job.splices.is_empty() {
-            return write_spliced_job(file, job, plain);
-        }
-        let mem = &job.buf.mem[job.buf.start..];
-        let end = job.offset + job.data as u64;
-        if !*plain {
-            match write_all_at(file, &mem[..job.direct], job.offset) {
-                Ok(()) => {
-                    return Ok(Written {
-                        end,
-                        filler: job.direct > job.data,
-                    })
-                }
-                Err((0, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    // Not for direct I/O after all: from here on plainly, without the filler
-                    // an earlier write may have left past this one's data.
-                    stop_direct(file)?;
-                    *plain = true;
-                    file.set_len(job.offset)?;
-                }
-                Err((_, e)) => return Err(e),
-            }
-        }
-        write_all_at(file, &mem[..job.data], job.offset).map_err(|(_, e)| e)?;
-        Ok(Written { end, filler: false })
-    }
-
-    /// [`write_job`] of a job with splices: one vectored write of the region's pieces and the
-    /// spliced bytes between them.
-    fn write_spliced_job(file: &File, job: &Job, plain: &mut bool) -> io::Result<Written> {
         let spliced: usize = job.splices.iter().map(|(_, b)| b.len()).sum();
         let end = job.offset + job.data as u64;
         if !*plain {
@@ -437,6 +408,8 @@ mod direct {
                     })
                 }
                 Err((0, e)) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    // Not for direct I/O after all: from here on plainly, without the filler
+                    // an earlier write may have left past this one's data.
                     stop_direct(file)?;
                     *plain = true;
                     file.set_len(job.offset)?;
@@ -534,20 +507,6 @@ mod direct {
             let n = n as usize;
             done += n;
             IoSlice::advance_slices(&mut slices, n);
-        }
-        Ok(())
-    }
-
-    /// Writes `buf` at `offset` whole (retrying short writes); the bytes written on error.
-    fn write_all_at(file: &File, buf: &[u8], offset: u64) -> Result<(), (usize, io::Error)> {
-        let mut done = 0usize;
-        while let Some(rest) = buf.get(done..).filter(|r| !r.is_empty()) {
-            match file.write_at(rest, offset + done as u64) {
-                Ok(0) => return Err((done, io::ErrorKind::WriteZero.into())),
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err((done, e)),
-            }
         }
         Ok(())
     }
