@@ -76,7 +76,7 @@ mod direct {
     use std::thread::JoinHandle;
 
     use bytes::Bytes;
-    use uatap_recorder::{write_filler_block, RecordFile, Splice, MIN_BLOCK_LEN};
+    use uatap_recorder::{join_splices, write_filler_block, RecordFile, Splice, MIN_BLOCK_LEN};
 
     /// Offsets, lengths and addresses of direct I/O are multiples of this (the page size:
     /// enough for every block device's logical block size).
@@ -630,14 +630,7 @@ mod direct {
                         && splices.iter().all(|s| (start..=buf.len()).contains(&s.at))
                 });
             if !in_place {
-                let region_start = start.min(buf.len());
-                let offsets: Vec<(usize, Bytes)> = splices
-                    .into_iter()
-                    .map(|s| (s.at.saturating_sub(region_start), s.bytes))
-                    .collect();
-                let data = buf.get(region_start..).unwrap_or_default();
-                let mut joined = Vec::with_capacity(data.len() + spliced);
-                copy_range(data, &offsets, 0, data.len() + spliced, &mut joined);
+                let joined = join_splices(buf.get(start..).unwrap_or_default(), start, &splices);
                 buf.clear();
                 return self.write_all(&joined);
             }

@@ -44,8 +44,9 @@ pub use tcp::{
 };
 pub use time::Timestamp;
 pub use write::{
-    open_plain_file, write_filler_block, InterfaceDescription, InterfaceId, OpenRecordFile,
-    PacketSink, Payload, PayloadSums, PcapngWriter, RecordFile, RotatingWriter, RotationConfig,
-    Splice, TcpFlowWriter, WriteError, FILLER_BLOCK_TYPE, MAX_FRAME_LEN, MAX_SEGMENT_PAYLOAD,
-    MIN_BLOCK_LEN, SECRETS_TYPE_OPCUA_KEY_LOG, SPLICE_PAYLOAD_OFFSET, USER_APPLICATION,
+    join_splices, open_plain_file, write_filler_block, InterfaceDescription, InterfaceId,
+    OpenRecordFile, PacketSink, Payload, PayloadSums, PcapngWriter, RecordFile, RotatingWriter,
+    RotationConfig, Splice, TcpFlowWriter, WriteError, FILLER_BLOCK_TYPE, MAX_FRAME_LEN,
+    MAX_SEGMENT_PAYLOAD, MIN_BLOCK_LEN, SECRETS_TYPE_OPCUA_KEY_LOG, SPLICE_PAYLOAD_OFFSET,
+    USER_APPLICATION,
 };

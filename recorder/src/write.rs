@@ -154,8 +154,10 @@ pub struct Splice {
     pub bytes: Bytes,
 }
 
-/// `collected` (the bytes from index `start` of a writer's buffer) with `splices` put in.
-fn join_splices(collected: &[u8], start: usize, splices: &[Splice]) -> Vec<u8> {
+/// `collected` (the bytes from index `start` of a writer's buffer) with `splices` put in: what
+/// [`RecordFile::write_blocks_spliced`] writes, for a file that cannot write them where they lie.
+#[must_use]
+pub fn join_splices(collected: &[u8], start: usize, splices: &[Splice]) -> Vec<u8> {
     let spliced: usize = splices.iter().map(|s| s.bytes.len()).sum();
     let mut out = Vec::with_capacity(collected.len() + spliced);
     let mut from = 0usize;

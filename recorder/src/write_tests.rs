@@ -762,3 +762,24 @@ fn spliced_payloads_make_the_same_blocks_as_copied_ones() {
         );
     }
 }
+
+#[test]
+fn join_splices_puts_each_before_its_byte() {
+    let splice = |at: usize, b: &'static [u8]| Splice {
+        at,
+        bytes: Bytes::from_static(b),
+    };
+    // The collected bytes start at index 10 of the writer's buffer.
+    let joined = join_splices(
+        b"abcdef",
+        10,
+        &[
+            splice(10, b"<"),
+            splice(12, b"XY"),
+            splice(15, b"Z"),
+            splice(16, b">"),
+        ],
+    );
+    assert_eq!(joined, b"<abXYcdeZf>");
+    assert_eq!(join_splices(b"abc", 0, &[]), b"abc");
+}
