@@ -138,6 +138,11 @@ struct Rig {
 
 impl Rig {
     fn start(name: &str, cfg: ServerConfig, proxy_extra: &[&str]) -> Rig {
+        Rig::start_in(temp_dir(name), cfg, proxy_extra)
+    }
+
+    /// [`Rig::start`] in a directory made ready by the test (the recording is `rec.pcapng`).
+    fn start_in(dir: PathBuf, cfg: ServerConfig, proxy_extra: &[&str]) -> Rig {
         raise_nofile();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -150,7 +155,6 @@ impl Rig {
             .expect("bind");
         let upstream = listener.local_addr().expect("addr");
         rt.spawn(driver::serve(listener, cfg, server.clone()));
-        let dir = temp_dir(name);
         let proxy = Proxy::start(upstream, &dir, proxy_extra);
         // The hub, sinks and recording threads start right after the banner.
         std::thread::sleep(Duration::from_millis(300));
@@ -207,10 +211,12 @@ struct Outcome {
     upstream_port: u16,
 }
 
-/// TCP payload bytes of a recording per leg and direction:
-/// [client leg c2s, client leg s2c, server leg c2s, server leg s2c].
-fn recorded_bytes(files: &[PathBuf], listen: u16, upstream: u16) -> [u64; 4] {
+/// TCP payload bytes of a recording per leg and direction, and with them the bytes whose
+/// packets hold their headers only (what a recording behind the traffic does to the server's
+/// leg): [client leg c2s, client leg s2c, server leg c2s, server leg s2c].
+fn recorded_bytes(files: &[PathBuf], listen: u16, upstream: u16) -> ([u64; 4], [u64; 4]) {
     let mut sums = [0u64; 4];
+    let mut headers_only = [0u64; 4];
     for f in files {
         let mut r = uatap_recorder::CaptureReader::open(f)
             .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
@@ -222,6 +228,7 @@ fn recorded_bytes(files: &[PathBuf], listen: u16, upstream: u16) -> [u64; 4] {
                 continue;
             };
             let n = seg.payload.len() as u64;
+            let cut = u64::from(p.orig_len).saturating_sub(p.data.len() as u64);
             let (sp, dp) = (seg.src.port(), seg.dst.port());
             let at = if dp == listen {
                 0
@@ -235,14 +242,48 @@ fn recorded_bytes(files: &[PathBuf], listen: u16, upstream: u16) -> [u64; 4] {
                 panic!("{}: a segment of neither leg: {seg:?}", f.display());
             };
             sums[at] += n;
+            headers_only[at] += cut;
         }
     }
-    sums
+    (sums, headers_only)
 }
 
 impl Outcome {
     fn kind_count(&self, kind: &str) -> u64 {
         self.events.iter().filter(|e| e["kind"] == kind).count() as u64
+    }
+
+    /// The recording fell behind the traffic (a slow disk) and wrote some of the server's
+    /// leg as headers only.
+    fn recording_fell_behind(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| e["kind"] == "recording" && e["action"] == "behind")
+    }
+
+    /// Checks the recorded bytes per leg and direction against what was sent: every byte on
+    /// the client's leg, and on the server's, unless the recording fell behind the traffic;
+    /// then the server's leg holds the rest as packets with their headers only.
+    fn assert_recorded(&self, recorded: ([u64; 4], [u64; 4]), expected: [Option<u64>; 4]) {
+        let (rec, cut) = recorded;
+        let behind = self.recording_fell_behind();
+        eprintln!("recorded {rec:?}, headers only {cut:?}, fell behind: {behind}");
+        assert_eq!((cut[0], cut[1]), (0, 0), "the client's leg is never cut");
+        if !behind {
+            assert_eq!(
+                cut, [0; 4],
+                "packets cut without a `recording` `behind` event"
+            );
+        }
+        for (i, want) in expected.iter().enumerate() {
+            if let Some(want) = want {
+                assert_eq!(
+                    rec[i] + cut[i],
+                    *want,
+                    "recorded payload bytes [client leg c2s, s2c, server leg c2s, s2c][{i}]: {rec:?} + headers only {cut:?}"
+                );
+            }
+        }
     }
 
     fn close_bytes(&self, field: &str) -> u64 {
@@ -278,7 +319,7 @@ impl Outcome {
         // The recording: both legs hold exactly what the peers sent.
         let rec = recorded_bytes(recording, self.listen_port, self.upstream_port);
         eprintln!(
-            "{conns} connections: client {c:?}; server {s:?}; {} events; recorded {rec:?} in {} files; fds {} -> {}; RSS {} -> {} KiB",
+            "{conns} connections: client {c:?}; server {s:?}; {} events; recorded {rec:?} (bytes, headers only) in {} files; fds {} -> {}; RSS {} -> {} KiB",
             self.events.len(),
             recording.len(),
             self.fd_baseline,
@@ -286,10 +327,9 @@ impl Outcome {
             self.rss_start_kib,
             self.rss_end_kib
         );
-        assert_eq!(
+        self.assert_recorded(
             rec,
-            [c.bytes_sent, s.bytes_sent, c.bytes_sent, s.bytes_sent],
-            "recorded payload bytes [client leg c2s, s2c, server leg c2s, s2c]"
+            [c.bytes_sent, s.bytes_sent, c.bytes_sent, s.bytes_sent].map(Some),
         );
         // The proxy let go of every socket.
         assert_eq!(
@@ -356,6 +396,143 @@ fn concurrent_connections_with_publish_traffic() {
         out.rss_end_kib <= rss_held_kib + 16 * 1024,
         "RSS {} KiB after the connections closed, {rss_held_kib} KiB while held",
         out.rss_end_kib
+    );
+}
+
+/// A recording that falls behind the traffic writes the server's leg as headers only until it
+/// catches up, and loses no byte: the recording goes into a pipe whose reader does not read
+/// (as a disk that stalls) until the proxy reports `recording` `behind`. Every byte is then on
+/// the client's leg, the server's leg has every packet, the analysis saw everything, and
+/// `uatap analyze` on the recording gives the live events.
+#[cfg(unix)]
+#[test]
+fn a_recording_behind_the_traffic_loses_no_byte() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let conns = 20u64;
+    let dir = temp_dir("load-behind");
+    let pipe = dir.join("rec.pcapng");
+    let made = Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", pipe.display());
+    let copy = dir.join("copy.pcapng");
+    let go = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (pipe, copy, go) = (pipe.clone(), copy.clone(), go.clone());
+        std::thread::spawn(move || {
+            // Opens when the proxy opens the other end, then reads nothing until told.
+            let mut from = std::fs::File::open(&pipe).expect("the pipe opens");
+            while !go.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let mut to = std::fs::File::create(&copy).expect("the copy");
+            std::io::copy(&mut from, &mut to).expect("the recording read to its end")
+        })
+    };
+    let rig = Rig::start_in(
+        dir.clone(),
+        ServerConfig {
+            rate: 50.0,
+            items: 100,
+        },
+        &[],
+    );
+    let watcher = {
+        let (events, go) = (rig.proxy.events.clone(), go.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut behind_at = None;
+            while behind_at.is_none() && Instant::now() < deadline {
+                if std::fs::read_to_string(&events)
+                    .is_ok_and(|t| t.contains("\"action\":\"behind\""))
+                {
+                    behind_at = Some(Instant::now());
+                } else {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            go.store(true, Ordering::Relaxed);
+            behind_at
+        })
+    };
+    let started = Instant::now();
+    let client = Arc::new(Counters::default());
+    let listen = rig.proxy.listen;
+    let first = rig
+        .rt
+        .spawn(driver::hold(listen, conns as usize, 8.0, client.clone()));
+    let behind_at = watcher.join().expect("watcher");
+    // More connections open while the recording is behind: their server legs get no bytes.
+    let later = 5u64;
+    let second = rig
+        .rt
+        .spawn(driver::hold(listen, later as usize, 3.0, client.clone()));
+    rig.rt.block_on(async {
+        first.await.expect("first connections");
+        second.await.expect("later connections");
+    });
+    let conns = conns + later;
+    let out = rig.finish(&client);
+    let read = reader.join().expect("reader");
+    let behind_after = behind_at.map(|t| t.duration_since(started));
+    eprintln!("behind after {behind_after:?}; {read} bytes of recording read from the pipe");
+    assert!(
+        behind_after.is_some_and(|t| t < Duration::from_secs(6)),
+        "the proxy said that the recording was behind, while the traffic went on: {behind_after:?}"
+    );
+    // The peers, the events (no byte missed by the analysis) and the recording (every byte on
+    // the client's leg, the server's leg complete with the packets cut).
+    out.assert_exact(conns, std::slice::from_ref(&copy));
+    let (_, cut) = recorded_bytes(
+        std::slice::from_ref(&copy),
+        out.listen_port,
+        out.upstream_port,
+    );
+    let reported: u64 = out
+        .events
+        .iter()
+        .filter(|e| e["kind"] == "recording" && e["action"] == "caught_up")
+        .map(|e| {
+            e["headers_only_bytes"]
+                .as_u64()
+                .expect("headers_only_bytes")
+        })
+        .sum();
+    assert!(reported > 0, "the server's leg was cut: {cut:?}");
+    // The event counts the bytes cut on the legs that opened before; the later legs have none.
+    assert!(
+        cut[2] + cut[3] > reported,
+        "the bytes cut on the server's leg: {cut:?}, {reported} reported for the legs switched"
+    );
+    // Offline, the recording tells what the live proxy told: the server leg's packets without
+    // bytes are paired with the client leg and not analysed.
+    let offline = crate::util::run(
+        Command::new(env!("CARGO_BIN_EXE_uatap"))
+            .args(["analyze", "--json"])
+            .arg(&copy),
+    );
+    // Per connection: offline, a connection's `conn_open` comes with its first bytes, so the
+    // order across connections differs from the live one.
+    let by_conn = |text: &str| {
+        let mut m: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for l in text.lines() {
+            let e: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            if e["kind"] != "recording" {
+                let conn = e["conn"].as_str().expect("conn").to_string();
+                m.entry(conn).or_default().push(l.to_string());
+            }
+        }
+        m
+    };
+    let live = by_conn(&std::fs::read_to_string(dir.join("events.jsonl")).expect("events"));
+    let offline = by_conn(&offline);
+    assert_eq!(live.len(), conns as usize, "connections in the live events");
+    assert!(
+        offline == live,
+        "analyze on the recording == the live events but the recording's, connection by connection: {} and {} events",
+        offline.values().map(Vec::len).sum::<usize>(),
+        live.values().map(Vec::len).sum::<usize>()
     );
 }
 
@@ -576,19 +753,17 @@ fn client_resets_mid_stream_release_everything() {
         "a conn_close by the client with reason rst each"
     );
     assert_eq!(out.close_bytes("bytes_c2s"), sent);
-    let rec = recorded_bytes(&recording, out.listen_port, out.upstream_port);
-    assert_eq!(
-        (rec[0], rec[2]),
-        (sent, sent),
-        "client to server, both legs"
-    );
+    let recorded = recorded_bytes(&recording, out.listen_port, out.upstream_port);
+    // Client to server: every byte, on both legs.
+    out.assert_recorded(recorded, [Some(sent), None, Some(sent), None]);
     // Server to client: what the client read was recorded; what was in flight at the reset
     // may or may not have been.
+    let (rec, cut) = recorded;
+    let server_leg = rec[3] + cut[3];
     assert!(
-        received <= rec[1] && rec[1] <= rec[3] && rec[3] <= s.bytes_sent,
-        "s2c: client read {received}, recorded {} (client leg) {} (server leg), server sent {}",
+        received <= rec[1] && rec[1] <= server_leg && server_leg <= s.bytes_sent,
+        "s2c: client read {received}, recorded {} (client leg) {server_leg} (server leg), server sent {}",
         rec[1],
-        rec[3],
         s.bytes_sent
     );
     assert!(received > 0, "the stream ran before the resets");

@@ -260,17 +260,21 @@ pub enum EventKind {
         /// Bytes read from the sender and held by uatap, not yet taken by the receiver.
         pending_bytes: u64,
     },
-    /// The recording stopped (disk full, a write error); forwarding goes on. Concerns no one
-    /// connection: `conn` is empty.
+    /// The recording stopped (disk full, a write error), fell behind the traffic or caught up
+    /// again; forwarding goes on. Concerns no one connection: `conn` is empty.
     Recording {
-        /// `stopped`.
+        /// `stopped`, `behind` or `caught_up`.
         action: &'static str,
-        /// What went wrong, as the operating system said it.
+        /// What happened: the operating system's words for `stopped`, what the recording does
+        /// about it for `behind` and `caught_up`.
         reason: String,
         /// The file that was being written.
         path: String,
-        /// Bytes of that file on disk: whole blocks, readable.
+        /// Bytes of that file on disk: whole blocks, readable (for `stopped`; else 0).
         bytes_written: u64,
+        /// Bytes of the server's leg recorded with their packets' headers only while the
+        /// recording was behind (for `caught_up`; else 0). Each is on the client's leg.
+        headers_only_bytes: u64,
     },
     /// Bytes that could not be decoded.
     DecodeError {
@@ -450,11 +454,13 @@ impl Event {
                 reason,
                 path,
                 bytes_written,
+                headers_only_bytes,
             } => {
                 m.insert("action".into(), json!(action));
                 m.insert("reason".into(), json!(reason));
                 m.insert("path".into(), json!(path));
                 m.insert("bytes_written".into(), json!(bytes_written));
+                m.insert("headers_only_bytes".into(), json!(headers_only_bytes));
             }
             EventKind::FaultInjected { fault, detail } => {
                 m.insert("fault".into(), json!(fault));
@@ -602,12 +608,19 @@ impl Event {
                 reason,
                 path,
                 bytes_written,
-            } => format!(
-                "RECORDING {}: {reason}; {} keeps the {bytes_written} bytes written so far (whole blocks, readable); forwarding goes on",
-                action.to_uppercase(),
-                // The reason of an I/O error names the file already.
-                if reason.contains(path.as_str()) { "the file" } else { path.as_str() }
-            ),
+                headers_only_bytes,
+            } => match *action {
+                "behind" => format!("RECORDING BEHIND the traffic: {reason}"),
+                "caught_up" => format!(
+                    "RECORDING CAUGHT UP: {reason}; {headers_only_bytes} bytes of the server's leg were recorded with their packets' headers only, and in full on the client's leg"
+                ),
+                _ => format!(
+                    "RECORDING {}: {reason}; {} keeps the {bytes_written} bytes written so far (whole blocks, readable); forwarding goes on",
+                    action.to_uppercase(),
+                    // The reason of an I/O error names the file already.
+                    if reason.contains(path.as_str()) { "the file" } else { path.as_str() }
+                ),
+            },
             EventKind::FaultInjected { fault, detail } => {
                 format!("FAULT INJECTED {fault}: {detail}")
             }

@@ -236,11 +236,13 @@ impl Event {
                 reason,
                 path,
                 bytes_written,
+                headers_only_bytes,
             } => {
                 o.str("action", action);
                 o.str("reason", reason);
                 o.str("path", path);
                 o.num("bytes_written", *bytes_written);
+                o.num("headers_only_bytes", *headers_only_bytes);
             }
             EventKind::FaultInjected { fault, detail } => {
                 o.str("fault", fault);
@@ -340,6 +342,14 @@ mod tests {
             reason: "disk full in /x \"y\": No space left on device".into(),
             path: "/x".into(),
             bytes_written: 262_144,
+            headers_only_bytes: 0,
+        });
+        check(EventKind::Recording {
+            action: "caught_up",
+            reason: "kept up for 10 s".into(),
+            path: "/x".into(),
+            bytes_written: 0,
+            headers_only_bytes: 1_048_576,
         });
         check(EventKind::DecodeError {
             offset: 7,

@@ -455,6 +455,78 @@ const RECORD_BUFFER: usize = 4 * 1024 * 1024;
 /// this much of the recording and of the event file (more when they are behind the traffic).
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Batches waiting for the recording thread at which the recording is behind the traffic (the
+/// disk takes the bytes more slowly than they come): from then on the server's leg gets its
+/// packets' headers only, as with `--record-payload-once`, so that the disk has half as much to
+/// write, instead of the analysis and the recording both losing bytes when the taps fill.
+const BEHIND_AT: usize = 32;
+
+/// Batches waiting at or under which the recording keeps up.
+const KEEPS_UP_AT: usize = 2;
+
+/// How long the recording keeps up, without falling behind again, before the server's leg
+/// gets its bytes again: under a load the disk cannot take, it stays behind instead of
+/// switching (and reporting) every second.
+const CATCH_UP_HOLD: Duration = Duration::from_secs(10);
+
+/// Server-leg packets with bytes the recording writes in full before it may write that leg's
+/// headers only while behind: the first two answers of the server (ACK and the
+/// OpenSecureChannel response) follow the client's HEL and OPN, which `uatap analyze` compares
+/// on both legs to pair them.
+const FULL_ANSWERS_FIRST: u32 = 2;
+
+/// One proxied connection in the recording.
+struct Flow {
+    /// Client to proxy.
+    client: TcpFlowWriter,
+    /// Proxy to server, once connected.
+    server: Option<TcpFlowWriter>,
+    /// The server's leg opened while the recording was behind: its bytes are on the client's
+    /// leg only, for the connection's whole life (a leg that gets bytes only from its middle
+    /// on could not be paired with its client leg).
+    server_headers_only: bool,
+    /// Server-to-client writes on the server's leg with their bytes, up to
+    /// [`FULL_ANSWERS_FIRST`].
+    server_answers: u32,
+}
+
+/// The recording is behind the traffic.
+struct Behind {
+    /// Bytes of the server's leg written as headers only since.
+    headers_only_bytes: u64,
+    /// The first such packet got a comment saying why.
+    noted: bool,
+}
+
+/// Whether the recording is behind the traffic, judged by the batches waiting for the recording
+/// thread where they are handed over: the recording thread itself may be stuck in a write.
+#[derive(Default)]
+struct Pressure {
+    /// While behind: the last time [`BEHIND_AT`] batches or more were waiting.
+    last_behind: Option<Instant>,
+}
+
+impl Pressure {
+    /// `backlog` batches wait at `now`: `Some(true)` when the recording falls behind at
+    /// [`BEHIND_AT`], `Some(false)` when it has kept up (at most [`KEEPS_UP_AT`] waiting) for
+    /// [`CATCH_UP_HOLD`] since it was last behind.
+    fn update(&mut self, backlog: usize, now: Instant) -> Option<bool> {
+        if backlog >= BEHIND_AT {
+            let was = self.last_behind.replace(now).is_some();
+            (!was).then_some(true)
+        } else if backlog <= KEEPS_UP_AT
+            && self
+                .last_behind
+                .is_some_and(|t| now.saturating_duration_since(t) >= CATCH_UP_HOLD)
+        {
+            self.last_behind = None;
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// Writes what crosses the proxy to pcapng: per proxied connection two TCP flows (client to
 /// proxy, proxy to server) with the real addresses, the events as packet comments. Blocks are
 /// collected in memory and written whole, at least every [`FLUSH_INTERVAL`].
@@ -464,11 +536,13 @@ pub struct Recording {
     interfaces: Vec<InterfaceId>,
     /// The interface of each connection (its listener's).
     interface_of: HashMap<u64, InterfaceId>,
-    flows: HashMap<u64, (TcpFlowWriter, Option<TcpFlowWriter>)>,
+    flows: HashMap<u64, Flow>,
     /// The server's leg gets its packets' headers only (the bytes are on the client's leg).
     payload_once: bool,
+    /// Set while the recording is behind the traffic (see [`BEHIND_AT`]).
+    behind: Option<Behind>,
     stopped: bool,
-    /// Where the `recording` event goes when the recording stops (the sinks).
+    /// Where the `recording` events go (the sinks).
     events: Option<std::sync::mpsc::SyncSender<ToSinks>>,
 }
 
@@ -503,36 +577,72 @@ impl Recording {
             interface_of: HashMap::new(),
             flows: HashMap::new(),
             payload_once,
+            behind: None,
             stopped: false,
             events: None,
         })
+    }
+
+    /// Sends a `recording` event to the sinks (to stderr when there are none).
+    fn report(
+        &self,
+        action: &'static str,
+        reason: String,
+        bytes_written: u64,
+        headers_only_bytes: u64,
+    ) {
+        let event = Event {
+            ts: now(),
+            conn: "".into(),
+            dir: None,
+            kind: uatap_analysis::EventKind::Recording {
+                action,
+                reason,
+                path: self.writer.current_path().display().to_string(),
+                bytes_written,
+                headers_only_bytes,
+            },
+        };
+        match &self.events {
+            Some(to) => {
+                let _ = to.send(ToSinks::Events(vec![event]));
+                let _ = to.send(ToSinks::Flush);
+            }
+            None => eprintln!("uatap: {}", event.to_text()),
+        }
     }
 
     fn guard(&mut self, r: Result<(), WriteError>) {
         if let Err(e) = r {
             if e.stops_recording() && !self.stopped {
                 self.stopped = true;
-                let path = self.writer.current_path();
                 // The writer cut the file back to its last whole block.
-                let bytes_written = std::fs::metadata(path).map_or(0, |m| m.len());
-                let event = Event {
-                    ts: now(),
-                    conn: "".into(),
-                    dir: None,
-                    kind: uatap_analysis::EventKind::Recording {
-                        action: "stopped",
-                        reason: e.to_string(),
-                        path: path.display().to_string(),
-                        bytes_written,
-                    },
-                };
-                match &self.events {
-                    Some(to) => {
-                        let _ = to.send(ToSinks::Events(vec![event]));
-                        let _ = to.send(ToSinks::Flush);
-                    }
-                    None => eprintln!("uatap: {}", event.to_text()),
-                }
+                let bytes_written =
+                    std::fs::metadata(self.writer.current_path()).map_or(0, |m| m.len());
+                self.report("stopped", e.to_string(), bytes_written, 0);
+            }
+        }
+    }
+
+    /// Whether the recording is behind the traffic (as [`Pressure`] decided where the batches
+    /// are handed over); reports `caught_up` when it no longer is.
+    fn set_behind(&mut self, behind: bool) {
+        if behind && self.behind.is_none() {
+            self.behind = Some(Behind {
+                headers_only_bytes: 0,
+                noted: false,
+            });
+        } else if !behind {
+            if let Some(b) = self.behind.take() {
+                self.report(
+                    "caught_up",
+                    format!(
+                        "the recording kept up for {} s; the server's leg gets its bytes again (connections opened while it was behind keep theirs on the client's leg)",
+                        CATCH_UP_HOLD.as_secs()
+                    ),
+                    0,
+                    b.headers_only_bytes,
+                );
             }
         }
     }
@@ -563,7 +673,15 @@ impl Recording {
         };
         let r = flow.open(&mut self.writer, rts(ts), Some(note));
         self.guard(r);
-        self.flows.insert(id, (flow, None));
+        self.flows.insert(
+            id,
+            Flow {
+                client: flow,
+                server: None,
+                server_headers_only: false,
+                server_answers: 0,
+            },
+        );
     }
 
     fn connected(&mut self, id: u64, local: SocketAddr, upstream: SocketAddr, ts: Timestamp) {
@@ -579,7 +697,8 @@ impl Recording {
         let r = flow.open(&mut self.writer, rts(ts), None);
         self.guard(r);
         if let Some(f) = self.flows.get_mut(&id) {
-            f.1 = Some(flow);
+            f.server = Some(flow);
+            f.server_headers_only = self.behind.is_some();
         }
     }
 
@@ -597,7 +716,7 @@ impl Recording {
         }
         let d = rdir(dir);
         let comment = (!comments.is_empty()).then_some(comments);
-        let Some((client_leg, server_leg)) = self.flows.get_mut(&id) else {
+        let Some(flow) = self.flows.get_mut(&id) else {
             return;
         };
         // What the sender sent is on its own leg first, then on the other: the bytes are the
@@ -605,11 +724,24 @@ impl Recording {
         // Summed once for the TCP checksums of both legs; written from the read buffer itself
         // where the file can (direct I/O), else copied.
         let payload = Payload::shared(bytes, sums);
-        let mut r = client_leg.data_payload(&mut self.writer, d, rts(ts), &payload, comment);
-        if let (Ok(()), Some(s)) = (&r, server_leg.as_mut()) {
-            r = if self.payload_once {
+        let mut r = flow
+            .client
+            .data_payload(&mut self.writer, d, rts(ts), &payload, comment);
+        if let (Ok(()), Some(s)) = (&r, flow.server.as_mut()) {
+            let behind = self
+                .behind
+                .as_mut()
+                .filter(|_| flow.server_answers >= FULL_ANSWERS_FIRST);
+            r = if self.payload_once || flow.server_headers_only {
                 s.data_headers_only(&mut self.writer, d, rts(ts), &payload, None)
+            } else if let Some(b) = behind {
+                b.headers_only_bytes = b.headers_only_bytes.saturating_add(bytes.len() as u64);
+                let note = (!std::mem::replace(&mut b.noted, true)).then_some(BEHIND_NOTE);
+                s.data_headers_only(&mut self.writer, d, rts(ts), &payload, note)
             } else {
+                if d == RDir::BToA {
+                    flow.server_answers = flow.server_answers.saturating_add(1);
+                }
                 s.data_payload(&mut self.writer, d, rts(ts), &payload, None)
             };
         }
@@ -622,12 +754,12 @@ impl Recording {
             return;
         }
         let comment = (!comments.is_empty()).then_some(comments);
-        let Some((client_leg, server_leg)) = self.flows.get_mut(&id) else {
+        let Some(flow) = self.flows.get_mut(&id) else {
             return;
         };
         let leg = match dir {
-            Direction::ClientToServer => Some(client_leg),
-            Direction::ServerToClient => server_leg.as_mut(),
+            Direction::ClientToServer => Some(&mut flow.client),
+            Direction::ServerToClient => flow.server.as_mut(),
         };
         if let Some(leg) = leg {
             let r = leg.data(&mut self.writer, rdir(dir), rts(ts), bytes, comment);
@@ -637,7 +769,12 @@ impl Recording {
 
     fn close(&mut self, id: u64, by: ClosedBy, reason: CloseReason, ts: Timestamp, comments: &str) {
         self.interface_of.remove(&id);
-        let Some((mut client_leg, server_leg)) = self.flows.remove(&id) else {
+        let Some(Flow {
+            client: mut client_leg,
+            server: server_leg,
+            ..
+        }) = self.flows.remove(&id)
+        else {
             return;
         };
         if self.stopped {
@@ -665,6 +802,50 @@ impl Recording {
         }
     }
 
+    /// Does what the analysis thread asked.
+    fn handle(&mut self, msg: ToRecording) {
+        match msg {
+            ToRecording::Open {
+                id,
+                listener,
+                client,
+                server,
+                ts,
+                note,
+            } => self.open(id, listener, client, server, ts, &note),
+            ToRecording::Connected {
+                id,
+                local,
+                upstream,
+                ts,
+            } => self.connected(id, local, upstream, ts),
+            ToRecording::Data {
+                id,
+                dir,
+                bytes,
+                sums,
+                ts,
+                comments,
+            } => self.data(id, dir, &bytes, sums, ts, &comments),
+            ToRecording::Withheld {
+                id,
+                dir,
+                bytes,
+                ts,
+                comments,
+            } => self.withheld(id, dir, &bytes, ts, &comments),
+            ToRecording::Close {
+                id,
+                by,
+                reason,
+                ts,
+                comments,
+            } => self.close(id, by, reason, ts, &comments),
+            ToRecording::Flush => self.flush(),
+            ToRecording::Tick => {}
+        }
+    }
+
     /// Writes the blocks collected so far.
     fn flush(&mut self) {
         if !self.stopped {
@@ -673,12 +854,24 @@ impl Recording {
         }
     }
 
-    fn finish(self) {
+    fn finish(mut self) {
+        if let Some(b) = self.behind.take() {
+            self.report(
+                "caught_up",
+                "the recording ended while behind the traffic".into(),
+                0,
+                b.headers_only_bytes,
+            );
+        }
         if let Err(e) = self.writer.finish() {
             eprintln!("uatap: recording: {e}");
         }
     }
 }
+
+/// The comment on the first server-leg packet written without its bytes while the recording is
+/// behind: Wireshark marks the packet "packet size limited during capture", and this says why.
+const BEHIND_NOTE: &str = "uatap: the recording is behind the traffic (the disk is slower): from here on, until it catches up, this leg's packets have their headers only; their bytes are the same as the client leg's, recorded there";
 
 fn rts(t: Timestamp) -> uatap_recorder::Timestamp {
     uatap_recorder::Timestamp::from_unix_micros(t.unix_micros)
@@ -768,6 +961,8 @@ enum ToRecording {
         comments: String,
     },
     Flush,
+    /// A second passed (the recording may have caught up while nothing came).
+    Tick,
 }
 
 /// The recording, written on a thread of its own: building the packets and copying them to
@@ -775,6 +970,15 @@ enum ToRecording {
 /// tapped buffers themselves, with the text of the events they caused.
 struct Recorder {
     to: Option<std::sync::mpsc::SyncSender<Vec<ToRecording>>>,
+    /// Batches handed over and not yet taken by the recording thread.
+    backlog: std::sync::Arc<AtomicUsize>,
+    /// Whether the recording is behind (`None` with `--record-payload-once`: it writes each
+    /// byte once already), and the flag the recording thread reads.
+    pressure: Option<Pressure>,
+    behind: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where the `behind` event goes (the sinks), and the recording it names.
+    events: Option<std::sync::mpsc::SyncSender<ToSinks>>,
+    path: String,
     thread: Option<std::thread::JoinHandle<()>>,
     /// Requests not handed over yet: sent when [`RECORD_BATCH`] are waiting, and at every
     /// flush (which the analysis does when the traffic pauses, and at least every
@@ -785,50 +989,22 @@ struct Recorder {
 impl Recorder {
     /// Starts the recording thread; `events` takes the `recording` event if it stops.
     fn start(mut r: Recording, events: Option<std::sync::mpsc::SyncSender<ToSinks>>) -> Recorder {
-        r.events = events;
+        r.events = events.clone();
+        let pressure = (!r.payload_once).then(Pressure::default);
+        let path = r.writer.current_path().display().to_string();
+        let behind = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let behind_now = behind.clone();
         let (to, from) = std::sync::mpsc::sync_channel::<Vec<ToRecording>>(RECORD_BATCHES_QUEUED);
+        let backlog = std::sync::Arc::new(AtomicUsize::new(0));
+        let waiting = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("uatap-record".into())
             .spawn(move || {
-                for msg in from.iter().flatten() {
-                    match msg {
-                        ToRecording::Open {
-                            id,
-                            listener,
-                            client,
-                            server,
-                            ts,
-                            note,
-                        } => r.open(id, listener, client, server, ts, &note),
-                        ToRecording::Connected {
-                            id,
-                            local,
-                            upstream,
-                            ts,
-                        } => r.connected(id, local, upstream, ts),
-                        ToRecording::Data {
-                            id,
-                            dir,
-                            bytes,
-                            sums,
-                            ts,
-                            comments,
-                        } => r.data(id, dir, &bytes, sums, ts, &comments),
-                        ToRecording::Withheld {
-                            id,
-                            dir,
-                            bytes,
-                            ts,
-                            comments,
-                        } => r.withheld(id, dir, &bytes, ts, &comments),
-                        ToRecording::Close {
-                            id,
-                            by,
-                            reason,
-                            ts,
-                            comments,
-                        } => r.close(id, by, reason, ts, &comments),
-                        ToRecording::Flush => r.flush(),
+                for batch in from.iter() {
+                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    r.set_behind(behind_now.load(Ordering::Relaxed));
+                    for msg in batch {
+                        r.handle(msg);
                     }
                 }
                 r.finish();
@@ -836,15 +1012,20 @@ impl Recorder {
             .ok();
         Recorder {
             to: Some(to),
+            backlog,
+            pressure,
+            behind,
+            events,
+            path,
             thread,
             batch: Vec::with_capacity(RECORD_BATCH),
         }
     }
 
     fn send(&mut self, msg: ToRecording) {
-        let flush = matches!(msg, ToRecording::Flush);
+        let now = matches!(msg, ToRecording::Flush | ToRecording::Tick);
         self.batch.push(msg);
-        if flush || self.batch.len() >= RECORD_BATCH {
+        if now || self.batch.len() >= RECORD_BATCH {
             self.hand_over();
         }
     }
@@ -855,8 +1036,45 @@ impl Recorder {
             return;
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(RECORD_BATCH));
-        if let Some(to) = &self.to {
-            let _ = to.send(batch);
+        let Some(to) = &self.to else {
+            return;
+        };
+        let waiting = self.backlog.fetch_add(1, Ordering::Relaxed) + 1;
+        match self
+            .pressure
+            .as_mut()
+            .and_then(|p| p.update(waiting, Instant::now()))
+        {
+            Some(true) => {
+                self.behind.store(true, Ordering::Relaxed);
+                let event = Event {
+                    ts: now(),
+                    conn: "".into(),
+                    dir: None,
+                    kind: uatap_analysis::EventKind::Recording {
+                        action: "behind",
+                        reason: format!(
+                            "the disk takes the recording more slowly than the traffic comes; until it keeps up for {} s, the server's leg gets its packets' headers only, as with --record-payload-once (its bytes are the client leg's, recorded there), so nothing is lost",
+                            CATCH_UP_HOLD.as_secs()
+                        ),
+                        path: self.path.clone(),
+                        bytes_written: 0,
+                        headers_only_bytes: 0,
+                    },
+                };
+                match &self.events {
+                    Some(sinks) => {
+                        let _ = sinks.send(ToSinks::Events(vec![event]));
+                        let _ = sinks.send(ToSinks::Flush);
+                    }
+                    None => eprintln!("uatap: {}", event.to_text()),
+                }
+            }
+            Some(false) => self.behind.store(false, Ordering::Relaxed),
+            None => {}
+        }
+        if to.send(batch).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -943,6 +1161,11 @@ impl Recorder {
 
     fn flush(&mut self) {
         self.send(ToRecording::Flush);
+    }
+
+    /// A second passed.
+    fn tick(&mut self) {
+        self.send(ToRecording::Tick);
     }
 
     /// Writes everything handed over and closes the file.
@@ -1298,6 +1521,9 @@ pub fn run_hub(
                 if !std::mem::take(&mut busy) {
                     trim_free_read_buffers();
                 }
+                if let Some(r) = recording.as_mut() {
+                    r.tick();
+                }
                 for (id, c) in conns.iter_mut() {
                     c.handle_timeout(ts);
                     let text = emit(c, &mut sinks, rec);
@@ -1344,6 +1570,204 @@ pub fn run_hub(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What one leg of a recording holds, in order: bytes (`true`) or bytes the capture does
+    /// not have (`false`), with the direction (`true`: client to server).
+    type LegContents = Vec<(bool, bool, Vec<u8>)>;
+
+    /// Reads back a recording's legs by their server port.
+    fn legs_of(path: &std::path::Path) -> HashMap<(u16, u16), LegContents> {
+        let (events, damage) = uatap_recorder::read_streams(path).unwrap();
+        assert!(damage.is_none(), "{damage:?}");
+        let mut names = HashMap::new();
+        let mut legs: HashMap<(u16, u16), LegContents> = HashMap::new();
+        for e in events {
+            match e {
+                uatap_recorder::StreamEvent::Open {
+                    conn,
+                    client,
+                    server,
+                    ..
+                } => {
+                    names.insert(conn, (client.port(), server.port()));
+                }
+                uatap_recorder::StreamEvent::Data {
+                    conn, dir, bytes, ..
+                } => {
+                    let leg = legs.entry(names[&conn]).or_default();
+                    leg.push((true, dir == RDir::AToB, bytes.to_vec()));
+                }
+                uatap_recorder::StreamEvent::Gap {
+                    conn,
+                    dir,
+                    missing_bytes,
+                    ..
+                } => {
+                    let leg = legs.entry(names[&conn]).or_default();
+                    leg.push((false, dir == RDir::AToB, vec![0; missing_bytes as usize]));
+                }
+                _ => {}
+            }
+        }
+        legs
+    }
+
+    #[test]
+    fn the_recording_falls_behind_at_once_and_catches_up_after_keeping_up_for_a_while() {
+        let mut p = Pressure::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(p.update(BEHIND_AT - 1, t0), None);
+        assert_eq!(p.update(BEHIND_AT, t0), Some(true), "falls behind");
+        assert_eq!(p.update(BEHIND_AT + 5, t0 + s), None, "is behind already");
+        assert_eq!(
+            p.update(KEEPS_UP_AT, t0 + s + CATCH_UP_HOLD - s / 10),
+            None,
+            "has not kept up for the hold since it was last behind"
+        );
+        assert_eq!(
+            p.update(KEEPS_UP_AT + 1, t0 + 3 * CATCH_UP_HOLD),
+            None,
+            "more batches wait than keeping up allows"
+        );
+        assert_eq!(
+            p.update(KEEPS_UP_AT, t0 + 3 * CATCH_UP_HOLD),
+            Some(false),
+            "caught up"
+        );
+        assert_eq!(p.update(0, t0 + 4 * CATCH_UP_HOLD), None);
+        assert_eq!(
+            p.update(BEHIND_AT, t0 + 4 * CATCH_UP_HOLD),
+            Some(true),
+            "falls behind again"
+        );
+    }
+
+    #[test]
+    fn behind_the_traffic_the_server_leg_gets_headers_only_and_nothing_is_lost() {
+        let dir = std::env::temp_dir().join(format!("uatap-behind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("behind.pcapng");
+        let mut r = Recording::create(
+            &path,
+            RotationConfig::default(),
+            &["test".to_string()],
+            false,
+        )
+        .unwrap();
+        let (to, from) = std::sync::mpsc::sync_channel(16);
+        r.events = Some(to);
+        let addr = |p: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], p)) };
+        let ts = |s: i64| Timestamp::from_unix_micros(1_700_000_000_000_000 + s * 1_000_000);
+        let bytes = |tag: &str, n: usize| Bytes::from(format!("{tag}:{}", "x".repeat(n)));
+        let (c2s, s2c) = (Direction::ClientToServer, Direction::ServerToClient);
+        // Connection 1 opens while the recording keeps up: HEL and ACK in full on both legs.
+        r.open(1, 0, addr(50001), addr(4841), ts(0), "");
+        r.connected(1, addr(50002), addr(4840), ts(0));
+        r.data(1, c2s, &bytes("HEL", 50), None, ts(0), "");
+        r.data(1, s2c, &bytes("ACK", 20), None, ts(0), "");
+        // Behind: the first two answers of a server leg still go in full, so the client's HEL
+        // and OPN are on both legs for `uatap analyze` to pair them.
+        r.set_behind(true);
+        r.data(1, c2s, &bytes("OPN", 100), None, ts(1), "");
+        r.data(1, s2c, &bytes("OPN-answer", 80), None, ts(1), "");
+        r.data(1, c2s, &bytes("MSG1", 1000), None, ts(2), "uatap: an event");
+        r.data(1, s2c, &bytes("MSG1-answer", 3000), None, ts(2), "");
+        // Connection 2 opens while behind: its server leg never gets bytes.
+        r.open(2, 0, addr(50003), addr(4841), ts(2), "");
+        r.connected(2, addr(50004), addr(4840), ts(2));
+        r.data(2, c2s, &bytes("HEL2", 50), None, ts(2), "");
+        r.data(2, s2c, &bytes("ACK2", 20), None, ts(2), "");
+        r.set_behind(true);
+        r.data(1, s2c, &bytes("MSG2-answer", 500), None, ts(3), "");
+        r.data(1, s2c, &bytes("MSG3-answer", 7), None, ts(4), "");
+        r.set_behind(false);
+        r.data(1, c2s, &bytes("MSG4", 60), None, ts(5), "");
+        r.data(2, s2c, &bytes("MSG4-answer-2", 90), None, ts(5), "");
+        r.close(1, ClosedBy::Client, CloseReason::Fin, ts(6), "");
+        r.close(2, ClosedBy::Client, CloseReason::Fin, ts(6), "");
+        r.finish();
+
+        let mut events = Vec::new();
+        while let Ok(m) = from.try_recv() {
+            if let ToSinks::Events(e) = m {
+                events.extend(e);
+            }
+        }
+        let recording: Vec<(&str, u64)> = events
+            .iter()
+            .map(|e| match &e.kind {
+                uatap_analysis::EventKind::Recording {
+                    action,
+                    headers_only_bytes,
+                    ..
+                } => (*action, *headers_only_bytes),
+                k => panic!("{k:?}"),
+            })
+            .collect();
+        // Written as headers only while behind: MSG1 (c2s) and three answers of connection 1;
+        // connection 2's server leg (its own count: from the start, not a switch) is not in it.
+        let switched = [1005, 3012, 512, 19];
+        assert_eq!(recording, [("caught_up", switched.iter().sum::<u64>())]);
+
+        let legs = legs_of(&path);
+        let full = |tag: &str, n: usize| format!("{tag}:{}", "x".repeat(n)).into_bytes();
+        let data = |c2s: bool, b: Vec<u8>| (true, c2s, b);
+        let gap = |c2s: bool, n: usize| (false, c2s, vec![0; n]);
+        // The client legs hold every byte.
+        assert_eq!(
+            legs[&(50001, 4841)],
+            [
+                data(true, full("HEL", 50)),
+                data(false, full("ACK", 20)),
+                data(true, full("OPN", 100)),
+                data(false, full("OPN-answer", 80)),
+                data(true, full("MSG1", 1000)),
+                data(false, full("MSG1-answer", 3000)),
+                data(false, full("MSG2-answer", 500)),
+                data(false, full("MSG3-answer", 7)),
+                data(true, full("MSG4", 60)),
+            ]
+        );
+        assert_eq!(
+            legs[&(50003, 4841)],
+            [
+                data(true, full("HEL2", 50)),
+                data(false, full("ACK2", 20)),
+                data(false, full("MSG4-answer-2", 90)),
+            ]
+        );
+        // Connection 1's server leg: in full up to its second answer, headers only while
+        // behind, in full again once caught up.
+        let (h, a) = (&legs[&(50002, 4840)], gap);
+        assert_eq!(
+            *h,
+            [
+                data(true, full("HEL", 50)),
+                data(false, full("ACK", 20)),
+                data(true, full("OPN", 100)),
+                data(false, full("OPN-answer", 80)),
+                a(true, 1005),
+                a(false, 3012 + 512 + 19),
+                data(true, full("MSG4", 60)),
+            ],
+            "connection 1, server leg"
+        );
+        // Connection 2's server leg, opened while behind: headers only for its whole life.
+        assert_eq!(
+            legs[&(50004, 4840)],
+            [gap(true, 55), gap(false, 25 + 104)],
+            "connection 2, server leg"
+        );
+        // The first packet without its bytes says why, once.
+        let file = std::fs::read(&path).unwrap();
+        let noted = file
+            .windows(BEHIND_NOTE.len())
+            .filter(|w| *w == BEHIND_NOTE.as_bytes())
+            .count();
+        assert_eq!(noted, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn small_reads_are_copied_and_large_ones_handed_over() {

@@ -18,6 +18,8 @@
 //! | `uatap_service_faults_total{normal="true\|false"}` | counter | `service_fault` events, by whether the fault is part of a normal sequence |
 //! | `uatap_stalls_total{kind="message\|write"}` | counter | `message_stalled` and `write_blocked` events |
 //! | `uatap_recording_stopped` | gauge | 1 once the recording stopped (`recording` event), else 0 |
+//! | `uatap_recording_behind` | gauge | 1 while the recording is behind the traffic and writes the server's leg as headers only |
+//! | `uatap_recording_headers_only_bytes_total` | counter | bytes of the server's leg recorded as headers only (their copy is on the client's leg) |
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -64,6 +66,9 @@ struct Counters {
     /// message_stalled, write_blocked.
     stalls: [u64; 2],
     recording_stopped: bool,
+    /// Between a `recording` `behind` and its `caught_up`.
+    recording_behind: bool,
+    recording_headers_only_bytes: u64,
     /// Per open connection: the message bytes counted so far, c2s and s2c.
     conns: HashMap<Arc<str>, [u64; 2]>,
 }
@@ -153,7 +158,18 @@ impl Counters {
             EventKind::DecodeError { .. } => add(&mut self.decode_errors, 1),
             EventKind::MessageStalled { .. } => add(&mut self.stalls[0], 1),
             EventKind::WriteBlocked { .. } => add(&mut self.stalls[1], 1),
-            EventKind::Recording { .. } => self.recording_stopped = true,
+            EventKind::Recording {
+                action,
+                headers_only_bytes,
+                ..
+            } => match *action {
+                "behind" => self.recording_behind = true,
+                "caught_up" => {
+                    self.recording_behind = false;
+                    add(&mut self.recording_headers_only_bytes, *headers_only_bytes);
+                }
+                _ => self.recording_stopped = true,
+            },
             EventKind::ServiceFault(p) => {
                 let [normal, abnormal] = &mut self.service_faults;
                 add(if p.normal { normal } else { abnormal }, 1);
@@ -313,6 +329,28 @@ impl Metrics {
             out,
             "uatap_recording_stopped {}",
             u8::from(c.recording_stopped)
+        );
+        header(
+            &mut out,
+            "uatap_recording_behind",
+            "gauge",
+            "1 while the recording is behind the traffic: the server's leg gets its packets' headers only.",
+        );
+        let _ = writeln!(
+            out,
+            "uatap_recording_behind {}",
+            u8::from(c.recording_behind)
+        );
+        header(
+            &mut out,
+            "uatap_recording_headers_only_bytes_total",
+            "counter",
+            "Bytes of the server's leg recorded with their packets' headers only (in full on the client's leg), counted when the recording caught up.",
+        );
+        let _ = writeln!(
+            out,
+            "uatap_recording_headers_only_bytes_total {}",
+            c.recording_headers_only_bytes
         );
         out
     }
@@ -586,6 +624,33 @@ mod tests {
         ));
         assert!(text.contains("uatap_service_faults_total{normal=\"true\"} 1\n"));
         assert!(text.contains("uatap_recording_stopped 0\n"), "{text}");
+        let recording = |action: &'static str, headers_only_bytes: u64| {
+            ev(
+                &Arc::from(""),
+                None,
+                EventKind::Recording {
+                    action,
+                    reason: String::new(),
+                    path: "x.pcapng".into(),
+                    bytes_written: 0,
+                    headers_only_bytes,
+                },
+            )
+        };
+        m.event(&recording("behind", 0));
+        let text = m.render();
+        assert!(text.contains("uatap_recording_behind 1\n"), "{text}");
+        assert!(
+            text.contains("uatap_recording_stopped 0\n"),
+            "behind is not stopped"
+        );
+        m.event(&recording("caught_up", 5000));
+        m.event(&recording("behind", 0));
+        m.event(&recording("caught_up", 700));
+        let text = m.render();
+        assert!(text.contains("uatap_recording_behind 0\n"), "{text}");
+        assert!(text.contains("uatap_recording_headers_only_bytes_total 5700\n"));
+        assert!(text.contains("uatap_recording_stopped 0\n"));
         m.event(&ev(
             &a,
             Some(Direction::ClientToServer),
@@ -602,6 +667,7 @@ mod tests {
                 reason: "disk full".into(),
                 path: "x.pcapng".into(),
                 bytes_written: 148,
+                headers_only_bytes: 0,
             },
         ));
         let text = m.render();
