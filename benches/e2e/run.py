@@ -7,7 +7,9 @@ benches/e2e (src/main.rs). Candidates, each a fresh process per run:
   fwd        benches/e2e forwarder: tokio::io::copy_bidirectional, TCP_NODELAY (the baseline)
   fwd2       a second, identical forwarder: the A/A noise reference (--no-aa drops it)
   uatap      uatap proxy --json-file F          (decodes every message, events to a file)
-  uatap+rec  uatap proxy --json-file F --record F.pcapng
+  uatap+rec  uatap proxy --json-file F --record F.pcapng (both legs in full while the disk keeps
+             up; when the recording falls behind, the server leg's packets without their bytes,
+             reported as the share of its bytes written so)
   uatap+rec1 the same with --record-payload-once (the server leg's packets without their bytes)
 
 Workloads:
@@ -104,6 +106,7 @@ def stop(proc, timeout=60):
 MISSING = re.compile(rb'"what":"(\d+) bytes missing')
 BYTES = re.compile(rb'"bytes_c2s":(\d+),"bytes_s2c":(\d+)')
 SUMMARY_MESSAGES = re.compile(rb'"messages":(\d+)')
+HEADERS_ONLY = re.compile(rb'"action":"caught_up".*"headers_only_bytes":(\d+)')
 
 
 def scan_events(path):
@@ -113,6 +116,7 @@ def scan_events(path):
     other_decode_errors = 0
     total_bytes = 0
     summary_messages = 0
+    headers_only = 0
     kind_re = re.compile(rb'"kind":"([a-z_]+)"')
     with open(path, "rb") as f:
         rest = b""
@@ -147,8 +151,13 @@ def scan_events(path):
                     ms = SUMMARY_MESSAGES.search(line)
                     if ms:
                         summary_messages += int(ms.group(1))
+                elif k == "recording":
+                    mh = HEADERS_ONLY.search(line)
+                    if mh:
+                        headers_only += int(mh.group(1))
     return {"kinds": kinds, "missing_bytes": missing, "other_decode_errors": other_decode_errors,
-            "analysed_bytes": total_bytes, "summary_messages": summary_messages}
+            "analysed_bytes": total_bytes, "summary_messages": summary_messages,
+            "headers_only_bytes": headers_only}
 
 
 def analysis_cpu(r):
@@ -395,6 +404,13 @@ def report(d):
                     continue
                 m, lo, hi, om = ratio_stats(w, c, "mb_per_s")
                 out(f"  {c:10s} {mbs:12.1f} {m:7.2f} {f'[{lo:.2f}..{hi:.2f}]':>14s} {om:10.2f} {an_s} {cpu:14.2f} {hub:>10s}")
+                if c == "uatap+rec" and "events" in rs[0]:
+                    # A recording behind the traffic writes the server leg's bytes once, on the
+                    # client's leg (`recording` events, action caught_up).
+                    cut = med([r["events"].get("headers_only_bytes", 0) / max(r["events"]["analysed_bytes"], 1)
+                               for r in rs])
+                    out(f"  {'':10s} the server leg as headers only (recording behind the disk): "
+                        f"{100 * cut:.1f}% of its bytes (median)")
                 bar = {"uatap": "stream_uatap", "uatap+rec": "stream_rec", "uatap+rec1": "stream_rec"}.get(c)
                 if bar:
                     complete = an is not None and min(r["analysed"] for r in rs) >= 1.0
