@@ -107,6 +107,7 @@ MISSING = re.compile(rb'"what":"(\d+) bytes missing')
 BYTES = re.compile(rb'"bytes_c2s":(\d+),"bytes_s2c":(\d+)')
 SUMMARY_MESSAGES = re.compile(rb'"messages":(\d+)')
 HEADERS_ONLY = re.compile(rb'"action":"caught_up".*"headers_only_bytes":(\d+)')
+STOPPED = re.compile(rb'"action":"stopped","reason":"([^"]*)"')
 
 
 def scan_events(path):
@@ -117,6 +118,7 @@ def scan_events(path):
     total_bytes = 0
     summary_messages = 0
     headers_only = 0
+    stopped = None
     kind_re = re.compile(rb'"kind":"([a-z_]+)"')
     with open(path, "rb") as f:
         rest = b""
@@ -155,9 +157,12 @@ def scan_events(path):
                     mh = HEADERS_ONLY.search(line)
                     if mh:
                         headers_only += int(mh.group(1))
+                    ms = STOPPED.search(line)
+                    if ms:
+                        stopped = ms.group(1).decode(errors="replace")
     return {"kinds": kinds, "missing_bytes": missing, "other_decode_errors": other_decode_errors,
             "analysed_bytes": total_bytes, "summary_messages": summary_messages,
-            "headers_only_bytes": headers_only}
+            "headers_only_bytes": headers_only, "recording_stopped": stopped}
 
 
 def analysis_cpu(r):
@@ -300,6 +305,12 @@ class Bench:
 
     def check_events(self, workload, res, ev):
         k = ev["kinds"]
+        if ev.get("recording_stopped"):
+            raise RuntimeError(f"{workload}: the recording stopped ({ev['recording_stopped']}): "
+                               "free disk space for the run, the figures would not count it")
+        if k.get("conn_close", 0) == 0:
+            raise RuntimeError(f"{workload}: no conn_close event: the event file is incomplete "
+                               "(a full disk?)")
         if ev["other_decode_errors"]:
             raise RuntimeError(f"{workload}: uatap reported {ev['other_decode_errors']} decode errors "
                                "that are not dropped bytes: the synthetic traffic is not valid")
