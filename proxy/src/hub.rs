@@ -1661,11 +1661,15 @@ mod tests {
         let ts = |s: i64| Timestamp::from_unix_micros(1_700_000_000_000_000 + s * 1_000_000);
         let bytes = |tag: &str, n: usize| Bytes::from(format!("{tag}:{}", "x".repeat(n)));
         let (c2s, s2c) = (Direction::ClientToServer, Direction::ServerToClient);
+        // Connection `id`: client port `port`, its server leg from `port + 1`; HEL and ACK.
+        let handshake = |r: &mut Recording, id: u64, port: u16, hel: &str, ack: &str| {
+            r.open(id, 0, addr(port), addr(4841), ts(0), "");
+            r.connected(id, addr(port + 1), addr(4840), ts(0));
+            r.data(id, c2s, &bytes(hel, 50), None, ts(0), "");
+            r.data(id, s2c, &bytes(ack, 20), None, ts(0), "");
+        };
         // Connection 1 opens while the recording keeps up: HEL and ACK in full on both legs.
-        r.open(1, 0, addr(50001), addr(4841), ts(0), "");
-        r.connected(1, addr(50002), addr(4840), ts(0));
-        r.data(1, c2s, &bytes("HEL", 50), None, ts(0), "");
-        r.data(1, s2c, &bytes("ACK", 20), None, ts(0), "");
+        handshake(&mut r, 1, 50001, "HEL", "ACK");
         // Behind: the first two answers of a server leg still go in full, so the client's HEL
         // and OPN are on both legs for `uatap analyze` to pair them.
         r.set_behind(true);
@@ -1674,10 +1678,7 @@ mod tests {
         r.data(1, c2s, &bytes("MSG1", 1000), None, ts(2), "uatap: an event");
         r.data(1, s2c, &bytes("MSG1-answer", 3000), None, ts(2), "");
         // Connection 2 opens while behind: its server leg never gets bytes.
-        r.open(2, 0, addr(50003), addr(4841), ts(2), "");
-        r.connected(2, addr(50004), addr(4840), ts(2));
-        r.data(2, c2s, &bytes("HEL2", 50), None, ts(2), "");
-        r.data(2, s2c, &bytes("ACK2", 20), None, ts(2), "");
+        handshake(&mut r, 2, 50003, "HEL2", "ACK2");
         r.set_behind(true);
         r.data(1, s2c, &bytes("MSG2-answer", 500), None, ts(3), "");
         r.data(1, s2c, &bytes("MSG3-answer", 7), None, ts(4), "");

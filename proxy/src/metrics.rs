@@ -204,6 +204,12 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
+/// A metric without labels: its HELP and TYPE lines, then its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 impl Metrics {
     /// No counts yet.
     pub fn new() -> Self {
@@ -319,38 +325,26 @@ impl Metrics {
         let [message, write] = c.stalls;
         let _ = writeln!(out, "uatap_stalls_total{{kind=\"message\"}} {message}");
         let _ = writeln!(out, "uatap_stalls_total{{kind=\"write\"}} {write}");
-        header(
+        single(
             &mut out,
             "uatap_recording_stopped",
             "gauge",
             "1 once the recording stopped (a full disk, a write error).",
+            u8::from(c.recording_stopped),
         );
-        let _ = writeln!(
-            out,
-            "uatap_recording_stopped {}",
-            u8::from(c.recording_stopped)
-        );
-        header(
+        single(
             &mut out,
             "uatap_recording_behind",
             "gauge",
             "1 while the recording is behind the traffic: the server's leg gets its packets' headers only.",
+            u8::from(c.recording_behind),
         );
-        let _ = writeln!(
-            out,
-            "uatap_recording_behind {}",
-            u8::from(c.recording_behind)
-        );
-        header(
+        single(
             &mut out,
             "uatap_recording_headers_only_bytes_total",
             "counter",
             "Bytes of the server's leg recorded with their packets' headers only (in full on the client's leg), counted when the recording caught up.",
-        );
-        let _ = writeln!(
-            out,
-            "uatap_recording_headers_only_bytes_total {}",
-            c.recording_headers_only_bytes
+            c.recording_headers_only_bytes,
         );
         out
     }
