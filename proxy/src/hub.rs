@@ -1571,47 +1571,6 @@ pub fn run_hub(
 mod tests {
     use super::*;
 
-    /// What one leg of a recording holds, in order: bytes (`true`) or bytes the capture does
-    /// not have (`false`), with the direction (`true`: client to server).
-    type LegContents = Vec<(bool, bool, Vec<u8>)>;
-
-    /// Reads back a recording's legs by their server port.
-    fn legs_of(path: &std::path::Path) -> HashMap<(u16, u16), LegContents> {
-        let (events, damage) = uatap_recorder::read_streams(path).unwrap();
-        assert!(damage.is_none(), "{damage:?}");
-        let mut names = HashMap::new();
-        let mut legs: HashMap<(u16, u16), LegContents> = HashMap::new();
-        for e in events {
-            match e {
-                uatap_recorder::StreamEvent::Open {
-                    conn,
-                    client,
-                    server,
-                    ..
-                } => {
-                    names.insert(conn, (client.port(), server.port()));
-                }
-                uatap_recorder::StreamEvent::Data {
-                    conn, dir, bytes, ..
-                } => {
-                    let leg = legs.entry(names[&conn]).or_default();
-                    leg.push((true, dir == RDir::AToB, bytes.to_vec()));
-                }
-                uatap_recorder::StreamEvent::Gap {
-                    conn,
-                    dir,
-                    missing_bytes,
-                    ..
-                } => {
-                    let leg = legs.entry(names[&conn]).or_default();
-                    leg.push((false, dir == RDir::AToB, vec![0; missing_bytes as usize]));
-                }
-                _ => {}
-            }
-        }
-        legs
-    }
-
     #[test]
     fn the_recording_falls_behind_at_once_and_catches_up_after_keeping_up_for_a_while() {
         let mut p = Pressure::default();
@@ -1711,7 +1670,7 @@ mod tests {
         let switched = [1005, 3012, 512, 19];
         assert_eq!(recording, [("caught_up", switched.iter().sum::<u64>())]);
 
-        let legs = legs_of(&path);
+        let legs = crate::test_support::legs_of(&path);
         let full = |tag: &str, n: usize| format!("{tag}:{}", "x".repeat(n)).into_bytes();
         let data = |c2s: bool, b: Vec<u8>| (true, c2s, b);
         let gap = |c2s: bool, n: usize| (false, c2s, vec![0; n]);

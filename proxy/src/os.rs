@@ -829,7 +829,7 @@ mod tests {
     #[test]
     fn payloads_written_from_their_read_buffers_read_back_byte_for_byte() {
         use uatap_recorder::{
-            Direction, InterfaceDescription, Payload, RotatingWriter, RotationConfig, StreamEvent,
+            Direction, InterfaceDescription, Payload, RotatingWriter, RotationConfig,
             TcpFlowWriter, Timestamp, SPLICE_PAYLOAD_OFFSET,
         };
         let base = temp_path("spliced.pcapng");
@@ -893,18 +893,11 @@ mod tests {
         // Each leg's bytes, read back from the files in order.
         let mut got: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
         for f in &files {
-            let (events, damage) = uatap_recorder::read_streams(f).unwrap();
-            assert!(damage.is_none(), "{f:?}: {damage:?}");
-            let mut legs = std::collections::HashMap::new();
-            for e in events {
-                match e {
-                    StreamEvent::Open { conn, server, .. } => {
-                        legs.insert(conn, usize::from(server.port() == 4841));
-                    }
-                    StreamEvent::Data { conn, bytes, .. } => {
-                        got[legs[&conn]].extend_from_slice(&bytes);
-                    }
-                    _ => {}
+            for ((_, server_port), contents) in crate::test_support::legs_of(f) {
+                let leg = usize::from(server_port == 4841);
+                for (captured, _, bytes) in contents {
+                    assert!(captured, "{f:?}: bytes missing from leg {leg}");
+                    got[leg].extend_from_slice(&bytes);
                 }
             }
             let _ = std::fs::remove_file(f);

@@ -24,3 +24,48 @@ pub fn fixture_streams(name: &str) -> (Vec<u8>, Vec<u8>) {
     }
     (a, b)
 }
+
+/// What one leg of a recording holds, in order: bytes (`true`) or bytes the capture does
+/// not have (`false`), with the direction (`true`: client to server).
+pub type LegContents = Vec<(bool, bool, Vec<u8>)>;
+
+/// Reads back a recording's legs by their server port.
+pub fn legs_of(path: &std::path::Path) -> std::collections::HashMap<(u16, u16), LegContents> {
+    let (events, damage) = uatap_recorder::read_streams(path).unwrap();
+    assert!(damage.is_none(), "{damage:?}");
+    let mut names = std::collections::HashMap::new();
+    let mut legs: std::collections::HashMap<(u16, u16), LegContents> = Default::default();
+    for e in events {
+        match e {
+            uatap_recorder::StreamEvent::Open {
+                conn,
+                client,
+                server,
+                ..
+            } => {
+                names.insert(conn, (client.port(), server.port()));
+            }
+            uatap_recorder::StreamEvent::Data {
+                conn, dir, bytes, ..
+            } => {
+                let leg = legs.entry(names[&conn]).or_default();
+                leg.push((true, dir == uatap_recorder::Direction::AToB, bytes.to_vec()));
+            }
+            uatap_recorder::StreamEvent::Gap {
+                conn,
+                dir,
+                missing_bytes,
+                ..
+            } => {
+                let leg = legs.entry(names[&conn]).or_default();
+                leg.push((
+                    false,
+                    dir == uatap_recorder::Direction::AToB,
+                    vec![0; missing_bytes as usize],
+                ));
+            }
+            _ => {}
+        }
+    }
+    legs
+}
