@@ -21,6 +21,8 @@ use uatap_recorder::{
     RotationConfig, TcpFlowWriter, WriteError, SPLICE_PAYLOAD_OFFSET,
 };
 
+use crate::arena::Slot;
+
 /// What a relay reports about one proxied connection.
 #[derive(Debug)]
 pub enum Tap {
@@ -144,8 +146,9 @@ pub enum Tap {
 /// connection, and an idle one holds no buffer at all (see [`TapBytes::read_buffer`]).
 pub const READ_BUFFER: usize = 128 * 1024;
 
-/// Bytes allocated for a read buffer: [`READ_BUFFER`], and room to place the bytes read where
-/// a recording can write them from the buffer without copying them (see [`read_offset`]).
+/// Bytes of a read buffer: [`READ_BUFFER`], and room to place the bytes read where a
+/// recording can write them from the buffer without copying them (see [`read_offset`]). The
+/// shared read buffers are slots of 2 MiB arenas (`crate::arena`), 15 to an arena.
 const READ_ALLOCATION: usize = READ_BUFFER + 4096;
 
 /// Where in `buf` a read goes: [`SPLICE_PAYLOAD_OFFSET`] past a 4 KiB boundary, so that a
@@ -179,10 +182,12 @@ const RECORDING_BUFFERS: usize = 1024;
 /// [`MAX_BUFFERS`], plus [`RECORDING_BUFFERS`] once a recording started.
 static MAX_BUFFERS_NOW: AtomicUsize = AtomicUsize::new(MAX_BUFFERS);
 
-/// Bytes of small copies (and their queue entries) that may wait for the analysis at once:
-/// with the read buffers, this bounds the memory of the taps however many small reads come.
-/// The queue is bounded by these bytes, not by a count of reads, so that a short stall of the
-/// analysis thread (a busy host) with many small messages in flight loses nothing.
+/// Bytes of copies of their own (and their queue entries) that may wait for the analysis at
+/// once: small reads, and the rare copy larger than a read buffer (bytes a fault or an
+/// endpoint rewrite made). With the read buffers, this bounds the memory of the taps however
+/// many small reads come. The queue is bounded by these bytes, not by a count of reads, so
+/// that a short stall of the analysis thread (a busy host) with many small messages in flight
+/// loses nothing.
 const MAX_QUEUED_COPIES: usize = 64 << 20;
 
 /// What one queued small copy costs besides its bytes (its queue entry and allocation).
@@ -191,47 +196,107 @@ const COPY_OVERHEAD: usize = 128;
 /// Bytes of small copies waiting now, at most [`MAX_QUEUED_COPIES`].
 static QUEUED_COPIES: AtomicUsize = AtomicUsize::new(0);
 
-/// Free read buffers kept for reuse (8 MiB); more are freed, so a burst that left the analysis
-/// behind does not keep its memory for ever.
+/// Free read buffers kept for reuse (about 8 MiB); at each [`TICK`] the arenas whose slots are
+/// all free beyond these go back to the system, so a burst that left the analysis behind does
+/// not keep its memory for ever.
 const KEEP_FREE: usize = 64;
 
-/// Free read buffers kept for reuse while a recording runs (25 MiB): the recording writes the
-/// bytes from the read buffers themselves (direct I/O), holding each until its write is done,
-/// up to about 100 of them at full speed; with only [`KEEP_FREE`] kept, every write's worth
-/// went back to the system and was mapped (and zeroed) again, 340 times a second.
+/// Free read buffers kept for reuse while a recording runs and bytes come (about 25 MiB): the
+/// recording writes the bytes from the read buffers themselves (direct I/O), holding each
+/// until its write is done, up to about 100 of them at full speed; with only [`KEEP_FREE`]
+/// kept, every write's worth went back to the system and was mapped (and zeroed) again, 340
+/// times a second.
 const KEEP_FREE_RECORDING: usize = 192;
 
 /// [`KEEP_FREE`], or [`KEEP_FREE_RECORDING`] once a recording started.
 static KEEP_FREE_NOW: AtomicUsize = AtomicUsize::new(KEEP_FREE);
 
-/// Gives the free read buffers over [`KEEP_FREE`] back to the system: when no bytes came for a
-/// tick, those a recording kept for the next writes are not needed.
-fn trim_free_read_buffers() {
-    let extra: Vec<Vec<u8>> = match FREE_BUFFERS.lock() {
-        Ok(mut free) if free.len() > KEEP_FREE => {
-            let n = free.len() - KEEP_FREE;
-            free.drain(..n).collect()
-        }
-        _ => return,
+/// Gives back to the system the arenas whose read buffers are all free, as long as more than
+/// [`KEEP_FREE_NOW`] free buffers are left (while bytes come; [`KEEP_FREE`] after a tick
+/// without bytes, when those a recording kept for the next writes are not needed). An arena
+/// with a buffer in use stays; the free list hands out the buffers freed last first, so the
+/// others drain.
+fn trim_free_read_buffers(busy: bool) {
+    let keep = if busy {
+        KEEP_FREE_NOW.load(Ordering::Relaxed)
+    } else {
+        KEEP_FREE
     };
-    BUFFERS.fetch_sub(extra.len(), Ordering::Relaxed);
+    let released = match FREE_BUFFERS.lock() {
+        Ok(mut free) => release_whole_arenas(&mut free, keep),
+        Err(_) => return,
+    };
+    BUFFERS.fetch_sub(released.len(), Ordering::Relaxed);
+}
+
+/// Takes out of `free` the slots of the arenas whose every living slot is in it, oldest in the
+/// list first, as long as at least `keep` slots are left; dropping them unmaps those arenas.
+fn release_whole_arenas(free: &mut Vec<Slot>, keep: usize) -> Vec<Slot> {
+    if free.len() <= keep {
+        return Vec::new();
+    }
+    let mut free_in: HashMap<usize, usize> = HashMap::new();
+    for s in free.iter() {
+        *free_in.entry(s.arena_id()).or_default() += 1;
+    }
+    let mut left = free.len();
+    let mut release: Vec<usize> = Vec::new();
+    for s in free.iter() {
+        let id = s.arena_id();
+        let n = free_in.get(&id).copied().unwrap_or(0);
+        if n != s.arena_slots_alive() || release.contains(&id) {
+            continue;
+        }
+        if left.saturating_sub(n) < keep {
+            break;
+        }
+        left -= n;
+        release.push(id);
+    }
+    let (gone, kept): (Vec<Slot>, Vec<Slot>) = std::mem::take(free)
+        .into_iter()
+        .partition(|s| release.contains(&s.arena_id()));
+    *free = kept;
+    gone
 }
 
 /// The read buffers not in use, shared by every relay and the analysis thread.
-static FREE_BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+static FREE_BUFFERS: Mutex<Vec<Slot>> = Mutex::new(Vec::new());
 
 /// Read buffers that exist (free or in use), at most [`MAX_BUFFERS_NOW`].
 static BUFFERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Where the bytes of a [`TapBytes`] are.
+enum Memory {
+    /// A shared read buffer (a slot of an arena), counted in [`BUFFERS`].
+    Shared(Slot),
+    /// Memory of its own: a copy, or a read buffer beyond the bound.
+    Own(Vec<u8>),
+}
+
+impl Memory {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Memory::Shared(s) => s,
+            Memory::Own(v) => v,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Memory::Shared(s) => s,
+            Memory::Own(v) => v,
+        }
+    }
+}
+
 /// A read buffer of [`READ_BUFFER`] bytes: read into by a relay, forwarded, then handed to the
 /// analysis as it is; it goes back to the shared free list when dropped.
 pub struct TapBytes {
-    buf: Vec<u8>,
+    buf: Memory,
     /// Where the bytes start in `buf`.
     off: usize,
     len: usize,
-    /// Taken from the shared buffers (and counted in their bound).
-    pooled: bool,
     /// Counted in [`QUEUED_COPIES`] (a small copy waiting for the analysis).
     counted: usize,
     /// The TCP checksum sums of the bytes, when the relay computed them for the recording.
@@ -241,60 +306,71 @@ pub struct TapBytes {
 impl TapBytes {
     /// A free buffer for one read, all of it writable through [`spare`](Self::spare).
     pub fn read_buffer() -> TapBytes {
-        let free = FREE_BUFFERS.lock().ok().and_then(|mut f| f.pop());
-        if let Some(buf) = free {
-            return TapBytes {
-                off: read_offset(&buf),
-                buf,
-                len: 0,
-                pooled: true,
-                counted: 0,
-                sums: None,
-            };
-        }
-        let pooled = BUFFERS
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n < MAX_BUFFERS_NOW.load(Ordering::Relaxed)).then_some(n + 1)
-            })
-            .is_ok();
-        keep_read_buffers_mapped();
-        let buf = vec![0; READ_ALLOCATION];
+        let slot = TapBytes::free_slot();
+        let buf = match slot {
+            Some(s) => Memory::Shared(s),
+            None => {
+                keep_read_buffers_mapped();
+                Memory::Own(vec![0; READ_ALLOCATION])
+            }
+        };
         TapBytes {
-            off: read_offset(&buf),
+            off: read_offset(buf.bytes()),
             buf,
             len: 0,
-            pooled,
             counted: 0,
             sums: None,
         }
     }
 
+    /// A free shared read buffer: one from the free list, else one of a new arena (the others
+    /// go to the free list). `None` when [`MAX_BUFFERS_NOW`] exist already.
+    fn free_slot() -> Option<Slot> {
+        let mut free = FREE_BUFFERS.lock().ok()?;
+        if let Some(s) = free.pop() {
+            return Some(s);
+        }
+        let max = MAX_BUFFERS_NOW.load(Ordering::Relaxed);
+        if BUFFERS.load(Ordering::Relaxed) >= max {
+            return None;
+        }
+        let mut slots = Slot::carve(READ_ALLOCATION)?;
+        BUFFERS.fetch_add(slots.len(), Ordering::Relaxed);
+        let s = slots.pop();
+        free.append(&mut slots);
+        s
+    }
+
+    /// Taken from the shared buffers (and counted in their bound).
+    fn pooled(&self) -> bool {
+        matches!(self.buf, Memory::Shared(_))
+    }
+
     /// A copy of `bytes` for the analysis, or `None` when the bound on the memory of the taps
     /// is reached (every shared buffer in use, or as many small copies waiting as allowed).
     pub fn copy_of(bytes: &[u8]) -> Option<TapBytes> {
-        if bytes.len() <= SMALL_READ {
-            return TapBytes::small_copy(bytes);
+        if bytes.len() <= SMALL_READ || bytes.len() > READ_BUFFER {
+            return TapBytes::own_copy(bytes);
         }
         let mut b = TapBytes::read_buffer();
-        if !b.pooled {
+        if !b.pooled() {
             return None;
         }
-        b.buf.clear();
-        b.buf.extend_from_slice(bytes);
-        b.off = 0;
-        b.len = bytes.len();
+        b.spare().get_mut(..bytes.len())?.copy_from_slice(bytes);
+        b.set_len(bytes.len());
         Some(b)
     }
 
     /// The whole buffer, to read into; then [`set_len`](Self::set_len).
     pub fn spare(&mut self) -> &mut [u8] {
-        let end = self.off.saturating_add(READ_BUFFER).min(self.buf.len());
-        self.buf.get_mut(self.off..end).unwrap_or_default()
+        let buf = self.buf.bytes_mut();
+        let end = self.off.saturating_add(READ_BUFFER).min(buf.len());
+        buf.get_mut(self.off..end).unwrap_or_default()
     }
 
     /// How many bytes of the buffer were read.
     pub fn set_len(&mut self, n: usize) {
-        self.len = n.min(self.buf.len().saturating_sub(self.off));
+        self.len = n.min(self.buf.bytes().len().saturating_sub(self.off));
     }
 
     /// The bytes to queue for the analysis: a small read as a copy of its own size (the read
@@ -305,8 +381,8 @@ impl TapBytes {
     pub fn into_tap(self) -> Option<TapBytes> {
         debug_assert!(self.sums.is_none(), "summed before it was queued");
         if self.len <= SMALL_READ {
-            TapBytes::small_copy(&self)
-        } else if self.pooled {
+            TapBytes::own_copy(&self)
+        } else if self.pooled() {
             Some(self)
         } else {
             None
@@ -327,9 +403,9 @@ impl TapBytes {
         self.sums.take()
     }
 
-    /// A copy of a small read, counted in [`QUEUED_COPIES`]; `None` when the copies waiting
-    /// already reach [`MAX_QUEUED_COPIES`].
-    fn small_copy(bytes: &[u8]) -> Option<TapBytes> {
+    /// A copy of its own (a small read, or more than a read buffer holds), counted in
+    /// [`QUEUED_COPIES`]; `None` when the copies waiting already reach [`MAX_QUEUED_COPIES`].
+    fn own_copy(bytes: &[u8]) -> Option<TapBytes> {
         let cost = bytes.len().saturating_add(COPY_OVERHEAD);
         QUEUED_COPIES
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
@@ -347,10 +423,9 @@ impl From<Vec<u8>> for TapBytes {
     fn from(buf: Vec<u8>) -> Self {
         let len = buf.len();
         TapBytes {
-            buf,
+            buf: Memory::Own(buf),
             off: 0,
             len,
-            pooled: false,
             counted: 0,
             sums: None,
         }
@@ -361,6 +436,7 @@ impl Deref for TapBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         self.buf
+            .bytes()
             .get(self.off..self.off + self.len)
             .unwrap_or_default()
     }
@@ -383,15 +459,11 @@ impl Drop for TapBytes {
         if self.counted > 0 {
             QUEUED_COPIES.fetch_sub(self.counted, Ordering::Relaxed);
         }
-        if self.pooled {
-            let mut buf = std::mem::take(&mut self.buf);
-            // A copy may have grown past the read size: keep the buffers alike.
-            buf.resize(READ_ALLOCATION, 0);
+        // Back to the free list; the arenas beyond what is kept go at the next tick.
+        if let Memory::Shared(slot) = std::mem::replace(&mut self.buf, Memory::Own(Vec::new())) {
             if let Ok(mut free) = FREE_BUFFERS.lock() {
-                if free.len() < KEEP_FREE_NOW.load(Ordering::Relaxed) {
-                    free.push(buf);
-                    return;
-                }
+                free.push(slot);
+                return;
             }
             BUFFERS.fetch_sub(1, Ordering::Relaxed);
         }
@@ -1518,9 +1590,7 @@ pub fn run_hub(
                 }
             }
             Tap::Tick { ts } => {
-                if !std::mem::take(&mut busy) {
-                    trim_free_read_buffers();
-                }
+                trim_free_read_buffers(std::mem::take(&mut busy));
                 if let Some(r) = recording.as_mut() {
                     r.tick();
                 }
@@ -1730,6 +1800,42 @@ mod tests {
     }
 
     #[test]
+    fn only_arenas_with_every_buffer_free_go_back_and_enough_are_kept() {
+        let mut a = Slot::carve(READ_ALLOCATION).expect("arena a");
+        let b = Slot::carve(READ_ALLOCATION).expect("arena b");
+        let c = Slot::carve(READ_ALLOCATION).expect("arena c");
+        let per = a.len();
+        let (a_id, b_id, c_id) = (a[0].arena_id(), b[0].arena_id(), c[0].arena_id());
+        // One buffer of arena a is still in use (by the analysis or the recording).
+        let in_use = a.pop().expect("slot");
+        let mut free: Vec<Slot> = a.into_iter().chain(b).chain(c).collect();
+        assert_eq!(free.len(), 3 * per - 1);
+
+        // Keeping more than two arenas' worth: nothing can go without going under it.
+        let gone = release_whole_arenas(&mut free, 2 * per);
+        assert!(gone.is_empty());
+
+        // Keeping one arena's worth: b goes (the oldest whole one); a stays, its buffer in use.
+        let gone = release_whole_arenas(&mut free, per);
+        assert_eq!(gone.len(), per);
+        assert!(gone.iter().all(|s| s.arena_id() == b_id));
+        assert!(free.iter().all(|s| s.arena_id() != b_id));
+        assert_eq!(free.len(), 2 * per - 1);
+
+        // Keeping nothing: c goes, a still stays.
+        let gone = release_whole_arenas(&mut free, 0);
+        assert!(gone.iter().all(|s| s.arena_id() == c_id));
+        assert_eq!(free.len(), per - 1);
+        assert!(free.iter().all(|s| s.arena_id() == a_id));
+
+        // Its last buffer back: a goes too.
+        free.push(in_use);
+        let gone = release_whole_arenas(&mut free, 0);
+        assert_eq!(gone.len(), per);
+        assert!(free.is_empty());
+    }
+
+    #[test]
     fn small_reads_are_copied_and_large_ones_handed_over() {
         let mut b = TapBytes::read_buffer();
         assert_eq!(b.spare().len(), READ_BUFFER);
@@ -1740,14 +1846,14 @@ mod tests {
             .expect("a small read is tapped while the bound allows");
         assert_eq!(&small[..], b"abc");
         // A copy of its own size: the read buffer is free again.
-        assert!(!small.pooled);
-        assert_eq!(small.buf.capacity(), 3);
+        assert!(!small.pooled());
+        assert!(matches!(&small.buf, Memory::Own(v) if v.capacity() == 3));
         assert_eq!(small.counted, 3 + COPY_OVERHEAD, "counted while it waits");
 
         let mut b = TapBytes::read_buffer();
         b.spare().fill(7);
         b.set_len(READ_BUFFER);
-        let pooled = b.pooled;
+        let pooled = b.pooled();
         match b.into_tap() {
             Some(large) => {
                 assert!(pooled);

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+mod arena;
 pub mod config;
 pub mod fault;
 pub mod hub;
