@@ -324,7 +324,8 @@ impl TapBytes {
     }
 
     /// A free shared read buffer: one from the free list, else one of a new arena (the others
-    /// go to the free list). `None` when [`MAX_BUFFERS_NOW`] exist already.
+    /// go to the free list). `None` when [`MAX_BUFFERS_NOW`] exist already (a new arena may
+    /// take the count up to 14 past it).
     fn free_slot() -> Option<Slot> {
         let mut free = FREE_BUFFERS.lock().ok()?;
         if let Some(s) = free.pop() {
